@@ -1,0 +1,3 @@
+from dilcli.cli import main
+
+main()

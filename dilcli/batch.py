@@ -1,0 +1,424 @@
+"""Batches of files: finding inputs, naming outputs, resuming, running workers, reporting.
+
+Every command that turns input files into output files (``convolve``, ``context``,
+``signal``) hands a *job* to :func:`run_batch`. A job is a picklable object with
+
+- ``output_names(stem) -> list[str]``: the file names it writes for one input;
+- ``signature() -> dict``: every parameter that changes its outputs (for resume);
+- ``run(input_path, output_paths)``: does the work, writing each output atomically,
+  raising an exception whose message is the reason when the input is bad.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import signal
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RECORD_NAME = ".dilcli-record.jsonl"
+_GLOB_CHARS = set("*?[")
+_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"II*\x00",
+    b"MM\x00*",
+    b"BM",
+    b"\x93NUMPY",
+)
+
+
+class BatchError(Exception):
+    """A batch that cannot start (a usage problem): the message says why."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file to process; ``relative`` is where its outputs go under the output folder."""
+
+    path: Path
+    relative: Path
+
+
+@dataclass(frozen=True)
+class Task:
+    input: InputFile
+    outputs: tuple[Path, ...]
+    key: str
+
+
+@dataclass
+class TaskResult:
+    input: InputFile
+    status: str  # "done", "skipped" or "failed"
+    outputs: tuple[Path, ...] = ()
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchReport:
+    results: list[TaskResult] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def count(self, status):
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failures(self):
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def exit_code(self):
+        if self.interrupted:
+            return 130
+        return 1 if self.failures else 0
+
+
+# --- finding inputs -----------------------------------------------------------------
+
+
+def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, exclude=None):
+    """Expand files, folders and glob patterns into input files.
+
+    Returns ``(inputs, skipped)``, ``skipped`` being ``TaskResult``s that say why a
+    path was left out (missing, special file, dangling link, ...). Hidden entries of
+    folders are ignored; folder entries count when their extension is in
+    ``extensions`` or, with ``sniff``, their first bytes look like an image or array.
+    """
+    inputs, skipped, seen = [], [], set()
+    excluded = os.path.realpath(exclude) if exclude is not None else None
+
+    def add(path, relative):
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            inputs.append(InputFile(Path(path), Path(relative)))
+
+    for spec in specs:
+        spec = str(spec)
+        path = Path(spec)
+        if not os.path.lexists(path) and _GLOB_CHARS & set(spec):
+            matches = sorted(glob.glob(spec, recursive=recursive))
+            if not matches:
+                skipped.append(_failed(path, "no file matches this pattern"))
+            for match in matches:
+                reason = _unusable(Path(match))
+                if reason:
+                    skipped.append(_skipped(Path(match), reason))
+                elif not Path(match).is_dir():
+                    add(match, Path(match).name)
+            continue
+        reason = _unusable(path)
+        if reason == "no such file or folder":
+            skipped.append(_failed(path, reason))
+        elif reason:
+            skipped.append(_skipped(path, reason))
+        elif path.is_dir():
+            for file, relative, why in _walk(path, recursive, excluded):
+                if why:
+                    skipped.append(_skipped(file, why))
+                elif file.suffix.lower() in extensions or (sniff and _looks_like_data(file)):
+                    add(file, relative)
+        else:
+            add(path, path.name)
+    return inputs, skipped
+
+
+def _walk(folder, recursive, excluded=None):
+    """Yield (path, path relative to folder, reason to skip or None), sorted, no loops.
+
+    Links to folders are not followed (so no loops); ``excluded`` (the output folder,
+    when the user put it inside an input folder) is not entered.
+    """
+    stack = [Path()]
+    while stack:
+        sub = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder / sub), key=lambda e: e.name)
+        except OSError as error:
+            yield folder / sub, sub, f"cannot list folder: {error.strerror or error}"
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path, relative = Path(entry.path), sub / entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if recursive and os.path.realpath(path) != excluded:
+                    subfolders.append(relative)
+                continue
+            reason = _unusable(path)
+            if reason and "folder" in reason:
+                if recursive:
+                    yield path, relative, reason
+                continue
+            yield path, relative, reason
+        stack.extend(reversed(subfolders))
+
+
+def _unusable(path):
+    """Why ``path`` cannot be an input (without opening it), or None."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return "no such file or folder"
+    except OSError as error:
+        return f"cannot read: {error.strerror or error}"
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return "dangling link (its target does not exist)"
+        except OSError as error:  # ELOOP for link loops
+            return f"broken link: {error.strerror or error}"
+        if stat.S_ISDIR(info.st_mode):
+            return "link to a folder, not followed"
+    if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+        return None
+    kind = "FIFO" if stat.S_ISFIFO(info.st_mode) else "device or socket"
+    return f"special file ({kind}), not opened"
+
+
+def _looks_like_data(path):
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return any(head.startswith(magic) for magic in _MAGIC)
+
+
+def _skipped(path, reason):
+    return TaskResult(InputFile(Path(path), Path(Path(path).name)), "skipped", reason=reason)
+
+
+def _failed(path, reason):
+    return TaskResult(InputFile(Path(path), Path(Path(path).name)), "failed", reason=reason)
+
+
+def check_output_folder(out_dir, specs, *, allow_inside=False):
+    """Refuse an output folder that is an input folder, or lies inside one unless allowed."""
+    out_real = Path(os.path.realpath(out_dir))
+    for spec in specs:
+        if not Path(spec).is_dir():
+            continue
+        in_real = Path(os.path.realpath(spec))
+        if out_real == in_real:
+            raise BatchError(f"output folder {out_dir} is the input folder {spec}")
+        if in_real in out_real.parents and not allow_inside:
+            raise BatchError(
+                f"output folder {out_dir} lies inside input folder {spec} "
+                "(add --allow-output-in-input if you mean it)"
+            )
+
+
+# --- planning -----------------------------------------------------------------------
+
+
+def plan_tasks(inputs, out_dir, job):
+    """One task per input: output paths under ``out_dir`` and a resume key.
+
+    Outputs mirror each input's sub-folder. Two inputs with the same stem in one folder
+    (``a.png``, ``a.jpg``) get their extension in the stem so neither is lost.
+    """
+    out_dir = Path(out_dir)
+    by_target = {}
+    for item in inputs:
+        by_target.setdefault((item.relative.parent, item.path.stem), []).append(item)
+    signature = _canonical(job.signature())
+    tasks = []
+    for item in inputs:
+        stem = item.path.stem
+        if len(by_target[(item.relative.parent, stem)]) > 1:
+            stem = f"{stem}_{item.path.suffix.lstrip('.').lower() or 'noext'}"
+        folder = out_dir / item.relative.parent
+        outputs = tuple(folder / name for name in job.output_names(stem))
+        tasks.append(Task(item, outputs, _task_key(item.path, outputs, signature)))
+    return tasks
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot record {type(value).__name__}")
+
+
+def _task_key(path, outputs, signature):
+    try:
+        info = os.stat(path)
+        identity = [os.path.realpath(path), info.st_size, info.st_mtime_ns]
+    except OSError:
+        identity = [os.path.realpath(path), None, None]
+    payload = json.dumps([identity, [str(o) for o in outputs], signature])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# --- the record of finished work ----------------------------------------------------
+
+
+class Record:
+    """Keys of finished tasks, one JSON line each, in the output folder.
+
+    A line is appended only after all of a task's outputs are in place, so a task
+    whose key is here is complete; a torn last line (a kill mid-write) is ignored.
+    """
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / RECORD_NAME
+        self.keys = set()
+        if self.path.is_file():
+            for line in self.path.read_text(errors="replace").splitlines():
+                try:
+                    self.keys.add(json.loads(line)["key"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def is_done(self, task):
+        return task.key in self.keys and all(o.is_file() for o in task.outputs)
+
+    def add(self, task):
+        self.keys.add(task.key)
+        line = json.dumps({"key": task.key, "input": str(task.input.path)}) + "\n"
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+
+
+# --- running ------------------------------------------------------------------------
+
+
+def execute(job, task):
+    """Run one task and turn every failure into a one-line reason (in the worker)."""
+    started = time.perf_counter()
+    try:
+        for folder in {o.parent for o in task.outputs}:
+            folder.mkdir(parents=True, exist_ok=True)
+        _refuse_overwriting_input(task)
+        job.run(task.input.path, task.outputs)
+    except MemoryError:
+        return TaskResult(task.input, "failed", reason="not enough memory")
+    except Exception as error:  # a bad input must never stop the batch
+        return TaskResult(task.input, "failed", reason=describe_error(error))
+    return TaskResult(task.input, "done", task.outputs, seconds=time.perf_counter() - started)
+
+
+def describe_error(error):
+    """A one-line reason for ``error``; unexpected kinds are named as such."""
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror + (f": {error.filename}" if error.filename else "")
+    expected = (ValueError, OSError, BatchError) + _image_errors()
+    if isinstance(error, expected):
+        return text or type(error).__name__
+    return f"unexpected {type(error).__name__}: {text}"
+
+
+def _image_errors():
+    from dilcli.imageio import ImageError
+
+    return (ImageError,)
+
+
+def _refuse_overwriting_input(task):
+    source = os.path.realpath(task.input.path)
+    for output in task.outputs:
+        if os.path.realpath(output) == source:
+            raise BatchError(f"output {output} would overwrite the input")
+
+
+def run_batch(tasks, job, *, out_dir, jobs=1, overwrite=False, fail_fast=False, on_result=None):
+    """Run ``tasks``, skipping those the record says are done; report each result.
+
+    ``jobs > 1`` runs tasks in worker processes; outputs do not depend on ``jobs``.
+    ``on_result(result)`` is called in the main process as each task ends. A
+    ``KeyboardInterrupt`` stops the batch; the report says it was interrupted.
+    """
+    started = time.perf_counter()
+    report = BatchReport()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    from dilcli.atomic import remove_stale_temporaries
+
+    remove_stale_temporaries(out_dir)
+    record = Record(out_dir)
+
+    def finish(task, result):
+        if result.status == "done":
+            record.add(task)
+        report.results.append(result)
+        if on_result:
+            on_result(result)
+
+    pending = []
+    for task in tasks:
+        if not overwrite and record.is_done(task):
+            finish(task, TaskResult(task.input, "skipped", task.outputs, reason="already done"))
+        else:
+            pending.append(task)
+    try:
+        for task, result in _results(pending, job, jobs, fail_fast):
+            finish(task, result)
+            if fail_fast and result.status == "failed":
+                break
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _results(tasks, job, jobs, fail_fast) -> Iterable:
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield task, execute(job, task)
+        return
+    import concurrent.futures as futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    pool = futures.ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)), mp_context=context, initializer=_ignore_sigint
+    )
+    submitted = {pool.submit(execute, job, task): task for task in tasks}
+    finished = False
+    try:
+        for future in futures.as_completed(submitted):
+            task = submitted[future]
+            try:
+                result = future.result()
+            except futures.process.BrokenProcessPool:
+                result = TaskResult(task.input, "failed", reason="worker process died (killed?)")
+            yield task, result
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted or failing fast: stop the workers now
+            workers = list((pool._processes or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers:
+                process.terminate()
+
+
+def _ignore_sigint():
+    # The main process owns Ctrl-C: it stops the pool and reports.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

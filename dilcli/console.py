@@ -1,0 +1,102 @@
+"""What a batch tells the person at the terminal: progress, failures, the summary.
+
+Everything goes to stderr, so data on stdout pipes cleanly. Rich draws a live bar
+only on a terminal; ``NO_COLOR`` is honoured by rich itself.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def display_path(path):
+    """A path safe to print on one line: control characters (newlines) escaped."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
+class BatchConsole:
+    """Progress and messages for one batch; use as a context manager."""
+
+    def __init__(self, total, *, quiet=False, verbose=False, label="processing"):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.quiet, self.verbose, self.total, self.label = quiet, verbose, total, label
+        self.progress = None
+        self.task_id = None
+
+    def __enter__(self):
+        if self.console.is_terminal and not (self.quiet or self.verbose) and self.total > 1:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+            self.task_id = self.progress.add_task(self.label, total=self.total, rate="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
+
+    def print(self, message, style=None):
+        self.console.print(message, style=style, markup=False)
+
+    def on_result(self, result):
+        """Called as each input ends: advance the bar, name failures at once."""
+        name = display_path(result.input.path)
+        if result.status == "failed":
+            self.print(f"error: {name}: {result.reason}", style="red")
+        elif self.verbose:
+            detail = f" ({result.reason})" if result.reason else ""
+            outputs = ", ".join(display_path(o.name) for o in result.outputs)
+            self.print(f"{result.status}: {name}{detail}" + (f" -> {outputs}" if outputs else ""))
+        if self.progress is not None:
+            task = self.progress.tasks[0]
+            rate = (task.completed + 1) / task.elapsed if task.elapsed else 0
+            self.progress.update(self.task_id, advance=1, rate=f"{rate:.1f}/s")
+
+    def summary(self, report):
+        """The closing lines: counts, time, throughput, and every failure again."""
+        failures = report.failures
+        if failures and len(report.results) > 1 and not self.quiet:
+            self.print(f"{len(failures)} input(s) failed:", style="red")
+            for result in failures:
+                self.print(f"  {display_path(result.input.path)}: {result.reason}", style="red")
+        if report.interrupted:
+            self.print("interrupted: finished outputs are kept; rerun the command to resume", style="yellow")
+        if self.quiet:
+            return
+        done, skipped = report.count("done"), report.count("skipped")
+        rate = done / report.seconds if report.seconds > 0 else 0.0
+        self.print(
+            f"{done} done, {skipped} skipped, {len(failures)} failed "
+            f"in {report.seconds:.1f} s ({rate:.1f} files/s)"
+        )
+
+
+def error(message):
+    """One line on stderr, for errors outside a batch."""
+    sys.stderr.write(f"error: {message}\n")

@@ -1,0 +1,265 @@
+"""Dilated correlation of 1-D signals and 2-D images.
+
+The definition (DESIGN.md), per spatial axis::
+
+    y[i] = sum_t w[t] * x[i + t*d - o]
+
+with ``o`` set by the output ``mode`` and ``x`` extended outside its domain by the
+``boundary`` rule, using scipy.ndimage's names and meanings.
+
+The kernel's number of dimensions says how many leading axes of ``x`` are spatial; one
+extra trailing axis is channels, to which the kernel applies independently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("same", "valid", "full", "causal")
+BOUNDARIES = ("reflect", "mirror", "nearest", "wrap", "constant")
+
+# Output rows are computed in strips whose working set stays in the CPU cache.
+_STRIP_BYTES = 1 << 18
+
+
+def dilated_correlate(
+    x,
+    kernel,
+    dilation=1,
+    *,
+    mode="same",
+    boundary=None,
+    cval=0.0,
+    flip=False,
+):
+    """Correlate ``x`` with a dilated ``kernel``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N,)`` or ``(N, C)`` for a 1-D kernel; ``(H, W)`` or ``(H, W, C)`` for a
+        2-D kernel. Trailing channels are filtered independently.
+    kernel : array_like
+        1-D or 2-D weights, any (odd or even) length per axis.
+    dilation : int or tuple of int
+        Spacing between kernel taps, >= 1; one value, or one per spatial axis.
+    mode : {'same', 'valid', 'full', 'causal'}
+        Output size. ``same`` keeps the input size and centres the kernel, with the
+        extra sample of an even span on the right (PyTorch's ``padding='same'``);
+        ``valid`` uses only positions where the dilated kernel fits;
+        ``full`` returns every position it overlaps; ``causal`` (1-D only) makes
+        ``y[i]`` depend on ``x[<= i]`` alone.
+    boundary : {'reflect', 'mirror', 'nearest', 'wrap', 'constant'}, optional
+        How ``x`` is extended, as in scipy.ndimage: ``reflect`` (d c b a | a b c d),
+        ``mirror`` (d c b | a b c d), ``nearest``, ``wrap``, ``constant`` (``cval``).
+        Defaults to ``reflect``, or to ``constant`` in ``causal`` mode, where only
+        ``constant`` and ``nearest`` are allowed (the others look ahead).
+    cval : float
+        Value outside the input when ``boundary='constant'``.
+    flip : bool
+        Reverse the kernel on every axis first: true convolution for odd kernels.
+
+    Returns
+    -------
+    ndarray
+        float32 for float32 (or narrower) input, float64 for float64 input.
+
+    Examples
+    --------
+    >>> dilated_correlate([0, 0, 1, 0, 0, 0, 0], [1, 2, 3], dilation=2, boundary="constant")
+    array([3., 0., 2., 0., 1., 0., 0.])
+    """
+    x = np.asarray(x)
+    kernel = np.asarray(kernel)
+    dtype = _float_dtype(x.dtype)
+    spatial = kernel.ndim
+    if spatial not in (1, 2):
+        raise ValueError(f"kernel must be 1-D or 2-D, got shape {kernel.shape}")
+    if x.ndim not in (spatial, spatial + 1):
+        expected = "(N,) or (N, C)" if spatial == 1 else "(H, W) or (H, W, C)"
+        raise ValueError(f"input of shape {x.shape} does not fit a {spatial}-D kernel: expected {expected}")
+    if min(x.shape[:spatial], default=1) < 1 or min(kernel.shape) < 1:
+        raise ValueError(f"input {x.shape} and kernel {kernel.shape} must not be empty")
+    if not np.all(np.isfinite(kernel)):
+        raise ValueError("kernel weights must be finite numbers")
+    dilations = normalize_dilation(dilation, spatial)
+    boundary = _check_mode_boundary(mode, boundary, spatial)
+
+    x = x.astype(dtype, copy=False)
+    kernel = kernel.astype(dtype)
+    if flip:
+        kernel = kernel[(slice(None, None, -1),) * spatial]
+
+    pads, out_shape = [], []
+    for n, k, d in zip(x.shape[:spatial], kernel.shape, dilations):
+        before, after, size = axis_geometry(n, k, d, mode)
+        pads.append((before, after))
+        out_shape.append(size)
+    padded = extend(x, pads, boundary, cval)
+    return _correlate_padded(padded, kernel, dilations, tuple(out_shape))
+
+
+def apply_kernel(x, kernel, dilation=1, **options):
+    """Response of ``x`` to a :class:`dilcli.kernels.Kernel` at ``dilation``.
+
+    A gradient pair (``sobel``, ``scharr``, ``prewitt``) gives the magnitude
+    ``hypot(g_x, g_y)`` of its two responses; other options as in
+    :func:`dilated_correlate`.
+    """
+    responses = [dilated_correlate(x, part, dilation, **options) for part in kernel.parts]
+    if len(responses) == 1:
+        return responses[0]
+    return np.hypot(responses[0], responses[1], out=responses[0])
+
+
+def normalize_dilation(dilation, ndim):
+    """One positive int per spatial axis, from an int or a sequence."""
+    values = tuple(np.atleast_1d(np.asarray(dilation)).tolist())
+    if len(values) == 1:
+        values = values * ndim
+    if len(values) != ndim:
+        raise ValueError(f"dilation must be one int or {ndim} ints, got {dilation!r}")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"dilation must be a positive integer, got {value!r}")
+    return values
+
+
+def axis_geometry(n, k, d, mode):
+    """Padding before and after, and output length, for one axis.
+
+    ``o`` is the offset in ``y[i] = sum_t w[t] x[i + t*d - o]``: the padding before.
+    """
+    span = (k - 1) * d + 1
+    if mode == "same":
+        size, before = n, (span - 1) // 2
+    elif mode == "valid":
+        size, before = n - span + 1, 0
+        if size < 1:
+            raise ValueError(
+                f"'valid' output would be empty: the dilated kernel spans {span} samples "
+                f"but the input has only {n} along that axis"
+            )
+    elif mode == "full":
+        size, before = n + span - 1, span - 1
+    else:  # causal
+        size, before = n, span - 1
+    after = size + span - 1 - before - n
+    return before, after, size
+
+
+def extend(x, pads, boundary, cval=0.0):
+    """Extend the leading axes of ``x`` by ``pads`` ((before, after) per axis).
+
+    Index maps follow scipy.ndimage's definitions, so they hold for any pad width,
+    also wider than the input (numpy.pad's names differ: its 'reflect' is ndimage's
+    'mirror', its 'symmetric' ndimage's 'reflect').
+    """
+    if all(b == 0 and a == 0 for b, a in pads):
+        return x
+    if boundary == "constant":
+        widths = list(pads) + [(0, 0)] * (x.ndim - len(pads))
+        return np.pad(x, widths, mode="constant", constant_values=cval)
+    indices = [
+        boundary_indices(np.arange(-b, n + a), n, boundary)
+        for (b, a), n in zip(pads, x.shape)
+    ]
+    return x[np.ix_(*indices)] if len(indices) > 1 else x[indices[0]]
+
+
+def boundary_indices(i, n, boundary):
+    """Map positions ``i`` (possibly outside ``[0, n)``) to indices inside it."""
+    i = np.asarray(i)
+    if boundary == "nearest":
+        return np.clip(i, 0, n - 1)
+    if boundary == "wrap":
+        return np.mod(i, n)
+    if boundary == "reflect":  # period 2n: d c b a | a b c d | d c b a
+        j = np.mod(i, 2 * n)
+        return np.where(j < n, j, 2 * n - 1 - j)
+    if boundary == "mirror":  # period 2n - 2: d c b | a b c d | c b a
+        if n == 1:
+            return np.zeros_like(i)
+        j = np.mod(i, 2 * n - 2)
+        return np.where(j < n, j, 2 * n - 2 - j)
+    raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
+
+
+def _float_dtype(dtype):
+    if dtype.kind == "c" or dtype.kind not in "biuf":
+        raise ValueError(f"input must be real numbers, got dtype {dtype}")
+    return np.dtype(np.float64) if dtype == np.float64 or dtype.itemsize > 4 else np.dtype(np.float32)
+
+
+def _check_mode_boundary(mode, boundary, spatial):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if mode == "causal":
+        if spatial != 1:
+            raise ValueError("mode 'causal' is for 1-D signals only")
+        boundary = "constant" if boundary is None else boundary
+        if boundary not in ("constant", "nearest"):
+            raise ValueError(
+                f"mode 'causal' allows boundary 'constant' or 'nearest' only "
+                f"('{boundary}' would look ahead)"
+            )
+    boundary = "reflect" if boundary is None else boundary
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
+    return boundary
+
+
+def _separable_factors(kernel):
+    """Column and row vectors whose outer product is ``kernel``, or None."""
+    if kernel.ndim != 2 or min(kernel.shape) < 2:
+        return None
+    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
+    if s[0] == 0 or s[1] > 1e-7 * s[0]:
+        return None
+    root = np.sqrt(s[0])
+    return (u[:, 0] * root).astype(kernel.dtype), (vt[0] * root).astype(kernel.dtype)
+
+
+def _correlate_padded(padded, kernel, dilations, out_shape):
+    """Sum of shifted, weighted views of the padded input; no more padding needed."""
+    factors = _separable_factors(kernel)
+    if factors is not None:
+        column, row = factors
+        d0, d1 = dilations
+        rows_done = _correlate_padded(padded, column, (d0,), (out_shape[0],))
+        # Swap so the row pass also runs on the leading axis.
+        swapped = np.moveaxis(rows_done, 1, 0)
+        return np.moveaxis(_correlate_padded(swapped, row, (d1,), (out_shape[1],)), 0, 1)
+
+    out = np.empty(out_shape + padded.shape[len(out_shape):], dtype=padded.dtype)
+    taps = [
+        (weight, tuple(t * d for t, d in zip(index, dilations)))
+        for index, weight in np.ndenumerate(kernel)
+        if weight != 0
+    ]
+    if not taps:
+        out.fill(0)
+        return out
+    row_bytes = max(1, out[0].nbytes)
+    strip = max(1, _STRIP_BYTES // row_bytes)
+    scratch = np.empty((strip,) + out.shape[1:], dtype=out.dtype)
+    inner = tuple(slice(0, n) for n in out_shape[1:])
+    for start in range(0, out_shape[0], strip):
+        stop = min(start + strip, out_shape[0])
+        acc = out[start:stop]
+        tmp = scratch[: stop - start]
+        for n, (weight, shift) in enumerate(taps):
+            view = padded[
+                (slice(start + shift[0], stop + shift[0]),)
+                + tuple(slice(s, s + sl.stop) for s, sl in zip(shift[1:], inner))
+            ]
+            if n == 0:
+                np.multiply(view, weight, out=acc)
+            elif weight == 1:
+                np.add(acc, view, out=acc)
+            elif weight == -1:
+                np.subtract(acc, view, out=acc)
+            else:
+                np.multiply(view, weight, out=tmp)
+                np.add(acc, tmp, out=acc)
+    return out
