@@ -139,17 +139,25 @@ def batch_options(command):
 
 
 def run_file_batch(inputs, job, *, out_dir, recursive, jobs, overwrite, fail_fast, quiet, verbose, allow_output_in_input, label, extensions=None):
-    """Find inputs, plan, run and report a batch; exit with the batch's code."""
+    """Find inputs, plan, run and report a batch; exit with the batch's code.
+
+    Every file command ends here, so inputs, naming, resume, workers, progress and
+    error reporting behave the same for all. ``extensions`` (default: images) says
+    which files in folders are inputs.
+    """
     from dilcli import batch
     from dilcli.console import BatchConsole
 
+    sniff = extensions is None  # images are recognised by content too
     if extensions is None:
         from dilcli.imageio import IMAGE_EXTENSIONS as extensions
     try:
         batch.check_output_folder(out_dir, inputs, allow_inside=allow_output_in_input)
     except batch.BatchError as error:
         raise click.UsageError(str(error)) from None
-    found, skipped = batch.find_inputs(inputs, recursive=recursive, extensions=extensions, exclude=out_dir)
+    found, skipped = batch.find_inputs(
+        inputs, recursive=recursive, extensions=extensions, sniff=sniff, exclude=out_dir
+    )
     tasks = batch.plan_tasks(found, out_dir, job)
     with BatchConsole(len(tasks), quiet=quiet, verbose=verbose, label=label) as console:
         for result in skipped:
