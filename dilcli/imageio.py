@@ -290,9 +290,14 @@ def save_float(path, array, fmt):
         if fmt == "npy":
             np.save(handle, array, allow_pickle=False)
         elif fmt == "tiff":
+            import io
+
             import tifffile
 
-            tifffile.imwrite(handle, array, photometric="minisblack" if array.ndim == 2 or array.shape[2] != 3 else "rgb")
+            buffer = io.BytesIO()  # tifffile wants a named file or a seekable buffer
+            rgb = array.ndim == 3 and array.shape[2] == 3
+            tifffile.imwrite(buffer, array, photometric="rgb" if rgb else "minisblack")
+            handle.write(buffer.getbuffer())
         else:
             raise ValueError(f"float output format must be npy or tiff, got {fmt!r}")
 

@@ -1,0 +1,29 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "sample_images"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+@pytest.fixture
+def image_folder(tmp_path, rng):
+    """A folder with a gray PNG, an RGB PNG, an RGBA PNG and a 16-bit PNG."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray((rng.random((20, 30)) * 255).astype(np.uint8)).save(folder / "gray.png")
+    Image.fromarray((rng.random((24, 18, 3)) * 255).astype(np.uint8)).save(folder / "rgb.png")
+    Image.fromarray((rng.random((16, 16, 4)) * 255).astype(np.uint8), "RGBA").save(folder / "rgba.png")
+    Image.fromarray((rng.random((12, 14)) * 65535).astype(np.uint16)).save(folder / "deep.png")
+    return folder
