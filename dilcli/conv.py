@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from dilcli import _engine
+from dilcli._engine import boundary_indices
+
 MODES = ("same", "valid", "full", "causal")
 BOUNDARIES = ("reflect", "mirror", "nearest", "wrap", "constant")
-
-# Output rows are computed in strips whose working set stays in the CPU cache.
-_STRIP_BYTES = 1 << 18
 
 
 def dilated_correlate(
@@ -90,13 +90,19 @@ def dilated_correlate(
     if flip:
         kernel = kernel[(slice(None, None, -1),) * spatial]
 
-    pads, out_shape = [], []
-    for n, k, d in zip(x.shape[:spatial], kernel.shape, dilations):
-        before, after, size = axis_geometry(n, k, d, mode)
-        pads.append((before, after))
-        out_shape.append(size)
-    padded = extend(x, pads, boundary, cval)
-    return _correlate_padded(padded, kernel, dilations, tuple(out_shape))
+    geometry = [axis_geometry(n, k, d, mode) for n, k, d in zip(x.shape, kernel.shape, dilations)]
+    out_shape = tuple(size for _, _, size in geometry) + x.shape[spatial:]
+    # The engine works on (rows, columns, channels): a 1-D signal is one column.
+    if spatial == 1:
+        x3 = x.reshape(x.shape[0], 1, -1)
+        kernel, dilations = kernel[:, np.newaxis], (dilations[0], 1)
+        geometry.append((0, 0, 1))
+    else:
+        x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    out = np.empty((geometry[0][2], geometry[1][2], x3.shape[2]), dtype=dtype)
+    offsets = (geometry[0][0], geometry[1][0])
+    _engine.correlate(x3, kernel, dilations, offsets, boundary, dtype.type(cval), out)
+    return out.reshape(out_shape)
 
 
 def apply_kernel(x, kernel, dilation=1, **options):
@@ -167,24 +173,6 @@ def extend(x, pads, boundary, cval=0.0):
     return x[np.ix_(*indices)] if len(indices) > 1 else x[indices[0]]
 
 
-def boundary_indices(i, n, boundary):
-    """Map positions ``i`` (possibly outside ``[0, n)``) to indices inside it."""
-    i = np.asarray(i)
-    if boundary == "nearest":
-        return np.clip(i, 0, n - 1)
-    if boundary == "wrap":
-        return np.mod(i, n)
-    if boundary == "reflect":  # period 2n: d c b a | a b c d | d c b a
-        j = np.mod(i, 2 * n)
-        return np.where(j < n, j, 2 * n - 1 - j)
-    if boundary == "mirror":  # period 2n - 2: d c b | a b c d | c b a
-        if n == 1:
-            return np.zeros_like(i)
-        j = np.mod(i, 2 * n - 2)
-        return np.where(j < n, j, 2 * n - 2 - j)
-    raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
-
-
 def _float_dtype(dtype):
     if dtype.kind == "c" or dtype.kind not in "biuf":
         raise ValueError(f"input must be real numbers, got dtype {dtype}")
@@ -209,57 +197,3 @@ def _check_mode_boundary(mode, boundary, spatial):
     return boundary
 
 
-def _separable_factors(kernel):
-    """Column and row vectors whose outer product is ``kernel``, or None."""
-    if kernel.ndim != 2 or min(kernel.shape) < 2:
-        return None
-    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
-    if s[0] == 0 or s[1] > 1e-7 * s[0]:
-        return None
-    root = np.sqrt(s[0])
-    return (u[:, 0] * root).astype(kernel.dtype), (vt[0] * root).astype(kernel.dtype)
-
-
-def _correlate_padded(padded, kernel, dilations, out_shape):
-    """Sum of shifted, weighted views of the padded input; no more padding needed."""
-    factors = _separable_factors(kernel)
-    if factors is not None:
-        column, row = factors
-        d0, d1 = dilations
-        rows_done = _correlate_padded(padded, column, (d0,), (out_shape[0],))
-        # Swap so the row pass also runs on the leading axis.
-        swapped = np.moveaxis(rows_done, 1, 0)
-        return np.moveaxis(_correlate_padded(swapped, row, (d1,), (out_shape[1],)), 0, 1)
-
-    out = np.empty(out_shape + padded.shape[len(out_shape):], dtype=padded.dtype)
-    taps = [
-        (weight, tuple(t * d for t, d in zip(index, dilations)))
-        for index, weight in np.ndenumerate(kernel)
-        if weight != 0
-    ]
-    if not taps:
-        out.fill(0)
-        return out
-    row_bytes = max(1, out[0].nbytes)
-    strip = max(1, _STRIP_BYTES // row_bytes)
-    scratch = np.empty((strip,) + out.shape[1:], dtype=out.dtype)
-    inner = tuple(slice(0, n) for n in out_shape[1:])
-    for start in range(0, out_shape[0], strip):
-        stop = min(start + strip, out_shape[0])
-        acc = out[start:stop]
-        tmp = scratch[: stop - start]
-        for n, (weight, shift) in enumerate(taps):
-            view = padded[
-                (slice(start + shift[0], stop + shift[0]),)
-                + tuple(slice(s, s + sl.stop) for s, sl in zip(shift[1:], inner))
-            ]
-            if n == 0:
-                np.multiply(view, weight, out=acc)
-            elif weight == 1:
-                np.add(acc, view, out=acc)
-            elif weight == -1:
-                np.subtract(acc, view, out=acc)
-            else:
-                np.multiply(view, weight, out=tmp)
-                np.add(acc, tmp, out=acc)
-    return out

@@ -3,11 +3,20 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import ndimage
 
+from dilcli import _engine
 from dilcli.conv import BOUNDARIES, apply_kernel, dilated_correlate
 from dilcli.kernels import named_kernel
 from reference import direct_correlate
 
 RNG = np.random.default_rng(1)
+ENGINES = ["compiled", "numpy"] if _engine._cengine is not None else ["numpy"]
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request, monkeypatch):
+    """Every test runs on each engine: the compiled one (when built) and numpy."""
+    monkeypatch.setattr(_engine, "use_compiled", request.param == "compiled")
+    return request.param
 KERNELS_2D = {
     "random3x3": RNG.normal(size=(3, 3)),
     "even2x4": RNG.normal(size=(2, 4)),
@@ -158,3 +167,42 @@ def test_gradient_pair_is_the_magnitude_of_scipy_sobel():
     x = RNG.random((16, 20))
     want = np.hypot(ndimage.sobel(x, axis=0, mode="reflect"), ndimage.sobel(x, axis=1, mode="reflect"))
     assert_allclose(apply_kernel(x, named_kernel("sobel"), 1), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("kernel_name", ["laplacian", "sobel-x", "gaussian", "b3spline", "random"])
+@pytest.mark.parametrize("dilation", [1, 5])
+def test_many_strips_chunks_and_threads_match_scipy(monkeypatch, boundary, kernel_name, dilation):
+    # Tiny strips and chunks force interior views, border gathers and thread hand-off.
+    monkeypatch.setattr(_engine, "STRIP_BYTES", 512)
+    monkeypatch.setattr(_engine, "CHUNK_VALUES", 37)
+    monkeypatch.setattr(_engine, "_default_threads", 2)
+    x = RNG.random((45, 61, 3)).astype(np.float32)
+    kernel = RNG.normal(size=(3, 3)) if kernel_name == "random" else named_kernel(kernel_name).parts[0]
+    stuffed = np.zeros(((np.array(kernel.shape) - 1) * dilation + 1))
+    stuffed[::dilation, ::dilation] = kernel
+    want = np.stack(
+        [ndimage.correlate(x[..., c].astype(np.float64), stuffed, mode=boundary, cval=0.25) for c in range(3)], axis=-1
+    )
+    got = dilated_correlate(x, kernel, dilation, boundary=boundary, cval=0.25)
+    assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["same", "valid", "full", "causal"])
+def test_long_signals_run_in_chunks(monkeypatch, mode):
+    monkeypatch.setattr(_engine, "CHUNK_VALUES", 64)
+    monkeypatch.setattr(_engine, "_default_threads", 2)
+    x = RNG.random((3000, 2))
+    kernel = RNG.normal(size=4)
+    boundary = "nearest" if mode == "causal" else "mirror"
+    got = dilated_correlate(x, kernel, 7, mode=mode, boundary=boundary)
+    assert_allclose(got, direct_correlate(x, kernel, 7, mode=mode, boundary=boundary), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("laplacian", "centre"), ("sobel-x", "separable"), ("gaussian", "separable"), ("laplacian4", "direct")],
+)
+def test_numpy_plans_choose_cheaper_forms(name, kind):
+    plan = _engine.plan(named_kernel(name).parts[0])
+    assert {"centre": plan.centre is not None, "separable": bool(plan.column) and plan.centre is None, "direct": bool(plan.taps)}[kind]
