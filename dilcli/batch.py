@@ -18,7 +18,6 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -347,12 +346,15 @@ def _refuse_overwriting_input(task):
             raise BatchError(f"output {output} would overwrite the input")
 
 
-def run_batch(tasks, job, *, out_dir, jobs=1, overwrite=False, fail_fast=False, on_result=None):
+def run_batch(
+    tasks, job, *, out_dir, jobs=1, overwrite=False, fail_fast=False, on_result=None, scheduler=None
+):
     """Run ``tasks``, skipping those the record says are done; report each result.
 
-    ``jobs > 1`` runs tasks in worker processes; outputs do not depend on ``jobs``.
-    ``on_result(result)`` is called in the main process as each task ends. A
-    ``KeyboardInterrupt`` stops the batch; the report says it was interrupted.
+    ``jobs > 1`` runs tasks in worker processes, ``scheduler`` (an address) on a Dask
+    cluster; outputs do not depend on either. ``on_result(result)`` is called in the
+    main process as each task ends. A ``KeyboardInterrupt`` stops the batch; the
+    report says it was interrupted.
     """
     started = time.perf_counter()
     report = BatchReport()
@@ -375,28 +377,32 @@ def run_batch(tasks, job, *, out_dir, jobs=1, overwrite=False, fail_fast=False, 
             finish(task, TaskResult(task.input, "skipped", task.outputs, reason="already done"))
         else:
             pending.append(task)
+    if scheduler:
+        results = _dask_results(pending, job, scheduler)
+    elif jobs > 1 and len(pending) > 1:
+        results = _pool_results(pending, job, jobs)
+    else:
+        results = ((task, execute(job, task)) for task in pending)
     try:
-        for task, result in _results(pending, job, jobs, fail_fast):
+        for task, result in results:
             finish(task, result)
             if fail_fast and result.status == "failed":
                 break
     except KeyboardInterrupt:
         report.interrupted = True
+    finally:
+        results.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _results(tasks, job, jobs, fail_fast) -> Iterable:
-    if jobs <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield task, execute(job, task)
-        return
+def _pool_results(tasks, job, jobs):
     import concurrent.futures as futures
     import multiprocessing
 
     context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
     pool = futures.ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)), mp_context=context, initializer=_ignore_sigint
+        max_workers=min(jobs, len(tasks)), mp_context=context, initializer=_init_worker
     )
     submitted = {pool.submit(execute, job, task): task for task in tasks}
     finished = False
@@ -419,6 +425,57 @@ def _results(tasks, job, jobs, fail_fast) -> Iterable:
                 process.terminate()
 
 
-def _ignore_sigint():
+def _init_worker():
     # The main process owns Ctrl-C: it stops the pool and reports.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Processes already fill the cores; threads inside each would only compete.
+    from dilcli import _engine
+
+    _engine.set_threads(1)
+
+
+def _dask_results(tasks, job, address):
+    """The same tasks on a Dask cluster; its workers must see the same files."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise BatchError("--scheduler needs Dask: pip install 'dilcli[dask]'") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise BatchError(f"cannot reach the Dask scheduler at {address}: {describe_error(error)}") from None
+    futures = {}
+    try:
+        futures = {client.submit(execute, job, task, pure=False): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # a worker lost mid-task
+                result = TaskResult(task.input, "failed", reason=f"Dask worker failed: {describe_error(error)}")
+            yield task, result
+    finally:
+        client.cancel(list(futures))
+        client.close()
+
+
+class JsonLog:
+    """``--log FILE``: one JSON line per input, and one per output it wrote."""
+
+    def __init__(self, path):
+        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def write(self, result):
+        entry = {
+            "input": str(result.input.path),
+            "status": result.status,
+            "reason": result.reason or None,
+            "seconds": round(result.seconds, 4),
+            "outputs": [str(o) for o in result.outputs],
+        }
+        lines = [entry] + [{"output": str(o), "input": entry["input"]} for o in result.outputs if result.status == "done"]
+        self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
+        self.handle.flush()
+
+    def close(self):
+        self.handle.close()

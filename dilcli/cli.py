@@ -134,11 +134,13 @@ def batch_options(command):
         click.option("--allow-output-in-input", is_flag=True, help="Allow an output folder inside an input folder."),
         click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
         click.option("-v", "--verbose", is_flag=True, help="One line per file instead of a progress bar."),
+        click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per input and per output to this file."),
+        click.option("--scheduler", envvar="DASK_SCHEDULER_ADDRESS", default=None, help="Run on a Dask cluster at this address (env DASK_SCHEDULER_ADDRESS); needs pip install 'dilcli[dask]'."),
     ]
     return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
 
 
-def run_file_batch(inputs, job, *, out_dir, recursive, jobs, overwrite, fail_fast, quiet, verbose, allow_output_in_input, label, extensions=None):
+def run_file_batch(inputs, job, *, out_dir, recursive, jobs, overwrite, fail_fast, quiet, verbose, allow_output_in_input, log_path, scheduler, label, extensions=None):
     """Find inputs, plan, run and report a batch; exit with the batch's code.
 
     Every file command ends here, so inputs, naming, resume, workers, progress and
@@ -159,19 +161,36 @@ def run_file_batch(inputs, job, *, out_dir, recursive, jobs, overwrite, fail_fas
         inputs, recursive=recursive, extensions=extensions, sniff=sniff, exclude=out_dir
     )
     tasks = batch.plan_tasks(found, out_dir, job)
+    try:
+        log = batch.JsonLog(log_path) if log_path else None
+    except OSError as error:
+        raise click.BadParameter(f"cannot open log file: {error.strerror}", param_hint="'--log'") from None
+
+    def on_result(result):
+        console.on_result(result)
+        if log:
+            log.write(result)
+
     with BatchConsole(len(tasks), quiet=quiet, verbose=verbose, label=label) as console:
         for result in skipped:
             if result.status == "failed" or verbose:
-                console.on_result(result)
-        report = batch.run_batch(
-            tasks,
-            job,
-            out_dir=out_dir,
-            jobs=jobs or os.cpu_count() or 1,
-            overwrite=overwrite,
-            fail_fast=fail_fast,
-            on_result=console.on_result,
-        )
+                on_result(result)
+        try:
+            report = batch.run_batch(
+                tasks,
+                job,
+                out_dir=out_dir,
+                jobs=jobs or os.cpu_count() or 1,
+                overwrite=overwrite,
+                fail_fast=fail_fast,
+                on_result=on_result,
+                scheduler=scheduler,
+            )
+        except batch.BatchError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            if log:
+                log.close()
     report.results[:0] = [r for r in skipped if r.status == "failed"]
     if not found and not skipped:
         console.print("no inputs found")
@@ -218,6 +237,209 @@ def convolve(inputs, kernel_spec, dilations, mode, boundary, cval, flip, fmt, ma
     run_file_batch(inputs, job, label="convolve", **batch)
 
 
+CONTEXT_PRESETS = ("context-basic", "context-large", "starlet")
+DEFAULT_STARLET_LEVELS = 5
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--preset", type=click.Choice(CONTEXT_PRESETS), default=None, help="context-basic, context-large: the paper's context module (Table 1), identity-initialised; starlet: the B3-spline a trous wavelet.")
+@click.option("-d", "--dilations", default=None, callback=_int_list_callback("dilations"), help="A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.")
+@click.option("-k", "--kernel", "kernel_spec", default=None, help="Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a .npy/.csv/.txt file [default: laplacian].")
+@click.option("--init", type=click.Choice(["kernel", "random"]), default="kernel", show_default=True, help="random: the seed notebook's small random kernels, randn(k, k) * 0.1 (k x k as -k) from --seed.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed for --init random and for context-large's noise.")
+@click.option("--weights", "weights_path", type=click.Path(exists=True, dir_okay=False), default=None, help="Trained weights, .npz: 'dilations', 'weight_0'..'weight_{L-1}' (C_out, C_in, k, k), optional 'bias_i'.")
+@click.option("--levels", type=click.IntRange(min=1), default=None, help=f"Wavelet planes for --preset starlet [default: {DEFAULT_STARLET_LEVELS}].")
+@click.option("--truncate/--no-truncate", default=None, help="ReLU after every layer but the last [default: on for the context presets and --weights, off for -d stacks].")
+@correlation_options
+@rendering_options
+@click.option("--final-only", is_flag=True, help="Write only the last layer (starlet: the residual c_J).")
+@click.option("--montage", is_flag=True, help="Also write {stem}_context_montage.png ({stem}_starlet_montage.png): the input beside every scale; without --map, each panel is stretched to its own range.")
+@batch_options
+def context(inputs, preset, dilations, kernel_spec, init, seed, weights_path, levels, truncate, mode, boundary, cval, flip, fmt, mapping, gain, bits, compression, final_only, montage, max_pixels, **batch):
+    """Run a stack of dilated layers; write what every layer (scale) sees.
+
+    INPUTS are images (as for 'convolve') or .npy feature maps (H, W, C), folders or
+    glob patterns. Choose one stack: --preset, -d with -k, or --weights. Each input
+    gives {stem}_context_l{i}_d{d}.{ext} per layer ({stem}_starlet_w{j} per wavelet
+    plane and {stem}_starlet_c{J} for starlet). PNGs of maps with other than 1 or 3
+    channels show the channel mean; --format npy or tiff keeps every channel, exactly.
+
+    \b
+    Examples:
+      dilcli context photo.png --preset starlet --levels 5 -o out --montage
+      dilcli context photo.png -d 1,2,4,8 -k laplacian -o out
+      dilcli context features.npy --weights model.npz --boundary constant -o out --format npy
+    """
+    from dilcli.jobs import ContextJob, Rendering
+
+    chosen = [name for name, value in (("--preset", preset), ("-d/--dilations", dilations), ("--weights", weights_path)) if value is not None]
+    if (kernel_spec is not None or init != "kernel") and dilations is None:
+        raise click.UsageError("-k/--kernel and --init go with -d/--dilations")
+    if len(chosen) != 1:
+        raise click.UsageError("choose one stack: --preset, -d/--dilations (with -k), or --weights" + (f"; got {' and '.join(chosen)}" if chosen else ""))
+    if levels is not None and preset != "starlet":
+        raise click.UsageError("--levels goes with --preset starlet")
+    kernel, layers, stack = None, (), preset
+    if preset == "starlet":
+        if mode != "same":
+            raise click.UsageError("--preset starlet needs --mode same (its planes are differences of equal-sized images)")
+        if truncate is not None:
+            raise click.UsageError("--preset starlet is linear: --truncate/--no-truncate do not apply")
+        dilations = tuple(2**j for j in range(levels or DEFAULT_STARLET_LEVELS))
+    elif preset is not None:
+        from dilcli.context import CONTEXT_DILATIONS as dilations
+    elif weights_path is not None:
+        layers = _load_context_weights(weights_path, truncate=truncate is not False)
+        dilations, stack = tuple(layer.dilation for layer in layers), "weights"
+    else:
+        kernel = load_kernel_option(kernel_spec or "laplacian", ndim=2)
+        if kernel.is_gradient_pair and init == "kernel":
+            raise click.BadParameter(f"{kernel.name} is a gradient pair (a magnitude); a stack needs one kernel, e.g. {kernel.name}-x", param_hint="'-k' / '--kernel'")
+        stack = init if init == "random" else "kernel"
+    rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=int(bits) if bits else None, compression=compression)
+    job = ContextJob(
+        stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""), seed, truncate,
+        mode, boundary, cval, flip, rendering, montage, final_only, max_pixels,
+    )
+    if not batch["quiet"]:
+        _print_stack(job)
+    run_file_batch(inputs, job, label="context", **batch)
+
+
+def _load_context_weights(path, *, truncate):
+    """The layers of a weights .npz file; a usage error naming the file if it is bad."""
+    import zipfile
+
+    import numpy as np
+
+    from dilcli.context import stack_from_arrays
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("not a .npz archive of named arrays (save it with numpy.savez)")
+        with archive:
+            arrays = {name: archive[name] for name in archive.files}
+        return stack_from_arrays(arrays, truncate=truncate)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise click.BadParameter(f"{path}: {' '.join(str(error).split())}", param_hint="'--weights'") from None
+
+
+def _print_stack(job):
+    """The stack's layers and receptive fields, on stderr, before it runs."""
+    channels = job.layers[0].in_channels if job.layers else 1
+    layers = job.build_layers(channels)
+    sizes = job.receptive_field_sizes(layers)
+    name = job.weights_name if job.stack == "weights" else job.stack
+    if job.stack == "kernel":
+        name = f"{job.kernel.name} stack"
+    elif job.stack == "random":
+        name = f"random {'x'.join(map(str, job.kernel.shape))} kernels, seed {job.seed}"
+    click.echo(f"{name}: {len(layers)} layers", err=True)
+    click.echo("  layer  kernel  dilation  ReLU  receptive field", err=True)
+    for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes), 1):
+        kernel = "x".join(str(k) for k in layer.kernel_shape)
+        relu = "yes" if layer.truncate else "no"
+        click.echo(f"  {number:>5}  {kernel:>6}  {layer.dilation:>8}  {relu:>4}  {rows:>11}x{columns}", err=True)
+
+
+@cli.command("signal")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-k", "--kernel", "kernel_spec", default="second-difference", show_default=True, help="A named 1-D kernel (see 'dilcli kernels --signal'), weights like '0.5,-1,0.25', or a .npy/.csv/.txt file.")
+@click.option("-d", "--dilations", default="1,2,4,8", show_default=True, callback=_int_list_callback("dilations"), help="Dilations: one output each, or the layers of --stack.")
+@click.option("--mode", type=click.Choice(["same", "valid", "full", "causal"]), default="same", show_default=True, help="Output length: the input's; only where the kernel fits; every overlap; or causal, the input's with y[i] seeing only x[<=i] (WaveNet, TCN).")
+@click.option("--boundary", type=click.Choice(BOUNDARY_CHOICES), default=None, help="How the signal is extended past its ends (scipy.ndimage's meanings) [default: reflect; in causal mode constant, and only constant or nearest are allowed].")
+@click.option("--cval", type=float, default=0.0, show_default=True, help="Value outside the signal for --boundary constant.")
+@click.option("--convolve", "flip", is_flag=True, help="Flip the kernel (true convolution) instead of correlating.")
+@click.option("--stack", is_flag=True, help="Apply the dilations one after another (a WaveNet-style stack): one output per layer, receptive fields printed.")
+@click.option("--activation", type=click.Choice(["none", "relu", "tanh"]), default="none", show_default=True, help="Nonlinearity after each layer of --stack.")
+@click.option("--time-column", default="auto", show_default=True, help="Text tables: a column carried through untouched (header name or 1-based number). auto: a column headed time, t, timestamp, date...; none: filter every column.")
+@click.option("--wav-scale", type=click.Choice(["bound", "peak", "none"]), default="bound", show_default=True, help="WAV outputs (input's rate and sample type) are divided by: bound, the kernel's worst-case gain sum|w| (to the power of the layer in a stack) when above 1, so no sample can clip; peak, the file's own peak when above 1; none, nothing (integer samples past full scale clip).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw FILE.png: the input and every output on one time axis, with the kernel's taps at each dilation. Several inputs: one picture each, FILE_{stem}.png (or put {stem} in FILE).")
+@batch_options
+def signal_command(inputs, kernel_spec, dilations, mode, boundary, cval, flip, stack, activation, time_column, wav_scale, plot_path, max_pixels, **batch):
+    """Apply a dilated 1-D kernel to signals: CSV/TSV/TXT tables, .npy arrays, WAV audio.
+
+    INPUTS are files, folders or glob patterns. Each input gives
+    {stem}_{kernel}_d{d}.{ext} per dilation, in the input's format (with --stack,
+    {stem}_{kernel}_stack_l{i}_d{d}.{ext} per layer). Table columns are channels; a
+    header row is kept; a time column is copied untouched. Rerunning skips finished work.
+
+    \b
+    Examples:
+      dilcli signal sample_signals/sensors.csv -k difference -d 1,4,16 -o out --plot out/sensors.png
+      dilcli signal sample_signals/chirp.wav -k 1,1 -d 1,2,4,8,16 --mode causal --stack -o out
+    """
+    from dilcli.jobs import SignalJob
+    from dilcli.signalio import SIGNAL_EXTENSIONS
+
+    if mode == "causal" and boundary not in (None, "constant", "nearest"):
+        raise click.BadParameter(f"causal mode allows constant or nearest only ({boundary} looks ahead)", param_hint="'--boundary'")
+    if activation != "none" and not stack:
+        raise click.UsageError("--activation applies between the layers of --stack; add --stack")
+    if plot_path is not None and not plot_path.lower().endswith(".png"):
+        raise click.BadParameter(f"{plot_path}: the picture is a PNG; name it FILE.png", param_hint="'--plot'")
+    kernel = load_kernel_option(kernel_spec, ndim=1)
+    formats, count = _signal_formats(inputs, batch["out_dir"], batch["recursive"], SIGNAL_EXTENSIONS)
+    plot, per_input = None, False
+    if plot_path is not None:
+        plot, per_input = os.path.abspath(plot_path), "{stem}" in plot_path or count > 1
+        if per_input and "{stem}" not in plot:
+            root, ext = os.path.splitext(plot)
+            plot = f"{root}_{{stem}}{ext}"
+    job = SignalJob(kernel, dilations, mode, boundary, cval, flip, stack, activation, time_column, wav_scale, formats, plot, per_input)
+    if stack and not batch["quiet"]:
+        _print_signal_stack(kernel, dilations, mode)
+    run_file_batch(inputs, job, label="signal", extensions=SIGNAL_EXTENSIONS, **batch)
+
+
+class _StemProbe:
+    """A job that plans only stems: the batch planner's names, to learn each input's format."""
+
+    def output_names(self, stem):
+        return [stem]
+
+    def signature(self):
+        return {}
+
+
+def _signal_formats(inputs, out_dir, recursive, extensions):
+    """((planned stem, input extension), ...) and the number of inputs found.
+
+    Outputs keep their input's format, but a job names outputs from the stem alone, so
+    the extension is looked up by stem. Same-named inputs of different formats in
+    different folders would share a stem; they are refused.
+    """
+    from dilcli import batch
+
+    found, _ = batch.find_inputs(inputs, recursive=recursive, extensions=extensions, sniff=False, exclude=out_dir)
+    formats = {}
+    for item, task in zip(found, batch.plan_tasks(found, out_dir, _StemProbe()), strict=True):
+        stem, ext = task.outputs[0].name, item.path.suffix.lower()
+        if formats.setdefault(stem, ext) != ext:
+            raise click.UsageError(
+                f"inputs named {stem!r} in different folders have different formats "
+                f"({formats[stem]}, {ext}); process them in separate runs"
+            )
+    return tuple(sorted(formats.items())), len(found)
+
+
+def _print_signal_stack(kernel, dilations, mode):
+    """Each layer's receptive field, on stderr, before the stack runs."""
+    from dilcli.receptive import Layer, causal_receptive_fields, receptive_fields
+
+    layers = [Layer(kernel.shape[0], d) for d in dilations]
+    if mode == "causal":
+        fields, what = causal_receptive_fields(layers), "past samples reaching y[i] (x[i] included)"
+    else:
+        fields, what = receptive_fields(layers), "input samples reaching y[i] (centred on i)"
+    click.echo(f"{kernel.name} stack: {len(layers)} layers, kernel {kernel.shape[0]}; receptive field = {what}", err=True)
+    click.echo("  layer  dilation  receptive field", err=True)
+    for number, (dilation, size) in enumerate(zip(dilations, fields, strict=True), 1):
+        click.echo(f"  {number:>5}  {dilation:>8}  {size:>15}", err=True)
+
+
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--signal", "one_d", is_flag=True, help="List the 1-D kernels for 'dilcli signal'.")
@@ -238,6 +460,351 @@ def kernels(fmt, one_d):
     from dilcli.tables import kernel_table
 
     kernel_table(table.values())
+
+
+# --- receptive fields: rf-table, rf-map, rf-suggest -----------------------------------
+
+RF_FORMATS = ("table", "json", "csv", "markdown")
+RF_COLUMNS = ("layer", "kernel", "dilation", "stride", "span", "jump", "rf", "growth", "coverage", "params", "total_params", "hdc_m", "hdc")
+RF_MAP_SUFFIXES = (".png",)
+
+
+def _rf_render(rows, columns, fmt, *, title=None, display=None):
+    """Rows as a rich table (``display`` formats each row for people) or json/csv/markdown.
+
+    Like :func:`dilcli.tables.render_rows`, without importing numpy, so rf-table starts
+    as fast as click itself.
+    """
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    shown = [display(row) for row in rows] if display else rows
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in shown]
+    if fmt == "markdown":
+        if title:
+            click.echo(f"**{title}**\n")
+        click.echo("| " + " | ".join(columns) + " |")
+        click.echo("|" + "---:|" * len(columns))
+        for line in cells:
+            click.echo("| " + " | ".join(line) + " |")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a pipe or a file: never wrap numbers
+        console = Console(highlight=False, width=max(console.width, 160))
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for line in cells:
+        table.add_row(*line)
+    console.print(table)
+
+
+def _rf_display(ndim):
+    """Format one layer_stats row for people: 3x3, 67x67, percentages, the HDC reason."""
+    from dilcli.receptive import share_text
+
+    def size(n):
+        return f"{n}x{n}" if ndim == 2 else str(n)
+
+    def display(row):
+        shown = dict(row, kernel=size(row["kernel"]), rf=size(row["rf"]))
+        if row["covered"] is not None:
+            shown["coverage"] = share_text(row["covered"], row["rf"] ** ndim)
+        shown["params"] = f"{row['params']:,}"
+        shown["total_params"] = f"{row['total_params']:,}"
+        if row["hdc_note"] and row["hdc"] != "pass":
+            shown["hdc"] = f"{row['hdc']} ({row['hdc_note']})"
+        return shown
+
+    return display
+
+
+def _rf_columns(channels):
+    return RF_COLUMNS if channels else tuple(c for c in RF_COLUMNS if c != "total_params")
+
+
+def _rf_options(command):
+    """--1d and --format: shared by rf-table and rf-suggest."""
+    decorators = [
+        click.option("--1d", "one_d", is_flag=True, help="Signals: k taps per layer (params k, not k*k); coverage along one axis."),
+        click.option("--format", "fmt", type=click.Choice(RF_FORMATS), default="table", show_default=True, help="table: rich table; json, csv, markdown for machines and docs."),
+    ]
+    return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+
+
+def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
+    """(layers, channels, title) from rf-table's options; usage errors when they clash."""
+    from dilcli import receptive
+
+    if preset and dilations:
+        raise click.UsageError("give either --preset or -d/--dilations, not both")
+    if not preset and not dilations:
+        raise click.UsageError("give the dilations (e.g. -d 1,2,4,8) or a --preset (context-basic, context-large, seed, wavenet)")
+    if preset and (kernels or strides):
+        raise click.UsageError(f"--preset {preset} sets the kernels and strides itself; drop -k/-s")
+    if repeat is not None and preset != "wavenet":
+        raise click.UsageError("--repeat is for --preset wavenet")
+    if preset in ("context-basic", "context-large"):
+        large = preset == "context-large"
+        width = channels or receptive.DEFAULT_CONTEXT_CHANNELS
+        layers, pairs = receptive.context_module(large=large, channels=width)
+        return layers, pairs, f"Context module, {'large' if large else 'basic'} (Table 1), C = {width}"
+    if preset == "seed":
+        return receptive.make_stack(receptive.SEED_DILATIONS, kernels=3), channels, "Seed: 3x3 at dilations 1,2,4,8"
+    if preset == "wavenet":
+        repeat = repeat or 1
+        return receptive.wavenet_stack(repeat), channels, f"WaveNet: kernel 2 at dilations 1..512, x{repeat}"
+    try:
+        layers = receptive.make_stack(dilations, kernels=kernels or 3, strides=strides or 1)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    return layers, channels, None
+
+
+def _rf_title(layers, ndim):
+    kernels = sorted({layer.kernel for layer in layers})
+    size = "x".join([str(kernels[0])] * ndim) if len(kernels) == 1 else "kernels " + ",".join(str(x.kernel) for x in layers)
+    title = f"{size} at dilations {','.join(str(x.dilation) for x in layers)}"
+    if any(layer.stride > 1 for layer in layers):
+        title += f", strides {','.join(str(x.stride) for x in layers)}"
+    return title
+
+
+def _rf_command(layers, dilations, ndim):
+    """The rf-table command for the same stack with other dilations."""
+    kernels = {layer.kernel for layer in layers}
+    kernel = str(kernels.pop()) if len(kernels) == 1 else ",".join(str(x.kernel) for x in layers)
+    command = f"dilcli rf-table -k {kernel} -d {','.join(map(str, dilations))}"
+    if any(layer.stride > 1 for layer in layers):
+        command += f" -s {','.join(str(x.stride) for x in layers)}"
+    return command + (" --1d" if ndim == 1 else "")
+
+
+def _warn_holes(layers, rows, ndim):
+    """On stderr: the coverage of a gridded stack, and a hole-free schedule to use instead."""
+    from dilcli import receptive
+
+    last = rows[-1]
+    if last["covered"] is None or last["coverage"] == 1:
+        return
+    field = last["rf"]
+    size = f"{field}x{field}" if ndim == 2 else str(field)
+    what = "pixels" if ndim == 2 else "positions"
+    total = field**ndim
+    click.secho(
+        f"warning: holes (gridding): only {last['covered']} of {total} {what} "
+        f"({receptive.share_text(last['covered'], total)}) of the {size} receptive field reach the output",
+        fg="yellow",
+        err=True,
+    )
+    kernels = [layer.kernel for layer in layers]
+    strides = [layer.stride for layer in layers]
+    found = receptive.hole_free_schedules(kernels, field, strides=strides, count=1, effort=20_000)
+    if found:
+        better = receptive.layer_stats(receptive.make_stack(found[0], kernels, strides), ndim=ndim)[-1]["rf"]
+        better_size = f"{better}x{better}" if ndim == 2 else str(better)
+        click.echo(f"  without holes, {len(layers)} layers reach {better_size}: {_rf_command(layers, found[0], ndim)}", err=True)
+        return
+    spatial = [k for k in kernels if k > 1]
+    click.echo(f"  no hole-free schedule of {len(layers)} such layers reaches {size}", err=True)
+    if len(set(spatial)) == 1 and set(strides) == {1}:
+        most = receptive.max_hole_free_field(spatial)
+        try:
+            depth, schedules = receptive.suggest_schedules(field, spatial[0], max_layers=len(spatial) + 8, count=1)
+        except ValueError:
+            return
+        layers_needed = receptive.make_stack(schedules[0], kernels=spatial[0])
+        kernel, most = (f"{spatial[0]}x{spatial[0]}", f"{most}x{most}") if ndim == 2 else (spatial[0], most)
+        click.echo(
+            f"  ({len(spatial)} layers of {kernel} reach at most {most} without holes); "
+            f"{depth} layers do: {_rf_command(layers_needed, schedules[0], ndim)}",
+            err=True,
+        )
+
+
+@cli.command("rf-table")
+@click.option("-d", "--dilations", default=None, callback=_int_list_callback("dilations"), help="One layer per dilation, e.g. 1,1,2,4,8,16,1 or 1-4.")
+@click.option("-k", "--kernel", "kernels", default=None, callback=_int_list_callback("kernel sizes"), help="Kernel size, one for all layers or one per layer (e.g. 3,3,1) [default: 3].")
+@click.option("-s", "--strides", default=None, callback=_int_list_callback("strides"), help="Strides, one for all layers or one per layer [default: 1].")
+@click.option("--channels", type=click.IntRange(min=1), default=None, help="Channels C: every layer C -> C (context-large: 2C,2C,4C,...,C; default 21 for the context presets). Without it, params counts weights per channel pair.")
+@click.option("--preset", type=click.Choice(["context-basic", "context-large", "seed", "wavenet"]), default=None, help="context-basic/-large: the paper's Table 1 (3x3 at 1,1,2,4,8,16,1, then 1x1); seed: 3x3 at 1,2,4,8; wavenet: kernel 2 at 1,2,...,512 (1-D).")
+@click.option("--repeat", type=click.IntRange(min=1), default=None, help="--preset wavenet: how many times the 1..512 block repeats [default: 1].")
+@click.option("--compare", is_flag=True, help="Instead of the layer table: plain convolutions, pooling and one large kernel against the stack, for the same receptive field.")
+@_rf_options
+def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one_d, fmt):
+    """Receptive field, coverage and parameters of a stack of dilated layers.
+
+    One row per layer: span of its dilated kernel, jump (output spacing in input
+    pixels), receptive field, growth, coverage (share of the receptive-field box whose
+    pixels reach the centre output; below 100% the stack has holes), parameters and
+    the Hybrid Dilated Convolution check (M_i, and the rule's verdict for the layers so
+    far). Holes are reported on stderr with a hole-free schedule to use instead.
+
+    \b
+    Examples:
+      dilcli rf-table -k 3 -d 1,1,2,4,8,16,1
+      dilcli rf-table --preset context-large --channels 21 --format markdown
+      dilcli rf-table -d 2,2,2 --compare
+      dilcli rf-table --preset wavenet --repeat 3 --format json
+    """
+    from dilcli import receptive
+
+    layers, channel_spec, title = _rf_stack(preset, dilations, kernels, strides, channels, repeat)
+    ndim = 1 if one_d or preset == "wavenet" else 2
+    title = title or f"Receptive field: {_rf_title(layers, ndim)}"
+    rows = receptive.layer_stats(layers, channel_spec, ndim=ndim)
+    if compare:
+        per_pair = channel_spec
+        if isinstance(channel_spec, list):  # the context presets: C -> C only if basic
+            widths = {width for pair in channel_spec for width in pair}
+            per_pair = widths.pop() if len(widths) == 1 else None
+            if per_pair is None:
+                click.echo("note: --compare counts weights per channel pair", err=True)
+        table = receptive.compare_designs(layers, per_pair, ndim=ndim)
+        field = rows[-1]["rf"]
+        size = f"{field}x{field}" if ndim == 2 else str(field)
+
+        def display(row):
+            shown = dict(row, params=f"{row['params']:,}")
+            shown["rf"] = f"{row['rf']}x{row['rf']}" if ndim == 2 else str(row["rf"])
+            if row["coverage"] is not None:
+                shown["coverage"] = receptive.share_text(round(row["coverage"] * 10**6), 10**6)
+            return shown
+
+        columns = ("design", "layers", "params", "rf", "resolution", "coverage")
+        _rf_render(table, columns, fmt, title=f"Ways to a {size} receptive field", display=display)
+    else:
+        columns = _rf_columns(channel_spec) if fmt != "json" else None
+        if fmt == "csv":
+            columns = tuple(rows[0])
+        _rf_render(rows, columns, fmt, title=title, display=_rf_display(ndim))
+    _warn_holes(layers, rows, ndim)
+
+
+@cli.command("rf-suggest")
+@click.option("--target", type=click.IntRange(min=2), required=True, help="Receptive field to reach (pixels per side, or samples with --1d).")
+@click.option("-k", "--kernel", type=click.IntRange(min=2), default=3, show_default=True, help="Kernel size of every layer.")
+@click.option("--max-layers", type=click.IntRange(min=1), default=16, show_default=True, help="Give up beyond this many layers.")
+@click.option("--count", type=click.IntRange(min=1, max=20), default=3, show_default=True, help="How many schedules to show.")
+@click.option("--channels", type=click.IntRange(min=1), default=None, help="Channels C (every layer C -> C) for the params column.")
+@_rf_options
+def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
+    """Dilation schedules without holes that reach --target with the fewest layers.
+
+    Every pixel of the receptive field reaches the output (coverage 100%). Schedules
+    are ranked by the smallest field >= target, then by the most even growth of the
+    dilations; each comes with its rf-table.
+
+    \b
+    Example:
+      dilcli rf-suggest --target 129 -k 3
+    """
+    from dilcli import receptive
+
+    try:
+        depth, schedules = receptive.suggest_schedules(target, kernel, max_layers=max_layers, count=count)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    ndim = 1 if one_d else 2
+    results = []
+    for dilations in schedules:
+        layers = receptive.make_stack(dilations, kernels=kernel)
+        rows = receptive.layer_stats(layers, channels, ndim=ndim)
+        results.append({"dilations": list(dilations), "kernel": kernel, "rf": rows[-1]["rf"], "layers": rows})
+    if fmt == "json":
+        _rf_render(results, None, fmt)
+    elif fmt == "csv":
+        flat = [{"schedule": number, **row} for number, result in enumerate(results, 1) for row in result["layers"]]
+        _rf_render(flat, tuple(flat[0]), fmt)
+    else:
+        for number, result in enumerate(results, 1):
+            size = f"{result['rf']}x{result['rf']}" if ndim == 2 else str(result["rf"])
+            title = f"{number}. -d {','.join(map(str, result['dilations']))}: {size}, no holes"
+            _rf_render(result["layers"], _rf_columns(channels), fmt, title=title, display=_rf_display(ndim))
+            if fmt == "markdown" and number < len(results):
+                click.echo()
+    fewer = kernel ** (depth - 1)
+    if depth > 1 and fewer < target:
+        what = f"{kernel}x{kernel}" if ndim == 2 else f"kernel {kernel}"
+        most = f"{fewer}x{fewer}" if ndim == 2 else str(fewer)
+        click.echo(f"{depth} layers are the fewest: {depth - 1} layers of {what} reach at most {most} without holes", err=True)
+
+
+@cli.command("rf-map")
+@click.option("-d", "--dilations", required=True, callback=_int_list_callback("dilations"), help="One layer per dilation, e.g. 2,2,2 or 1,2,5.")
+@click.option("-k", "--kernel", "kernels", default=None, callback=_int_list_callback("kernel sizes"), help="Kernel size, one for all layers or one per layer [default: 3, or the --weights size].")
+@click.option("-s", "--strides", default=None, callback=_int_list_callback("strides"), help="Strides, one for all layers or one per layer [default: 1].")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The picture to write (.png).")
+@click.option("--effective", is_flag=True, help="Colour by the effective receptive field (impulse response of the stack) instead of reached / hole.")
+@click.option("--weights", "weights_spec", default=None, help="--effective: every layer's weights, a named kernel or text like '1,2,1;2,4,2;1,2,1' [default: uniform]; magnitudes are shown.")
+@click.option("--1d", "one_d", is_flag=True, help="Signals: which positions each layer's kernel uses at its dilation, input to output.")
+@click.option("--causal", is_flag=True, help="--1d: causal padding (the output sees only the past), as in WaveNet.")
+def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, causal):
+    """Draw which input pixels reach the centre output, one panel per layer.
+
+    Holes of a gridded stack show as pale cells. --effective shades the pixels by
+    their weight on the output; --1d draws the dependency diagram of one output sample.
+
+    \b
+    Examples:
+      dilcli rf-map -d 2,2,2 -o gridding.png
+      dilcli rf-map -d 1,2,5 --effective -o erf.png
+      dilcli rf-map -k 2 -d 1,2,4,8 --1d --causal -o wavenet.png
+    """
+    from dilcli import receptive
+
+    if not output.lower().endswith(RF_MAP_SUFFIXES):
+        raise click.BadParameter("rf-map writes PNG: name the file *.png", param_hint="'-o' / '--output'")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"folder {folder} does not exist", param_hint="'-o' / '--output'")
+    if causal and not one_d:
+        raise click.UsageError("--causal is for --1d diagrams")
+    if weights_spec and not effective:
+        raise click.UsageError("--weights is for --effective")
+    weights = None
+    if weights_spec:
+        kernel = load_kernel_option(weights_spec, ndim=1 if one_d else 2)
+        if kernel.is_gradient_pair or len(set(kernel.shape)) != 1:
+            raise click.BadParameter(f"{weights_spec}: give one square kernel", param_hint="'--weights'")
+        if kernels and set(kernels) != {kernel.shape[0]}:
+            raise click.BadParameter(f"{weights_spec} is {kernel.shape[0]} wide but -k says {','.join(map(str, kernels))}", param_hint="'--weights'")
+        kernels = (kernel.shape[0],)
+        weights = [kernel.parts[0]] * len(dilations)
+    try:
+        layers = receptive.make_stack(dilations, kernels=kernels or 3, strides=strides or 1)
+        from dilcli import rfmap
+
+        if one_d:
+            picture = rfmap.signal_picture(layers, causal=causal, effective=effective, kernels=weights)
+        else:
+            picture = rfmap.coverage_picture(layers, effective=effective, kernels=weights)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        rfmap.save_png(picture, output)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    from dilcli.console import display_path
+
+    field = receptive.receptive_fields(layers)[-1]
+    size = str(field) if one_d else f"{field}x{field}"
+    click.echo(f"wrote {display_path(output)} ({picture.width}x{picture.height} px; receptive field {size})", err=True)
 
 
 def main():
