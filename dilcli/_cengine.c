@@ -4,7 +4,8 @@
  *   out[i, j, c] = sum_t w_t * x_ext[rowmap[i + a_t*d0], colmap[j + b_t*d1], c]
  *
  * rowmap/colmap are the boundary's index maps, computed in Python (-1 means the
- * constant value). Work items are (row, chunk of columns); items run on OpenMP
+ * constant value). Work items are (row, chunk of columns), the chunks cut so that
+ * border columns are chunks of their own; items run on OpenMP
  * threads with the GIL released. Within an item, each tap's source is a pointer
  * straight into x when its columns are a plain run of the input (the interior),
  * and a small gathered copy only at the borders. Outputs are accumulated in tiles
@@ -16,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 2048 /* output values (columns x channels) per work item */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FAST_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -34,7 +34,8 @@ typedef struct {
     const double *tw;
     Py_ssize_t d0, d1;
     double cval;
-    Py_ssize_t chunk_cols, nchunks;
+    const int64_t *starts; /* column chunks: [starts[k], starts[k + 1]) */
+    Py_ssize_t nchunks;
 } job_t;
 
 /* Tiles of 8 vectors of 32 bytes: GCC vector extensions keep the accumulators in
@@ -69,9 +70,8 @@ typedef struct {
                             const T **src, T *w) {                                    \
         const Py_ssize_t C = job->C, W = job->W;                                      \
         const Py_ssize_t i = item / job->nchunks;                                     \
-        const Py_ssize_t j0 = (item % job->nchunks) * job->chunk_cols;                \
-        Py_ssize_t j1 = j0 + job->chunk_cols;                                         \
-        if (j1 > job->Wo) j1 = job->Wo;                                               \
+        const Py_ssize_t j0 = job->starts[item % job->nchunks];                       \
+        const Py_ssize_t j1 = job->starts[item % job->nchunks + 1];                   \
         const Py_ssize_t cols = j1 - j0, n = cols * C;                                \
         const T *x = (const T *)job->x;                                               \
         T *out = (T *)job->out + (i * job->Wo + j0) * C;                              \
@@ -86,10 +86,10 @@ typedef struct {
             }                                                                         \
             T *buffer = scratch + t * n;                                              \
             for (Py_ssize_t q = 0; q < cols; q++) {                                   \
-                for (Py_ssize_t c = 0; c < C; c++) {                                  \
-                    buffer[q * C + c] = (r < 0 || cm[q] < 0)                          \
-                                            ? (T)job->cval                            \
-                                            : x[(r * W + cm[q]) * C + c];             \
+                if (r < 0 || cm[q] < 0) {                                             \
+                    for (Py_ssize_t c = 0; c < C; c++) buffer[q * C + c] = (T)job->cval; \
+                } else {                                                              \
+                    memcpy(buffer + q * C, x + (r * W + cm[q]) * C, C * sizeof(T));   \
                 }                                                                     \
             }                                                                         \
             src[t] = buffer;                                                          \
@@ -103,7 +103,10 @@ DEFINE_ENGINE(double, f64)
 static int run(const job_t *job, int is_double, int threads) {
     const Py_ssize_t items = job->Ho * job->nchunks;
     const size_t item_size = is_double ? sizeof(double) : sizeof(float);
-    const size_t values = (size_t)job->ntaps * (size_t)(job->chunk_cols * job->C);
+    Py_ssize_t widest = 0;
+    for (Py_ssize_t k = 0; k < job->nchunks; k++)
+        if (job->starts[k + 1] - job->starts[k] > widest) widest = job->starts[k + 1] - job->starts[k];
+    const size_t values = (size_t)job->ntaps * (size_t)(widest * job->C);
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1 && items > 1)
     {
@@ -141,23 +144,23 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
 }
 
 static PyObject *correlate(PyObject *self, PyObject *args) {
-    PyObject *xo, *outo, *rowo, *colo, *tao, *tbo, *two;
+    PyObject *xo, *outo, *rowo, *colo, *tao, *tbo, *two, *starto;
     job_t job;
     int threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOOnnnnnnndi", &xo, &outo, &rowo, &colo, &tao, &tbo,
-                          &two, &job.W, &job.C, &job.Ho, &job.Wo, &job.d0, &job.d1,
-                          &job.chunk_cols, &job.cval, &threads))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOnnnnnndi", &xo, &outo, &rowo, &colo, &tao, &tbo,
+                          &two, &starto, &job.W, &job.C, &job.Ho, &job.Wo, &job.d0, &job.d1,
+                          &job.cval, &threads))
         return NULL;
-    Py_buffer bx, bo, br, bc, ba, bb, bw;
-    Py_buffer *views[] = {&bx, &bo, &br, &bc, &ba, &bb, &bw};
-    PyObject *objs[] = {xo, outo, rowo, colo, tao, tbo, two};
-    const char *names[] = {"x", "out", "rowmap", "colmap", "tap rows", "tap cols", "weights"};
+    Py_buffer bx, bo, br, bc, ba, bb, bw, bs;
+    Py_buffer *views[] = {&bx, &bo, &br, &bc, &ba, &bb, &bw, &bs};
+    PyObject *objs[] = {xo, outo, rowo, colo, tao, tbo, two, starto};
+    const char *names[] = {"x", "out", "rowmap", "colmap", "tap rows", "tap cols", "weights", "chunk starts"};
     int got = 0;
-    for (; got < 7; got++) {
+    for (; got < 8; got++) {
         if (get_buffer(objs[got], views[got], got == 1, names[got]) < 0) break;
     }
     PyObject *result = NULL;
-    if (got == 7) {
+    if (got == 8) {
         int is_double = bx.format[0] == 'd';
         if (bx.format[0] != bo.format[0] || (bx.format[0] != 'f' && !is_double)) {
             PyErr_SetString(PyExc_TypeError, "x and out must both be float32 or float64");
@@ -170,7 +173,8 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
             job.tb = bb.buf;
             job.tw = bw.buf;
             job.ntaps = ba.len / (Py_ssize_t)sizeof(int64_t);
-            job.nchunks = (job.Wo + job.chunk_cols - 1) / job.chunk_cols;
+            job.starts = bs.buf;
+            job.nchunks = bs.len / (Py_ssize_t)sizeof(int64_t) - 1;
             int failed;
             Py_BEGIN_ALLOW_THREADS
             failed = run(&job, is_double, threads);

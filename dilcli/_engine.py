@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Idle OpenMP threads sleep instead of spinning: spinning threads steal the cores
+# that batch workers and other programs need. Read once, when libgomp loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
     from dilcli import _cengine
 except ImportError:  # built without a C compiler: the numpy engine serves
@@ -195,6 +198,11 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
         return
     rowmap = _index_map(out.shape[0] + (k0 - 1) * d0, o0, x.shape[0], boundary)
     colmap = _index_map(out.shape[1] + (k1 - 1) * d1, o1, x.shape[1], boundary)
+    # Border columns (whose windows leave the image) get chunks of their own, so
+    # interior chunks read the input in place and only the borders are gathered.
+    lo, hi = _inside(o1, x.shape[1], (k1 - 1) * d1 + 1, out.shape[1])
+    step = max(1, CHUNK_VALUES // x.shape[2])
+    starts = sorted({0, lo, hi, out.shape[1], *range(lo, hi, step)})
     _cengine.correlate(
         x,
         out,
@@ -203,13 +211,13 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
         rows.astype(np.int64),
         cols.astype(np.int64),
         kernel[rows, cols].astype(np.float64),
+        np.array(starts, dtype=np.int64),
         x.shape[1],
         x.shape[2],
         out.shape[0],
         out.shape[1],
         d0,
         d1,
-        max(1, CHUNK_VALUES // x.shape[2]),
         float(cval),
         _threads(),
     )

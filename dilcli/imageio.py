@@ -205,7 +205,7 @@ def load_kernel_file(path, ndim=2):
 # --- from responses to pixels -------------------------------------------------------
 
 
-def display_values(response, mapping, gain=1.0, scale=None):
+def display_values(response, mapping, gain=1.0, scale=None, *, out=None):
     """Map a response to floats in [0, 1] for viewing; one documented rule each.
 
     - ``abs``: ``|y| * gain`` (edge strength; 1.0 is white).
@@ -215,26 +215,30 @@ def display_values(response, mapping, gain=1.0, scale=None):
       batch) or else this image's 99.9th percentile of ``|y|``.
     - ``diverging``: like ``signed`` through a blue-white-red colour map (RGB out;
       colour input is averaged over channels first).
-    All results are clipped to [0, 1].
+    All results are clipped to [0, 1]. ``out`` (may be ``response`` itself, to save
+    memory on large images) receives the values, except for ``diverging``.
     """
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}; got {mapping!r}")
     gain = np.float32(gain)
-    if mapping == "abs":
-        values = np.abs(response) * gain
-    elif mapping == "signed":
-        values = response * (gain / 2) + np.float32(0.5)
-    elif mapping == "clip":
-        values = response * gain
-    elif mapping == "stretch":
-        values = np.abs(response)
-        if scale is None:
-            scale = float(np.percentile(values, STRETCH_PERCENTILE))
-        values *= np.float32(1.0 / scale) if scale > 0 else np.float32(0.0)
-    else:
+    if mapping == "diverging":
         signed = response if response.ndim == 2 else response.mean(axis=-1)
         return _diverging_colors(np.clip(signed * (gain / 2) + np.float32(0.5), 0, 1))
-    return np.clip(values, 0, 1, out=values)
+    if out is None:
+        out = np.empty(response.shape, np.float32)
+    if mapping in ("abs", "stretch"):
+        np.abs(response, out=out)
+        if mapping == "stretch":
+            if scale is None:
+                scale = float(np.percentile(out, STRETCH_PERCENTILE))
+            gain = np.float32(1.0 / scale) if scale > 0 else np.float32(0.0)
+        np.multiply(out, gain, out=out)
+    elif mapping == "signed":
+        np.multiply(response, gain / 2, out=out)
+        out += np.float32(0.5)
+    else:
+        np.multiply(response, gain, out=out)
+    return np.clip(out, 0, 1, out=out)
 
 
 def _diverging_colors(values01):
@@ -244,12 +248,18 @@ def _diverging_colors(values01):
     return lut[np.rint(values01 * 1023).astype(np.intp)]
 
 
-def quantize(values01, bits=8):
-    """Floats in [0, 1] to uint8 or uint16, rounding to nearest."""
+def quantize(values01, bits=8, *, inplace=False):
+    """Floats in [0, 1] to uint8 or uint16, rounding to nearest.
+
+    ``inplace`` lets float32 ``values01`` be overwritten instead of copied.
+    """
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")
-    top = 255 if bits == 8 else 65535
-    scaled = np.multiply(values01, np.float32(top), dtype=np.float32)
+    top = np.float32(255 if bits == 8 else 65535)
+    if inplace and values01.dtype == np.float32:
+        scaled = np.multiply(values01, top, out=values01)
+    else:
+        scaled = np.multiply(values01, top, dtype=np.float32)
     np.rint(scaled, out=scaled)
     return scaled.astype(np.uint8 if bits == 8 else np.uint16)
 

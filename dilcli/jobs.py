@@ -28,17 +28,22 @@ class Rendering:
     def extension(self):
         return {"png": "png", "tiff": "tif", "npy": "npy"}[self.fmt]
 
-    def save(self, path, response, image, signed):
-        """Write ``response`` (float) to ``path``; return 8-bit display pixels or None."""
+    def save(self, path, response, image, signed, *, consume=False):
+        """Write ``response`` (float) to ``path``; return the pixels written, or None.
+
+        ``consume`` allows ``response`` to be overwritten (one image less in memory).
+        """
         if self.fmt != "png":
             imageio.save_float(path, response, self.fmt)
             return None
         mapping = self.mapping or ("abs" if signed else "clip")
-        values = imageio.display_values(response, mapping, self.gain)
+        in_place = consume and response.dtype == np.float32 and mapping != "diverging"
+        values = imageio.display_values(response, mapping, self.gain, out=response if in_place else None)
         bits = self.bits or (16 if image.bits == 16 else 8)
+        pixels = imageio.quantize(values, bits, inplace=True)
         alpha = image.alpha if image.alpha is not None and image.alpha.shape == values.shape[:2] else None
-        imageio.save_pixels(path, imageio.with_alpha(imageio.quantize(values, bits), alpha), compression=self.compression)
-        return imageio.quantize(values, 8)
+        imageio.save_pixels(path, imageio.with_alpha(pixels, alpha), compression=self.compression)
+        return pixels
 
 
 @dataclass(frozen=True)
@@ -76,23 +81,39 @@ class ConvolveJob:
         }
 
     def run(self, input_path, output_paths):
+        from concurrent.futures import ThreadPoolExecutor
+
         from dilcli.conv import apply_kernel
 
         image = imageio.load_image(input_path, max_pixels=self.max_pixels)
-        panels = [("input", imageio.quantize(np.clip(_displayable(image.data), 0, 1), 8))]
         options = dict(mode=self.mode, boundary=self.boundary, cval=self.cval, flip=self.flip)
-        for dilation, path in zip(self.dilations, output_paths):
-            response = apply_kernel(image.data, self.kernel, dilation, **options)
-            shown = self.rendering.save(path, response, image, self.kernel.is_signed)
-            if self.montage:
-                if shown is None:
-                    mapping = "abs" if self.kernel.is_signed else "clip"
-                    shown = imageio.quantize(imageio.display_values(response, mapping), 8)
-                panels.append((f"{self.kernel.name}, d={dilation}", shown))
+        shown = []  # 8- or 16-bit pixels of each dilation, for the montage
+
+        def collect(pixels):
+            if self.montage and pixels is not None:
+                shown.append(pixels)
+
+        # Decode once; compute each dilation while the previous one is encoded. One
+        # write in flight at most, so memory stays bounded by about three images.
+        with ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer") as writer:
+            pending = None
+            for dilation, path in zip(self.dilations, output_paths):
+                response = apply_kernel(image.data, self.kernel, dilation, **options)
+                if self.montage and self.rendering.fmt != "png":
+                    collect(imageio.quantize(imageio.display_values(response, self._montage_mapping()), 8))
+                if pending is not None:
+                    collect(pending.result())
+                pending = writer.submit(self.rendering.save, path, response, image, self.kernel.is_signed, consume=True)
+            collect(pending.result())
         if self.montage:
             from dilcli.render import montage
 
+            panels = [("input", imageio.quantize(np.clip(_displayable(image.data), 0, 1), 8))]
+            panels += [(f"{self.kernel.name}, d={d}", pixels) for d, pixels in zip(self.dilations, shown)]
             imageio.save_pixels(output_paths[-1], montage(panels))
+
+    def _montage_mapping(self):
+        return self.rendering.mapping or ("abs" if self.kernel.is_signed else "clip")
 
 
 def _displayable(data):
@@ -100,3 +121,317 @@ def _displayable(data):
     if data.ndim == 3 and data.shape[2] not in (1, 3):
         return data.mean(axis=2)
     return data
+
+
+@dataclass(frozen=True)
+class ContextJob:
+    """A stack of dilated layers: what every scale sees, per input.
+
+    ``stack`` is ``context-basic`` or ``context-large`` (Table 1, identity-initialised
+    for the input's channel count), ``kernel`` (``kernel`` at each dilation, per
+    channel), ``random`` (the seed's small random kernels, shaped like ``kernel``),
+    ``weights`` (``layers`` from a weights file named ``weights_name``) or ``starlet``
+    (à trous planes, ``len(dilations)`` levels). Outputs are
+    ``{stem}_context_l{i}_d{d}.{ext}`` per layer, or ``{stem}_starlet_w{j}.{ext}`` per
+    plane and ``{stem}_starlet_c{J}.{ext}``; ``final_only`` keeps the last one.
+    """
+
+    stack: str
+    dilations: tuple
+    kernel: Kernel | None = None
+    layers: tuple = ()
+    weights_name: str = ""
+    seed: int = 42
+    truncate: bool | None = None  # None: ReLUs for presets and weights, none for kernels
+    mode: str = "same"
+    boundary: str | None = None
+    cval: float = 0.0
+    flip: bool = False
+    rendering: Rendering = Rendering()
+    montage: bool = False
+    final_only: bool = False
+    max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+
+    @property
+    def prefix(self):
+        return "starlet" if self.stack == "starlet" else "context"
+
+    def scale_names(self):
+        """Name parts of every scale, in order: ``l{i}_d{d}``, or ``w{j}`` and ``c{J}``."""
+        if self.stack == "starlet":
+            levels = len(self.dilations)
+            return [f"w{j}" for j in range(1, levels + 1)] + [f"c{levels}"]
+        return [f"l{i}_d{d}" for i, d in enumerate(self.dilations, 1)]
+
+    def output_names(self, stem):
+        ext = self.rendering.extension()
+        scales = self.scale_names()[-1:] if self.final_only else self.scale_names()
+        names = [f"{stem}_{self.prefix}_{scale}.{ext}" for scale in scales]
+        if self.montage:
+            names.append(f"{stem}_{self.prefix}_montage.png")
+        return names
+
+    def signature(self):
+        return {
+            "command": "context",
+            "stack": self.stack,
+            "dilations": list(self.dilations),
+            "kernel": self.kernel and [np.asarray(p).tolist() for p in self.kernel.parts],
+            "weights": self._weights_digest(),
+            "seed": self.seed,
+            "truncate": self.truncate,
+            "mode": self.mode,
+            "boundary": self.boundary,
+            "cval": self.cval,
+            "flip": self.flip,
+            "rendering": vars(self.rendering),
+            "montage": self.montage,
+            "final_only": self.final_only,
+        }
+
+    def _weights_digest(self):
+        if not self.layers:
+            return None
+        import hashlib
+
+        digest = hashlib.sha256()
+        for layer in self.layers:
+            for array in (layer.weights, layer.bias):
+                if array is not None:
+                    digest.update(str((array.dtype.str, array.shape)).encode())
+                    digest.update(np.ascontiguousarray(array).tobytes())
+            digest.update(str((layer.dilation, layer.truncate)).encode())
+        return digest.hexdigest()
+
+    def build_layers(self, channels):
+        """The stack for an input with ``channels`` channels."""
+        from dilcli import context
+
+        relu = self.truncate
+        if relu is None:  # Table 1's ReLUs for the paper's module; the seed's stacks are linear
+            relu = self.stack in ("context-basic", "context-large")
+        if self.stack == "context-basic":
+            return context.context_basic(channels, truncate=relu)
+        if self.stack == "context-large":
+            return context.context_large(channels, seed=self.seed, truncate=relu)
+        if self.stack == "kernel":
+            return context.kernel_stack(self.kernel.parts[0], self.dilations, truncate=relu)
+        if self.stack == "random":
+            size = self.kernel.shape
+            return context.random_stack(self.dilations, size=size, seed=self.seed, truncate=relu)
+        if self.stack == "weights":
+            return list(self.layers)
+        if self.stack == "starlet":
+            return context.starlet_layers(len(self.dilations))
+        raise ValueError(f"unknown stack {self.stack!r}")
+
+    def receptive_field_sizes(self, layers):
+        """(rows, columns) of each layer's receptive field, from :mod:`dilcli.receptive`."""
+        from dilcli.receptive import Layer, receptive_fields
+
+        rows = receptive_fields([Layer(int(x.kernel_shape[0]), x.dilation) for x in layers])
+        columns = receptive_fields([Layer(int(x.kernel_shape[1]), x.dilation) for x in layers])
+        return list(zip(rows, columns, strict=True))
+
+    def run(self, input_path, output_paths):
+        from dilcli import context
+
+        image = imageio.load_image(input_path, max_pixels=self.max_pixels)
+        data = image.data
+        channels = 1 if data.ndim == 2 else data.shape[2]
+        layers = self.build_layers(channels)
+        try:
+            context.check_channels(channels, layers)
+        except context.ChannelError as error:
+            where = f" in {self.weights_name}" if self.weights_name else ""
+            raise context.ChannelError(f"{error}{where}") from None
+        # Float data (.npy, float TIFF) may be negative; decoded images are not.
+        input_negative = image.bits == 32
+        boundary = self.boundary or "reflect"
+        if self.stack == "starlet":
+            levels = len(layers)
+            planes, residual = context.starlet(data, levels, boundary=boundary, cval=self.cval)
+            scales = [(plane, True) for plane in planes] + [(residual, input_negative)]
+            labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{len(planes)}"]
+        else:
+            options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
+            signs = context.can_be_negative(layers, input_negative=input_negative)
+            scales = zip(context.iterate_layers(data, layers, **options), signs, strict=True)
+            sizes = self.receptive_field_sizes(layers)
+            labels = [
+                f"l{i} d={layer.dilation} RF {_size(size)}"
+                for i, (layer, size) in enumerate(zip(layers, sizes, strict=True), 1)
+            ]
+        count = len(self.scale_names())
+        saved = iter(output_paths)
+        panels = [("input", imageio.quantize(np.clip(_displayable(data), 0, 1), 8))]
+        for number, ((response, signed), label) in enumerate(zip(scales, labels, strict=True), 1):
+            if data.ndim == 2 and response.ndim == 3 and response.shape[2] == 1:
+                response = response[..., 0]  # one channel in, one channel out
+            if number == count or not self.final_only:
+                as_file = response if self.rendering.fmt != "png" else _displayable(response)
+                # Not consume=True: ``response`` feeds the next layer.
+                self.rendering.save(next(saved), as_file, image, signed)
+            if self.montage:
+                # Scales differ by orders of magnitude: unless --map says otherwise,
+                # each panel is stretched to its own range, so every scale is visible.
+                mapping = self.rendering.mapping or "stretch"
+                shown = imageio.display_values(_displayable(response), mapping, self.rendering.gain)
+                panels.append((label, imageio.quantize(shown, 8)))
+        if self.montage:
+            from dilcli.render import montage
+
+            imageio.save_pixels(output_paths[-1], montage(panels))
+
+
+def _size(rows_columns):
+    rows, columns = rows_columns
+    return f"{rows}x{columns}"
+@dataclass(frozen=True)
+class SignalJob:
+    """A 1-D kernel over a signal file (CSV/TSV/TXT, .npy, WAV), in the input's format.
+
+    Outputs are ``{stem}_{kernel}_d{d}.{ext}`` per dilation, or with ``stack`` (the
+    dilations applied one after another, ``activation`` after each layer)
+    ``{stem}_{kernel}_stack_l{i}_d{d}.{ext}`` per layer. ``formats`` pairs each planned
+    stem with its input's extension; ``plot`` is an absolute ``.png`` path (with
+    ``{stem}`` replaced when ``plot_per_input``), written last.
+    """
+
+    kernel: Kernel
+    dilations: tuple
+    mode: str = "same"
+    boundary: str | None = None
+    cval: float = 0.0
+    flip: bool = False
+    stack: bool = False
+    activation: str = "none"
+    time_column: str | None = "auto"
+    wav_scale: str = "bound"
+    formats: tuple = ()  # (planned stem, input extension) pairs
+    plot: str | None = None
+    plot_per_input: bool = False
+
+    def output_names(self, stem):
+        ext = dict(self.formats).get(stem, ".npy")
+        if self.stack:
+            parts = [f"stack_l{i}_d{d}" for i, d in enumerate(self.dilations, 1)]
+        else:
+            parts = [f"d{d}" for d in self.dilations]
+        names = [f"{stem}_{self.kernel.name}_{part}{ext}" for part in parts]
+        if self.plot:
+            # An absolute name: the batch planner's ``folder / name`` keeps it as it is.
+            names.append(self.plot.replace("{stem}", stem) if self.plot_per_input else self.plot)
+        return names
+
+    def signature(self):
+        return {
+            "command": "signal",
+            "kernel": [np.asarray(p).tolist() for p in self.kernel.parts],
+            "dilations": list(self.dilations),
+            "mode": self.mode,
+            "boundary": self.boundary,
+            "cval": self.cval,
+            "flip": self.flip,
+            "stack": self.stack,
+            "activation": self.activation,
+            "time_column": self.time_column,
+            "wav_scale": self.wav_scale,
+            "plot": bool(self.plot),
+        }
+
+    def run(self, input_path, output_paths):
+        from dilcli import signalio
+
+        signal = signalio.read_signal(input_path, time_column=self.time_column)
+        layers = signal_layers(
+            signal.data,
+            self.kernel.parts[0],
+            self.dilations,
+            mode=self.mode,
+            boundary=self.boundary,
+            cval=self.cval,
+            flip=self.flip,
+            stack=self.stack,
+            activation=self.activation,
+        )
+        gain = float(np.abs(self.kernel.parts[0]).sum())
+        bound = 1.0  # worst case of |y| for an input within full scale
+        for layer, path in zip(layers, output_paths, strict=False):
+            bound = bound * gain if self.stack else gain
+            if self.stack and self.activation == "tanh":
+                bound = min(bound, 1.0)
+            divisor = 1.0
+            if signal.fmt == "wav":
+                divisor = signalio.wav_divisor(layer.response, self.wav_scale, bound)
+            signalio.write_signal(path, signal, layer.response, start=layer.start, divisor=divisor)
+        if self.plot:
+            from dilcli.signalplot import signal_plot_pixels
+
+            pixels = signal_plot_pixels(
+                signal, layers, self.kernel, self.mode, stack=self.stack, name=str(input_path)
+            )
+            imageio.save_pixels(output_paths[-1], pixels)
+
+
+@dataclass(frozen=True)
+class SignalLayer:
+    """One output of :func:`signal_layers`: its input position ``start`` and its taps."""
+
+    dilation: int
+    response: np.ndarray
+    start: int  # input position the first output sample is aligned with
+    weights: np.ndarray  # the taps' weights (flipped for true convolution)
+    offsets: np.ndarray  # where the taps read, relative to the output sample
+
+
+# Applied after each layer of a signal stack; each maps 0 to 0 and never grows |y|.
+SIGNAL_ACTIVATIONS = {
+    "none": lambda y: y,
+    "relu": lambda y: np.maximum(y, 0, out=y),
+    "tanh": lambda y: np.tanh(y, out=y),
+}
+
+
+def signal_layers(
+    data,
+    weights,
+    dilations,
+    *,
+    mode="same",
+    boundary=None,
+    cval=0.0,
+    flip=False,
+    stack=False,
+    activation="none",
+):
+    """Filter ``data`` at each dilation, or through a stack of them (``stack``).
+
+    Output sample ``i`` lines up with input sample ``start + i``: ``same`` and
+    ``causal`` outputs with the input, ``valid`` and ``full`` as crops and extensions of
+    ``same``, so one time axis serves them all. ``activation`` (``relu``, ``tanh`` or
+    ``none``) follows each layer of a stack.
+    """
+    from dilcli.conv import dilated_correlate
+
+    weights = np.asarray(weights, dtype=float)
+    if flip:
+        weights = weights[::-1]
+    if activation not in SIGNAL_ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {', '.join(SIGNAL_ACTIVATIONS)}; got {activation!r}"
+        )
+    layers, current, start = [], data, 0
+    for dilation in dilations:
+        span = (len(weights) - 1) * dilation + 1
+        before = span - 1 if mode == "causal" else (span - 1) // 2
+        response = dilated_correlate(
+            current if stack else data, weights, dilation, mode=mode, boundary=boundary, cval=cval
+        )
+        shift = {"valid": (span - 1) // 2, "full": (span - 1) // 2 - (span - 1)}.get(mode, 0)
+        if stack:
+            response = SIGNAL_ACTIVATIONS[activation](response)
+            start, current = start + shift, response
+        offsets = np.arange(len(weights)) * dilation - before
+        layers.append(SignalLayer(dilation, response, start if stack else shift, weights, offsets))
+    return layers

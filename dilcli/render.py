@@ -20,6 +20,8 @@ def montage(panels, *, panel_height=PANEL_HEIGHT):
 
     images = []
     for _, pixels in panels:
+        if pixels.dtype == np.uint16:
+            pixels = (pixels >> 8).astype(np.uint8)
         if pixels.ndim == 3 and pixels.shape[2] in (2, 4):
             pixels = pixels[..., :-1]
         if pixels.ndim == 3 and pixels.shape[2] == 1:
