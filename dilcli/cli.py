@@ -273,19 +273,23 @@ def context(inputs, preset, dilations, kernel_spec, init, seed, weights_path, le
     """
     from dilcli.jobs import ContextJob, Rendering
 
-    chosen = [name for name, value in (("--preset", preset), ("-d/--dilations", dilations), ("--weights", weights_path)) if value is not None]
+    stacks = (("--preset", preset), ("-d/--dilations", dilations), ("--weights", weights_path))
+    chosen = [name for name, value in stacks if value is not None]
     if (kernel_spec is not None or init != "kernel") and dilations is None:
         raise click.UsageError("-k/--kernel and --init go with -d/--dilations")
     if len(chosen) != 1:
-        raise click.UsageError("choose one stack: --preset, -d/--dilations (with -k), or --weights" + (f"; got {' and '.join(chosen)}" if chosen else ""))
+        got = f"; got {' and '.join(chosen)}" if chosen else ""
+        raise click.UsageError(f"choose one stack: --preset, -d/--dilations or --weights{got}")
     if levels is not None and preset != "starlet":
         raise click.UsageError("--levels goes with --preset starlet")
     kernel, layers, stack = None, (), preset
     if preset == "starlet":
         if mode != "same":
-            raise click.UsageError("--preset starlet needs --mode same (its planes are differences of equal-sized images)")
+            raise click.UsageError(
+                "--preset starlet needs --mode same (its planes are differences of images)"
+            )
         if truncate is not None:
-            raise click.UsageError("--preset starlet is linear: --truncate/--no-truncate do not apply")
+            raise click.UsageError("--preset starlet is linear: --truncate does not apply")
         dilations = tuple(2**j for j in range(levels or DEFAULT_STARLET_LEVELS))
     elif preset is not None:
         from dilcli.context import CONTEXT_DILATIONS as dilations
@@ -295,13 +299,18 @@ def context(inputs, preset, dilations, kernel_spec, init, seed, weights_path, le
     else:
         kernel = load_kernel_option(kernel_spec or "laplacian", ndim=2)
         if kernel.is_gradient_pair and init == "kernel":
-            raise click.BadParameter(f"{kernel.name} is a gradient pair (a magnitude); a stack needs one kernel, e.g. {kernel.name}-x", param_hint="'-k' / '--kernel'")
+            raise click.BadParameter(
+                f"{kernel.name} is a gradient pair (a magnitude); a stack needs one kernel, "
+                f"e.g. {kernel.name}-x",
+                param_hint="'-k' / '--kernel'",
+            )
         stack = init if init == "random" else "kernel"
-    rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=int(bits) if bits else None, compression=compression)
+    bits = int(bits) if bits else None
+    rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=bits, compression=compression)
     job = ContextJob(
-        stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""), seed, truncate,
-        mode, boundary, cval, flip, rendering, montage, final_only, max_pixels,
-    )
+        stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
+        seed, truncate, mode, boundary, cval, flip, rendering, montage, final_only, max_pixels,
+    )  # fmt: skip
     if not batch["quiet"]:
         _print_stack(job)
     run_file_batch(inputs, job, label="context", **batch)
@@ -323,7 +332,8 @@ def _load_context_weights(path, *, truncate):
             arrays = {name: archive[name] for name in archive.files}
         return stack_from_arrays(arrays, truncate=truncate)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise click.BadParameter(f"{path}: {' '.join(str(error).split())}", param_hint="'--weights'") from None
+        reason = " ".join(str(error).split())
+        raise click.BadParameter(f"{path}: {reason}", param_hint="'--weights'") from None
 
 
 def _print_stack(job):
@@ -338,10 +348,11 @@ def _print_stack(job):
         name = f"random {'x'.join(map(str, job.kernel.shape))} kernels, seed {job.seed}"
     click.echo(f"{name}: {len(layers)} layers", err=True)
     click.echo("  layer  kernel  dilation  ReLU  receptive field", err=True)
-    for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes), 1):
+    for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes, strict=True), 1):
         kernel = "x".join(str(k) for k in layer.kernel_shape)
         relu = "yes" if layer.truncate else "no"
-        click.echo(f"  {number:>5}  {kernel:>6}  {layer.dilation:>8}  {relu:>4}  {rows:>11}x{columns}", err=True)
+        row = f"  {number:>5}  {kernel:>6}  {layer.dilation:>8}  {relu:>4}  {rows:>11}x{columns}"
+        click.echo(row, err=True)
 
 
 @cli.command("signal")
@@ -447,19 +458,19 @@ def kernels(fmt, one_d):
     """List the named kernels and their weights."""
     import json
 
-    from dilcli.kernels import NAMED_KERNELS, NAMED_KERNELS_1D
+    from dilcli.kernels import definitions
 
-    table = NAMED_KERNELS_1D if one_d else NAMED_KERNELS
+    named = definitions(1 if one_d else 2)
     if fmt == "json":
         rows = [
-            {"name": k.name, "description": k.description, "weights": [p.tolist() for p in k.parts]}
-            for k in table.values()
+            {"name": name, "description": description, "weights": [[list(r) for r in p] if isinstance(p[0], tuple) else list(p) for p in parts]}
+            for name, description, parts in named
         ]
         click.echo(json.dumps(rows, indent=2))
         return
     from dilcli.tables import kernel_table
 
-    kernel_table(table.values())
+    kernel_table(named)
 
 
 # --- receptive fields: rf-table, rf-map, rf-suggest -----------------------------------

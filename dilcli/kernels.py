@@ -8,26 +8,93 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+# Weights as plain Python, so listing kernels never has to import numpy (start-up);
+# numpy arrays of them (LAPLACIAN, NAMED_KERNELS, ...) are built on first use.
 
-LAPLACIAN = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=float)
-LAPLACIAN4 = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=float)
-SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)
-SCHARR_X = np.array([[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]], dtype=float)
-PREWITT_X = np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], dtype=float)
-GAUSSIAN = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
-BOX = np.full((3, 3), 1 / 9.0)
-B3SPLINE_1D = np.array([1, 4, 6, 4, 1]) / 16.0  # the starlet's scaling filter
-B3SPLINE = np.outer(B3SPLINE_1D, B3SPLINE_1D)
-IDENTITY = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=float)
 
-# 1-D kernels, for signals.
-DIFFERENCE = np.array([-1, 1], dtype=float)
-CENTRAL_DIFFERENCE = np.array([-0.5, 0, 0.5])
-SECOND_DIFFERENCE = np.array([1, -2, 1], dtype=float)
-BOX_1D = np.full(3, 1 / 3.0)
-GAUSSIAN_1D = np.array([1, 2, 1]) / 4.0
-IDENTITY_1D = np.array([0, 1, 0], dtype=float)
+def _outer(column, row, scale):
+    return tuple(tuple(a * b * scale for b in row) for a in column)
+
+
+_WEIGHTS = {
+    "LAPLACIAN": ((-1, -1, -1), (-1, 8, -1), (-1, -1, -1)),
+    "LAPLACIAN4": ((0, -1, 0), (-1, 4, -1), (0, -1, 0)),
+    "SOBEL_X": ((-1, 0, 1), (-2, 0, 2), (-1, 0, 1)),
+    "SCHARR_X": ((-3, 0, 3), (-10, 0, 10), (-3, 0, 3)),
+    "PREWITT_X": ((-1, 0, 1), (-1, 0, 1), (-1, 0, 1)),
+    "GAUSSIAN": _outer((1, 2, 1), (1, 2, 1), 1 / 16),
+    "BOX": _outer((1, 1, 1), (1, 1, 1), 1 / 9),
+    "B3SPLINE": _outer((1, 4, 6, 4, 1), (1, 4, 6, 4, 1), 1 / 256),  # the starlet's filter
+    "IDENTITY": ((0, 0, 0), (0, 1, 0), (0, 0, 0)),
+    # 1-D kernels, for signals.
+    "B3SPLINE_1D": (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16),
+    "DIFFERENCE": (-1, 1),
+    "CENTRAL_DIFFERENCE": (-0.5, 0, 0.5),
+    "SECOND_DIFFERENCE": (1, -2, 1),
+    "BOX_1D": (1 / 3, 1 / 3, 1 / 3),
+    "GAUSSIAN_1D": (0.25, 0.5, 0.25),
+    "IDENTITY_1D": (0, 1, 0),
+}
+
+# name, weights (the x-weights of a gradient pair), is a gradient pair, description
+_NAMED_2D = (
+    ("laplacian", "LAPLACIAN", False, "8-neighbour Laplacian (the seed's edge kernel)"),
+    ("laplacian4", "LAPLACIAN4", False, "4-neighbour Laplacian"),
+    ("sobel-x", "SOBEL_X", False, "Sobel derivative along x (columns)"),
+    ("sobel-y", "SOBEL_X", "T", "Sobel derivative along y (rows)"),
+    ("sobel", "SOBEL_X", True, "Sobel gradient magnitude, hypot(sobel-x, sobel-y)"),
+    ("scharr-x", "SCHARR_X", False, "Scharr derivative along x"),
+    ("scharr-y", "SCHARR_X", "T", "Scharr derivative along y"),
+    ("scharr", "SCHARR_X", True, "Scharr gradient magnitude"),
+    ("prewitt-x", "PREWITT_X", False, "Prewitt derivative along x"),
+    ("prewitt-y", "PREWITT_X", "T", "Prewitt derivative along y"),
+    ("prewitt", "PREWITT_X", True, "Prewitt gradient magnitude"),
+    ("gaussian", "GAUSSIAN", False, "3x3 binomial Gaussian, [1 2 1]/4 on each axis"),
+    ("box", "BOX", False, "3x3 mean"),
+    ("b3spline", "B3SPLINE", False, "5x5 B3-spline, [1 4 6 4 1]/16 on each axis (a trous)"),
+    ("identity", "IDENTITY", False, "passes the input through"),
+)
+_NAMED_1D = (
+    ("difference", "DIFFERENCE", False, "forward difference x[i+d] - x[i]"),
+    ("central-difference", "CENTRAL_DIFFERENCE", False, "(x[i+d] - x[i-d]) / 2"),
+    ("second-difference", "SECOND_DIFFERENCE", False, "x[i-d] - 2x[i] + x[i+d]"),
+    ("box", "BOX_1D", False, "3-tap mean"),
+    ("gaussian", "GAUSSIAN_1D", False, "[1 2 1]/4 binomial"),
+    ("b3spline", "B3SPLINE_1D", False, "[1 4 6 4 1]/16 B3-spline (a trous)"),
+    ("identity", "IDENTITY_1D", False, "passes the signal through"),
+)
+
+
+def _transpose(rows):
+    return tuple(zip(*rows))
+
+
+def definitions(ndim=2):
+    """``(name, description, parts)`` of every named kernel, weights as nested tuples."""
+    result = []
+    for name, weights, kind, description in _NAMED_2D if ndim == 2 else _NAMED_1D:
+        rows = _WEIGHTS[weights]
+        parts = (rows, _transpose(rows)) if kind is True else (_transpose(rows) if kind == "T" else rows,)
+        result.append((name, description, parts))
+    return result
+
+
+def __getattr__(name):
+    # Module constants as numpy arrays, built once on first use (PEP 562). Other
+    # names (the import system asks for __path__) must not import numpy.
+    if name not in _WEIGHTS and name not in ("NAMED_KERNELS", "NAMED_KERNELS_1D"):
+        raise AttributeError(f"module 'dilcli.kernels' has no attribute {name!r}")
+    import numpy as np
+
+    if name in _WEIGHTS:
+        value = np.array(_WEIGHTS[name], dtype=float)
+    elif name in ("NAMED_KERNELS", "NAMED_KERNELS_1D"):
+        value = {
+            n: Kernel(n, tuple(np.array(p, dtype=float) for p in parts), description)
+            for n, description, parts in definitions(2 if name == "NAMED_KERNELS" else 1)
+        }
+    globals()[name] = value
+    return value
 
 
 @dataclass(frozen=True)
@@ -53,56 +120,12 @@ class Kernel:
     @property
     def is_signed(self):
         """Whether responses can be negative (edge kernels), so need a signed mapping."""
-        return not self.is_gradient_pair and bool(np.any(self.parts[0] < 0))
-
-
-def _single(name, weights, description):
-    return Kernel(name, (np.asarray(weights, dtype=float),), description)
-
-
-def _pair(name, x_weights, description):
-    x_weights = np.asarray(x_weights, dtype=float)
-    return Kernel(name, (x_weights, x_weights.T.copy()), description)
-
-
-NAMED_KERNELS = {
-    k.name: k
-    for k in (
-        _single("laplacian", LAPLACIAN, "8-neighbour Laplacian (the seed's edge kernel)"),
-        _single("laplacian4", LAPLACIAN4, "4-neighbour Laplacian"),
-        _single("sobel-x", SOBEL_X, "Sobel derivative along x (columns)"),
-        _single("sobel-y", SOBEL_X.T, "Sobel derivative along y (rows)"),
-        _pair("sobel", SOBEL_X, "Sobel gradient magnitude, hypot(sobel-x, sobel-y)"),
-        _single("scharr-x", SCHARR_X, "Scharr derivative along x"),
-        _single("scharr-y", SCHARR_X.T, "Scharr derivative along y"),
-        _pair("scharr", SCHARR_X, "Scharr gradient magnitude"),
-        _single("prewitt-x", PREWITT_X, "Prewitt derivative along x"),
-        _single("prewitt-y", PREWITT_X.T, "Prewitt derivative along y"),
-        _pair("prewitt", PREWITT_X, "Prewitt gradient magnitude"),
-        _single("gaussian", GAUSSIAN, "3x3 binomial Gaussian, [1 2 1]/4 on each axis"),
-        _single("box", BOX, "3x3 mean"),
-        _single("b3spline", B3SPLINE, "5x5 B3-spline, [1 4 6 4 1]/16 on each axis (a trous)"),
-        _single("identity", IDENTITY, "passes the input through"),
-    )
-}
-
-NAMED_KERNELS_1D = {
-    k.name: k
-    for k in (
-        _single("difference", DIFFERENCE, "forward difference x[i+d] - x[i]"),
-        _single("central-difference", CENTRAL_DIFFERENCE, "(x[i+d] - x[i-d]) / 2"),
-        _single("second-difference", SECOND_DIFFERENCE, "x[i-d] - 2x[i] + x[i+d]"),
-        _single("box", BOX_1D, "3-tap mean"),
-        _single("gaussian", GAUSSIAN_1D, "[1 2 1]/4 binomial"),
-        _single("b3spline", B3SPLINE_1D, "[1 4 6 4 1]/16 B3-spline (a trous)"),
-        _single("identity", IDENTITY_1D, "passes the signal through"),
-    )
-}
+        return not self.is_gradient_pair and bool((self.parts[0] < 0).any())
 
 
 def named_kernel(name, ndim=2):
     """The named kernel ``name`` (2-D by default, 1-D for signals)."""
-    table = NAMED_KERNELS if ndim == 2 else NAMED_KERNELS_1D
+    table = __getattr__("NAMED_KERNELS" if ndim == 2 else "NAMED_KERNELS_1D")
     try:
         return table[name]
     except KeyError:
@@ -128,6 +151,8 @@ def parse_kernel_text(text, ndim=None):
             raise ValueError(f"kernel text has a value that is not a number: {line!r}") from None
     if not rows:
         raise ValueError("kernel text holds no numbers")
+    import numpy as np
+
     if len({len(r) for r in rows}) != 1:
         raise ValueError(f"kernel rows have different lengths: {[len(r) for r in rows]}")
     weights = np.array(rows)
@@ -138,6 +163,8 @@ def parse_kernel_text(text, ndim=None):
 
 def kernel_from_array(weights, name="custom", ndim=None):
     """A :class:`Kernel` from an array, checked for shape and finite values."""
+    import numpy as np
+
     weights = np.asarray(weights, dtype=float)
     if ndim == 1 and weights.ndim == 2 and 1 in weights.shape:
         weights = weights.ravel()
@@ -154,7 +181,7 @@ def kernel_from_array(weights, name="custom", ndim=None):
 
 def resolve_kernel(spec, ndim=2):
     """A named kernel, or weights in text; files are read by the caller (imageio)."""
-    table = NAMED_KERNELS if ndim == 2 else NAMED_KERNELS_1D
+    table = __getattr__("NAMED_KERNELS" if ndim == 2 else "NAMED_KERNELS_1D")
     if spec in table:
         return table[spec]
     if any(ch.isdigit() for ch in spec):

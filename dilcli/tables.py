@@ -8,32 +8,39 @@ from __future__ import annotations
 import csv
 import io
 import json
-
-import numpy as np
+from fractions import Fraction
 
 
 def format_weights(weights):
-    """Weights as short text rows: integers plain, others to 4 significant digits."""
-    weights = np.atleast_2d(weights)
-    cells = [[f"{w:g}" if float(w).is_integer() else f"{w:.4g}" for w in row] for row in weights]
+    """Weights as short text rows: integers plain, others as small fractions if exact."""
+    rows = [weights] if not isinstance(weights[0], (tuple, list)) else weights
+    cells = [[_weight_text(float(w)) for w in row] for row in rows]
     width = max(len(c) for row in cells for c in row)
     return "\n".join(" ".join(c.rjust(width) for c in row) for row in cells)
 
 
+def _weight_text(value):
+    if value.is_integer():
+        return f"{value:g}"
+    fraction = Fraction(value).limit_denominator(1024)
+    return f"{fraction}" if abs(float(fraction) - value) < 1e-12 else f"{value:.4g}"
+
+
 def kernel_table(kernels):
-    """Print the named kernels with their weights as a rich table."""
+    """Print ``(name, description, parts)`` of named kernels as a rich table."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Named kernels", show_lines=True)
     table.add_column("name", style="bold")
     table.add_column("weights", no_wrap=True)
     table.add_column("what it does")
-    for kernel in kernels:
-        weights = "\n\n".join(format_weights(p) for p in kernel.parts)
-        if kernel.is_gradient_pair:
-            weights = f"x:\n{format_weights(kernel.parts[0])}\ny:\n{format_weights(kernel.parts[1])}"
-        table.add_row(kernel.name, weights, kernel.description)
+    for name, description, parts in kernels:
+        weights = format_weights(parts[0])
+        if len(parts) == 2:
+            weights = f"x:\n{weights}\ny:\n{format_weights(parts[1])}"
+        table.add_row(name, weights, Text(description))  # Text: no markup in x[i+d]
     Console().print(table)
 
 
