@@ -3,7 +3,8 @@
 Every command that turns input files into output files (``convolve``, ``context``,
 ``signal``) hands a *job* to :func:`run_batch`. A job is a picklable object with
 
-- ``output_names(stem) -> list[str]``: the file names it writes for one input;
+- ``output_names(stem, suffix) -> list[str]``: the file names it writes for one
+  input (``suffix`` is the input's extension, lower case, for jobs that keep it);
 - ``signature() -> dict``: every parameter that changes its outputs (for resume);
 - ``run(input_path, output_paths)``: does the work, writing each output atomically,
   raising an exception whose message is the reason when the input is bad.
@@ -243,7 +244,7 @@ def plan_tasks(inputs, out_dir, job):
         if len(by_target[(item.relative.parent, stem)]) > 1:
             stem = f"{stem}_{item.path.suffix.lstrip('.').lower() or 'noext'}"
         folder = out_dir / item.relative.parent
-        outputs = tuple(folder / name for name in job.output_names(stem))
+        outputs = tuple(folder / name for name in job.output_names(stem, item.path.suffix.lower()))
         tasks.append(Task(item, outputs, _task_key(item.path, outputs, signature)))
     return tasks
 

@@ -392,48 +392,17 @@ def signal_command(inputs, kernel_spec, dilations, mode, boundary, cval, flip, s
     if plot_path is not None and not plot_path.lower().endswith(".png"):
         raise click.BadParameter(f"{plot_path}: the picture is a PNG; name it FILE.png", param_hint="'--plot'")
     kernel = load_kernel_option(kernel_spec, ndim=1)
-    formats, count = _signal_formats(inputs, batch["out_dir"], batch["recursive"], SIGNAL_EXTENSIONS)
     plot, per_input = None, False
     if plot_path is not None:
-        plot, per_input = os.path.abspath(plot_path), "{stem}" in plot_path or count > 1
+        one_file = len(inputs) == 1 and os.path.isfile(inputs[0])
+        plot, per_input = os.path.abspath(plot_path), "{stem}" in plot_path or not one_file
         if per_input and "{stem}" not in plot:
             root, ext = os.path.splitext(plot)
             plot = f"{root}_{{stem}}{ext}"
-    job = SignalJob(kernel, dilations, mode, boundary, cval, flip, stack, activation, time_column, wav_scale, formats, plot, per_input)
+    job = SignalJob(kernel, dilations, mode, boundary, cval, flip, stack, activation, time_column, wav_scale, plot, per_input)
     if stack and not batch["quiet"]:
         _print_signal_stack(kernel, dilations, mode)
     run_file_batch(inputs, job, label="signal", extensions=SIGNAL_EXTENSIONS, **batch)
-
-
-class _StemProbe:
-    """A job that plans only stems: the batch planner's names, to learn each input's format."""
-
-    def output_names(self, stem):
-        return [stem]
-
-    def signature(self):
-        return {}
-
-
-def _signal_formats(inputs, out_dir, recursive, extensions):
-    """((planned stem, input extension), ...) and the number of inputs found.
-
-    Outputs keep their input's format, but a job names outputs from the stem alone, so
-    the extension is looked up by stem. Same-named inputs of different formats in
-    different folders would share a stem; they are refused.
-    """
-    from dilcli import batch
-
-    found, _ = batch.find_inputs(inputs, recursive=recursive, extensions=extensions, sniff=False, exclude=out_dir)
-    formats = {}
-    for item, task in zip(found, batch.plan_tasks(found, out_dir, _StemProbe()), strict=True):
-        stem, ext = task.outputs[0].name, item.path.suffix.lower()
-        if formats.setdefault(stem, ext) != ext:
-            raise click.UsageError(
-                f"inputs named {stem!r} in different folders have different formats "
-                f"({formats[stem]}, {ext}); process them in separate runs"
-            )
-    return tuple(sorted(formats.items())), len(found)
 
 
 def _print_signal_stack(kernel, dilations, mode):
@@ -476,15 +445,31 @@ def kernels(fmt, one_d):
 # --- receptive fields: rf-table, rf-map, rf-suggest -----------------------------------
 
 RF_FORMATS = ("table", "json", "csv", "markdown")
-RF_COLUMNS = ("layer", "kernel", "dilation", "stride", "span", "jump", "rf", "growth", "coverage", "params", "total_params", "hdc_m", "hdc")
+RF_COLUMNS = (
+    "layer",
+    "kernel",
+    "dilation",
+    "stride",
+    "span",
+    "jump",
+    "rf",
+    "growth",
+    "coverage",
+    "params",
+    "total_params",
+    "hdc_m",
+    "hdc",
+)
 RF_MAP_SUFFIXES = (".png",)
+RF_HEADERS = {"rf": "RF", "total_params": "total", "hdc_m": "M_i", "hdc": "HDC"}
 
 
-def _rf_render(rows, columns, fmt, *, title=None, display=None):
-    """Rows as a rich table (``display`` formats each row for people) or json/csv/markdown.
+def _rf_render(rows, columns, fmt, *, title=None, display=None, headers=None):
+    """Rows for people (``display`` formats each row) or as json/csv/markdown.
 
-    Like :func:`dilcli.tables.render_rows`, without importing numpy, so rf-table starts
-    as fast as click itself.
+    People get a rich table on a terminal, plain aligned columns in a pipe. Like
+    :func:`dilcli.tables.render_rows`, but without importing numpy (tables.py does at
+    import), so rf-table starts about as fast as click itself.
     """
     if fmt == "json":
         import json
@@ -496,7 +481,9 @@ def _rf_render(rows, columns, fmt, *, title=None, display=None):
         import io
 
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
         click.echo(buffer.getvalue(), nl=False)
@@ -511,17 +498,30 @@ def _rf_render(rows, columns, fmt, *, title=None, display=None):
         for line in cells:
             click.echo("| " + " | ".join(line) + " |")
         return
+    names = [(headers or {}).get(c, c) for c in columns]
+    if not sys.stdout.isatty():
+        # A pipe or a file: plain aligned columns, no box drawing, and no rich to
+        # import (a third of the command's time).
+        widths = [max(len(n), *(len(line[i]) for line in cells)) for i, n in enumerate(names)]
+        if title:
+            click.echo(title)
+        for line in (names, ["-" * w for w in widths], *cells):
+            click.echo("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
+        return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
-    if not console.is_terminal:  # a pipe or a file: never wrap numbers
-        console = Console(highlight=False, width=max(console.width, 160))
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="right")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
     for line in cells:
         table.add_row(*line)
+    # Never truncate a number to fit a narrow terminal: let long lines wrap instead.
+    needed = sum(max(len(n), *(len(line[i]) for line in cells)) + 2 for i, n in enumerate(names))
+    console = Console(highlight=False)
+    if needed > console.width:
+        console = Console(highlight=False, width=needed)
     console.print(table)
 
 
@@ -538,22 +538,38 @@ def _rf_display(ndim):
             shown["coverage"] = share_text(row["covered"], row["rf"] ** ndim)
         shown["params"] = f"{row['params']:,}"
         shown["total_params"] = f"{row['total_params']:,}"
-        if row["hdc_note"] and row["hdc"] != "pass":
-            shown["hdc"] = f"{row['hdc']} ({row['hdc_note']})"
         return shown
 
     return display
 
 
-def _rf_columns(channels):
-    return RF_COLUMNS if channels else tuple(c for c in RF_COLUMNS if c != "total_params")
+def _rf_columns(rows, channels, fmt):
+    """The columns each format shows: all for csv; for people, none that say nothing."""
+    if fmt == "csv":
+        return tuple(rows[0])
+    columns = [c for c in RF_COLUMNS if channels or c != "total_params"]
+    if fmt == "table" and all(row["stride"] == 1 for row in rows):
+        columns = [c for c in columns if c not in ("stride", "jump")]
+    return tuple(columns)
 
 
 def _rf_options(command):
     """--1d and --format: shared by rf-table and rf-suggest."""
     decorators = [
-        click.option("--1d", "one_d", is_flag=True, help="Signals: k taps per layer (params k, not k*k); coverage along one axis."),
-        click.option("--format", "fmt", type=click.Choice(RF_FORMATS), default="table", show_default=True, help="table: rich table; json, csv, markdown for machines and docs."),
+        click.option(
+            "--1d",
+            "one_d",
+            is_flag=True,
+            help="Signals: k taps per layer (params k, not k*k); coverage along one axis.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(RF_FORMATS),
+            default="table",
+            show_default=True,
+            help="table: rich table; json, csv, markdown for machines and docs.",
+        ),
     ]
     return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
 
@@ -565,7 +581,10 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
     if preset and dilations:
         raise click.UsageError("give either --preset or -d/--dilations, not both")
     if not preset and not dilations:
-        raise click.UsageError("give the dilations (e.g. -d 1,2,4,8) or a --preset (context-basic, context-large, seed, wavenet)")
+        raise click.UsageError(
+            "give the dilations (e.g. -d 1,2,4,8) or a --preset "
+            "(context-basic, context-large, seed, wavenet)"
+        )
     if preset and (kernels or strides):
         raise click.UsageError(f"--preset {preset} sets the kernels and strides itself; drop -k/-s")
     if repeat is not None and preset != "wavenet":
@@ -574,12 +593,24 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
         large = preset == "context-large"
         width = channels or receptive.DEFAULT_CONTEXT_CHANNELS
         layers, pairs = receptive.context_module(large=large, channels=width)
-        return layers, pairs, f"Context module, {'large' if large else 'basic'} (Table 1), C = {width}"
+        return (
+            layers,
+            pairs,
+            f"Context module, {'large' if large else 'basic'} (Table 1), C = {width}",
+        )
     if preset == "seed":
-        return receptive.make_stack(receptive.SEED_DILATIONS, kernels=3), channels, "Seed: 3x3 at dilations 1,2,4,8"
+        return (
+            receptive.make_stack(receptive.SEED_DILATIONS, kernels=3),
+            channels,
+            "Seed: 3x3 at dilations 1,2,4,8",
+        )
     if preset == "wavenet":
         repeat = repeat or 1
-        return receptive.wavenet_stack(repeat), channels, f"WaveNet: kernel 2 at dilations 1..512, x{repeat}"
+        return (
+            receptive.wavenet_stack(repeat),
+            channels,
+            f"WaveNet: kernel 2 at dilations 1..512, x{repeat}",
+        )
     try:
         layers = receptive.make_stack(dilations, kernels=kernels or 3, strides=strides or 1)
     except ValueError as error:
@@ -589,7 +620,11 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
 
 def _rf_title(layers, ndim):
     kernels = sorted({layer.kernel for layer in layers})
-    size = "x".join([str(kernels[0])] * ndim) if len(kernels) == 1 else "kernels " + ",".join(str(x.kernel) for x in layers)
+    size = (
+        "x".join([str(kernels[0])] * ndim)
+        if len(kernels) == 1
+        else "kernels " + ",".join(str(x.kernel) for x in layers)
+    )
     title = f"{size} at dilations {','.join(str(x.dilation) for x in layers)}"
     if any(layer.stride > 1 for layer in layers):
         title += f", strides {','.join(str(x.stride) for x in layers)}"
@@ -611,6 +646,8 @@ def _warn_holes(layers, rows, ndim):
     from dilcli import receptive
 
     last = rows[-1]
+    if last["hdc"] == "fail":
+        click.echo(f"HDC rule (Wang et al. 2018): fail, {last['hdc_note']}", err=True)
     if last["covered"] is None or last["coverage"] == 1:
         return
     field = last["rf"]
@@ -619,7 +656,8 @@ def _warn_holes(layers, rows, ndim):
     total = field**ndim
     click.secho(
         f"warning: holes (gridding): only {last['covered']} of {total} {what} "
-        f"({receptive.share_text(last['covered'], total)}) of the {size} receptive field reach the output",
+        f"({receptive.share_text(last['covered'], total)}) of the {size} receptive field "
+        "reach the output",
         fg="yellow",
         err=True,
     )
@@ -627,20 +665,30 @@ def _warn_holes(layers, rows, ndim):
     strides = [layer.stride for layer in layers]
     found = receptive.hole_free_schedules(kernels, field, strides=strides, count=1, effort=20_000)
     if found:
-        better = receptive.layer_stats(receptive.make_stack(found[0], kernels, strides), ndim=ndim)[-1]["rf"]
+        better = receptive.layer_stats(receptive.make_stack(found[0], kernels, strides), ndim=ndim)[
+            -1
+        ]["rf"]
         better_size = f"{better}x{better}" if ndim == 2 else str(better)
-        click.echo(f"  without holes, {len(layers)} layers reach {better_size}: {_rf_command(layers, found[0], ndim)}", err=True)
+        click.echo(
+            f"  without holes, {len(layers)} layers reach {better_size}: "
+            f"{_rf_command(layers, found[0], ndim)}",
+            err=True,
+        )
         return
     spatial = [k for k in kernels if k > 1]
     click.echo(f"  no hole-free schedule of {len(layers)} such layers reaches {size}", err=True)
     if len(set(spatial)) == 1 and set(strides) == {1}:
         most = receptive.max_hole_free_field(spatial)
         try:
-            depth, schedules = receptive.suggest_schedules(field, spatial[0], max_layers=len(spatial) + 8, count=1)
+            depth, schedules = receptive.suggest_schedules(
+                field, spatial[0], max_layers=len(spatial) + 8, count=1
+            )
         except ValueError:
             return
         layers_needed = receptive.make_stack(schedules[0], kernels=spatial[0])
-        kernel, most = (f"{spatial[0]}x{spatial[0]}", f"{most}x{most}") if ndim == 2 else (spatial[0], most)
+        kernel, most = (
+            (f"{spatial[0]}x{spatial[0]}", f"{most}x{most}") if ndim == 2 else (spatial[0], most)
+        )
         click.echo(
             f"  ({len(spatial)} layers of {kernel} reach at most {most} without holes); "
             f"{depth} layers do: {_rf_command(layers_needed, schedules[0], ndim)}",
@@ -649,13 +697,60 @@ def _warn_holes(layers, rows, ndim):
 
 
 @cli.command("rf-table")
-@click.option("-d", "--dilations", default=None, callback=_int_list_callback("dilations"), help="One layer per dilation, e.g. 1,1,2,4,8,16,1 or 1-4.")
-@click.option("-k", "--kernel", "kernels", default=None, callback=_int_list_callback("kernel sizes"), help="Kernel size, one for all layers or one per layer (e.g. 3,3,1) [default: 3].")
-@click.option("-s", "--strides", default=None, callback=_int_list_callback("strides"), help="Strides, one for all layers or one per layer [default: 1].")
-@click.option("--channels", type=click.IntRange(min=1), default=None, help="Channels C: every layer C -> C (context-large: 2C,2C,4C,...,C; default 21 for the context presets). Without it, params counts weights per channel pair.")
-@click.option("--preset", type=click.Choice(["context-basic", "context-large", "seed", "wavenet"]), default=None, help="context-basic/-large: the paper's Table 1 (3x3 at 1,1,2,4,8,16,1, then 1x1); seed: 3x3 at 1,2,4,8; wavenet: kernel 2 at 1,2,...,512 (1-D).")
-@click.option("--repeat", type=click.IntRange(min=1), default=None, help="--preset wavenet: how many times the 1..512 block repeats [default: 1].")
-@click.option("--compare", is_flag=True, help="Instead of the layer table: plain convolutions, pooling and one large kernel against the stack, for the same receptive field.")
+@click.option(
+    "-d",
+    "--dilations",
+    default=None,
+    callback=_int_list_callback("dilations"),
+    help="One layer per dilation, e.g. 1,1,2,4,8,16,1 or 1-4.",
+)
+@click.option(
+    "-k",
+    "--kernel",
+    "kernels",
+    default=None,
+    callback=_int_list_callback("kernel sizes"),
+    help="Kernel size, one for all layers or one per layer (e.g. 3,3,1) [default: 3].",
+)
+@click.option(
+    "-s",
+    "--strides",
+    default=None,
+    callback=_int_list_callback("strides"),
+    help="Strides, one for all layers or one per layer [default: 1].",
+)
+@click.option(
+    "--channels",
+    type=click.IntRange(min=1),
+    default=None,
+    help=(
+        "Channels C: every layer C -> C (context-large: 2C,2C,4C,...,C; default 21 for the "
+        "context presets). Without it, params counts weights per channel pair."
+    ),
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["context-basic", "context-large", "seed", "wavenet"]),
+    default=None,
+    help=(
+        "context-basic/-large: the paper's Table 1 (3x3 at 1,1,2,4,8,16,1, then 1x1); "
+        "seed: 3x3 at 1,2,4,8; wavenet: kernel 2 at 1,2,...,512 (1-D)."
+    ),
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--preset wavenet: how many times the 1..512 block repeats [default: 1].",
+)
+@click.option(
+    "--compare",
+    is_flag=True,
+    help=(
+        "Instead of the layer table: plain convolutions, pooling and one large kernel "
+        "against the stack, for the same receptive field."
+    ),
+)
 @_rf_options
 def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one_d, fmt):
     """Receptive field, coverage and parameters of a stack of dilated layers.
@@ -700,19 +795,47 @@ def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one
         columns = ("design", "layers", "params", "rf", "resolution", "coverage")
         _rf_render(table, columns, fmt, title=f"Ways to a {size} receptive field", display=display)
     else:
-        columns = _rf_columns(channel_spec) if fmt != "json" else None
-        if fmt == "csv":
-            columns = tuple(rows[0])
-        _rf_render(rows, columns, fmt, title=title, display=_rf_display(ndim))
+        columns = _rf_columns(rows, channel_spec, fmt)
+        display = _rf_display(ndim)
+        _rf_render(rows, columns, fmt, title=title, display=display, headers=RF_HEADERS)
     _warn_holes(layers, rows, ndim)
 
 
 @cli.command("rf-suggest")
-@click.option("--target", type=click.IntRange(min=2), required=True, help="Receptive field to reach (pixels per side, or samples with --1d).")
-@click.option("-k", "--kernel", type=click.IntRange(min=2), default=3, show_default=True, help="Kernel size of every layer.")
-@click.option("--max-layers", type=click.IntRange(min=1), default=16, show_default=True, help="Give up beyond this many layers.")
-@click.option("--count", type=click.IntRange(min=1, max=20), default=3, show_default=True, help="How many schedules to show.")
-@click.option("--channels", type=click.IntRange(min=1), default=None, help="Channels C (every layer C -> C) for the params column.")
+@click.option(
+    "--target",
+    type=click.IntRange(min=2),
+    required=True,
+    help="Receptive field to reach (pixels per side, or samples with --1d).",
+)
+@click.option(
+    "-k",
+    "--kernel",
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    help="Kernel size of every layer.",
+)
+@click.option(
+    "--max-layers",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Give up beyond this many layers.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1, max=20),
+    default=3,
+    show_default=True,
+    help="How many schedules to show.",
+)
+@click.option(
+    "--channels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Channels C (every layer C -> C) for the params column.",
+)
 @_rf_options
 def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
     """Dilation schedules without holes that reach --target with the fewest layers.
@@ -728,7 +851,9 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
     from dilcli import receptive
 
     try:
-        depth, schedules = receptive.suggest_schedules(target, kernel, max_layers=max_layers, count=count)
+        depth, schedules = receptive.suggest_schedules(
+            target, kernel, max_layers=max_layers, count=count
+        )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     ndim = 1 if one_d else 2
@@ -736,35 +861,97 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
     for dilations in schedules:
         layers = receptive.make_stack(dilations, kernels=kernel)
         rows = receptive.layer_stats(layers, channels, ndim=ndim)
-        results.append({"dilations": list(dilations), "kernel": kernel, "rf": rows[-1]["rf"], "layers": rows})
+        results.append(
+            {"dilations": list(dilations), "kernel": kernel, "rf": rows[-1]["rf"], "layers": rows}
+        )
     if fmt == "json":
         _rf_render(results, None, fmt)
     elif fmt == "csv":
-        flat = [{"schedule": number, **row} for number, result in enumerate(results, 1) for row in result["layers"]]
+        flat = [
+            {"schedule": number, **row}
+            for number, result in enumerate(results, 1)
+            for row in result["layers"]
+        ]
         _rf_render(flat, tuple(flat[0]), fmt)
     else:
         for number, result in enumerate(results, 1):
             size = f"{result['rf']}x{result['rf']}" if ndim == 2 else str(result["rf"])
             title = f"{number}. -d {','.join(map(str, result['dilations']))}: {size}, no holes"
-            _rf_render(result["layers"], _rf_columns(channels), fmt, title=title, display=_rf_display(ndim))
-            if fmt == "markdown" and number < len(results):
+            rows = result["layers"]
+            columns = _rf_columns(rows, channels, fmt)
+            display = _rf_display(ndim)
+            _rf_render(rows, columns, fmt, title=title, display=display, headers=RF_HEADERS)
+            if number < len(results):
                 click.echo()
     fewer = kernel ** (depth - 1)
     if depth > 1 and fewer < target:
         what = f"{kernel}x{kernel}" if ndim == 2 else f"kernel {kernel}"
         most = f"{fewer}x{fewer}" if ndim == 2 else str(fewer)
-        click.echo(f"{depth} layers are the fewest: {depth - 1} layers of {what} reach at most {most} without holes", err=True)
+        click.echo(
+            f"{depth} layers are the fewest: {depth - 1} layers of {what} "
+            f"reach at most {most} without holes",
+            err=True,
+        )
 
 
 @cli.command("rf-map")
-@click.option("-d", "--dilations", required=True, callback=_int_list_callback("dilations"), help="One layer per dilation, e.g. 2,2,2 or 1,2,5.")
-@click.option("-k", "--kernel", "kernels", default=None, callback=_int_list_callback("kernel sizes"), help="Kernel size, one for all layers or one per layer [default: 3, or the --weights size].")
-@click.option("-s", "--strides", default=None, callback=_int_list_callback("strides"), help="Strides, one for all layers or one per layer [default: 1].")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The picture to write (.png).")
-@click.option("--effective", is_flag=True, help="Colour by the effective receptive field (impulse response of the stack) instead of reached / hole.")
-@click.option("--weights", "weights_spec", default=None, help="--effective: every layer's weights, a named kernel or text like '1,2,1;2,4,2;1,2,1' [default: uniform]; magnitudes are shown.")
-@click.option("--1d", "one_d", is_flag=True, help="Signals: which positions each layer's kernel uses at its dilation, input to output.")
-@click.option("--causal", is_flag=True, help="--1d: causal padding (the output sees only the past), as in WaveNet.")
+@click.option(
+    "-d",
+    "--dilations",
+    required=True,
+    callback=_int_list_callback("dilations"),
+    help="One layer per dilation, e.g. 2,2,2 or 1,2,5.",
+)
+@click.option(
+    "-k",
+    "--kernel",
+    "kernels",
+    default=None,
+    callback=_int_list_callback("kernel sizes"),
+    help="Kernel size, one for all layers or one per layer [default: 3, or the --weights size].",
+)
+@click.option(
+    "-s",
+    "--strides",
+    default=None,
+    callback=_int_list_callback("strides"),
+    help="Strides, one for all layers or one per layer [default: 1].",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The picture to write (.png).",
+)
+@click.option(
+    "--effective",
+    is_flag=True,
+    help=(
+        "Colour by the effective receptive field (impulse response of the stack) "
+        "instead of reached / hole."
+    ),
+)
+@click.option(
+    "--weights",
+    "weights_spec",
+    default=None,
+    help=(
+        "--effective: every layer's weights, a named kernel or text like "
+        "'1,2,1;2,4,2;1,2,1' [default: uniform]; magnitudes are shown."
+    ),
+)
+@click.option(
+    "--1d",
+    "one_d",
+    is_flag=True,
+    help="Signals: which positions each layer's kernel uses at its dilation, input to output.",
+)
+@click.option(
+    "--causal",
+    is_flag=True,
+    help="--1d: causal padding (the output sees only the past), as in WaveNet.",
+)
 def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, causal):
     """Draw which input pixels reach the centre output, one panel per layer.
 
@@ -780,7 +967,9 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
     from dilcli import receptive
 
     if not output.lower().endswith(RF_MAP_SUFFIXES):
-        raise click.BadParameter("rf-map writes PNG: name the file *.png", param_hint="'-o' / '--output'")
+        raise click.BadParameter(
+            "rf-map writes PNG: name the file *.png", param_hint="'-o' / '--output'"
+        )
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise click.BadParameter(f"folder {folder} does not exist", param_hint="'-o' / '--output'")
@@ -792,9 +981,15 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
     if weights_spec:
         kernel = load_kernel_option(weights_spec, ndim=1 if one_d else 2)
         if kernel.is_gradient_pair or len(set(kernel.shape)) != 1:
-            raise click.BadParameter(f"{weights_spec}: give one square kernel", param_hint="'--weights'")
+            raise click.BadParameter(
+                f"{weights_spec}: give one square kernel", param_hint="'--weights'"
+            )
         if kernels and set(kernels) != {kernel.shape[0]}:
-            raise click.BadParameter(f"{weights_spec} is {kernel.shape[0]} wide but -k says {','.join(map(str, kernels))}", param_hint="'--weights'")
+            raise click.BadParameter(
+                f"{weights_spec} is {kernel.shape[0]} wide "
+                f"but -k says {','.join(map(str, kernels))}",
+                param_hint="'--weights'",
+            )
         kernels = (kernel.shape[0],)
         weights = [kernel.parts[0]] * len(dilations)
     try:
@@ -802,7 +997,9 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
         from dilcli import rfmap
 
         if one_d:
-            picture = rfmap.signal_picture(layers, causal=causal, effective=effective, kernels=weights)
+            picture = rfmap.signal_picture(
+                layers, causal=causal, effective=effective, kernels=weights
+            )
         else:
             picture = rfmap.coverage_picture(layers, effective=effective, kernels=weights)
     except ValueError as error:
@@ -815,7 +1012,11 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
 
     field = receptive.receptive_fields(layers)[-1]
     size = str(field) if one_d else f"{field}x{field}"
-    click.echo(f"wrote {display_path(output)} ({picture.width}x{picture.height} px; receptive field {size})", err=True)
+    click.echo(
+        f"wrote {display_path(output)} "
+        f"({picture.width}x{picture.height} px; receptive field {size})",
+        err=True,
+    )
 
 
 def main():

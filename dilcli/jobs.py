@@ -60,7 +60,7 @@ class ConvolveJob:
     montage: bool = False
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS
 
-    def output_names(self, stem):
+    def output_names(self, stem, suffix=""):
         ext = self.rendering.extension()
         names = [f"{stem}_{self.kernel.name}_d{d}.{ext}" for d in self.dilations]
         if self.montage:
@@ -163,7 +163,7 @@ class ContextJob:
             return [f"w{j}" for j in range(1, levels + 1)] + [f"c{levels}"]
         return [f"l{i}_d{d}" for i, d in enumerate(self.dilations, 1)]
 
-    def output_names(self, stem):
+    def output_names(self, stem, suffix=""):
         ext = self.rendering.extension()
         scales = self.scale_names()[-1:] if self.final_only else self.scale_names()
         names = [f"{stem}_{self.prefix}_{scale}.{ext}" for scale in scales]
@@ -252,7 +252,7 @@ class ContextJob:
             levels = len(layers)
             planes, residual = context.starlet(data, levels, boundary=boundary, cval=self.cval)
             scales = [(plane, True) for plane in planes] + [(residual, input_negative)]
-            labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{len(planes)}"]
+            labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{levels}"]
         else:
             options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
             signs = context.can_be_negative(layers, input_negative=input_negative)
@@ -287,15 +287,17 @@ class ContextJob:
 def _size(rows_columns):
     rows, columns = rows_columns
     return f"{rows}x{columns}"
+
+
 @dataclass(frozen=True)
 class SignalJob:
     """A 1-D kernel over a signal file (CSV/TSV/TXT, .npy, WAV), in the input's format.
 
     Outputs are ``{stem}_{kernel}_d{d}.{ext}`` per dilation, or with ``stack`` (the
     dilations applied one after another, ``activation`` after each layer)
-    ``{stem}_{kernel}_stack_l{i}_d{d}.{ext}`` per layer. ``formats`` pairs each planned
-    stem with its input's extension; ``plot`` is an absolute ``.png`` path (with
-    ``{stem}`` replaced when ``plot_per_input``), written last.
+    ``{stem}_{kernel}_stack_l{i}_d{d}.{ext}`` per layer, ``ext`` the input's own;
+    ``plot`` is an absolute ``.png`` path (with ``{stem}`` replaced when
+    ``plot_per_input``), written last.
     """
 
     kernel: Kernel
@@ -308,12 +310,11 @@ class SignalJob:
     activation: str = "none"
     time_column: str | None = "auto"
     wav_scale: str = "bound"
-    formats: tuple = ()  # (planned stem, input extension) pairs
     plot: str | None = None
     plot_per_input: bool = False
 
-    def output_names(self, stem):
-        ext = dict(self.formats).get(stem, ".npy")
+    def output_names(self, stem, suffix=".npy"):
+        ext = suffix or ".npy"
         if self.stack:
             parts = [f"stack_l{i}_d{d}" for i, d in enumerate(self.dilations, 1)]
         else:

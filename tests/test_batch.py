@@ -81,7 +81,7 @@ class EchoJob:
     suffixes: tuple = ("x", "y")
     version: int = 1
 
-    def output_names(self, stem):
+    def output_names(self, stem, suffix):
         return [f"{stem}_{s}.out" for s in self.suffixes]
 
     def signature(self):
