@@ -465,39 +465,24 @@ RF_HEADERS = {"rf": "RF", "total_params": "total", "hdc_m": "M_i", "hdc": "HDC"}
 
 
 def _rf_render(rows, columns, fmt, *, title=None, display=None, headers=None):
-    """Rows for people (``display`` formats each row) or as json/csv/markdown.
+    """Rows as json/csv/markdown (:func:`dilcli.tables.render_rows`), or for people.
 
-    People get a rich table on a terminal, plain aligned columns in a pipe. Like
-    :func:`dilcli.tables.render_rows`, but without importing numpy (tables.py does at
-    import), so rf-table starts about as fast as click itself.
+    ``display`` formats a row for people (markdown and tables), ``headers`` renames
+    columns in tables. People get a rich table on a terminal, plain aligned columns
+    in a pipe; neither truncates a number to fit.
     """
-    if fmt == "json":
-        import json
+    from dilcli.tables import render_rows
 
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if fmt == "csv":
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.DictWriter(
-            buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(buffer.getvalue(), nl=False)
+    if fmt in ("json", "csv"):
+        click.echo(render_rows(rows, columns, fmt), nl=False)
         return
     shown = [display(row) for row in rows] if display else rows
-    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in shown]
     if fmt == "markdown":
         if title:
             click.echo(f"**{title}**\n")
-        click.echo("| " + " | ".join(columns) + " |")
-        click.echo("|" + "---:|" * len(columns))
-        for line in cells:
-            click.echo("| " + " | ".join(line) + " |")
+        click.echo(render_rows(shown, columns, fmt), nl=False)
         return
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in shown]
     names = [(headers or {}).get(c, c) for c in columns]
     if not sys.stdout.isatty():
         # A pipe or a file: plain aligned columns, no box drawing, and no rich to

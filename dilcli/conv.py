@@ -85,7 +85,7 @@ def dilated_correlate(
     dilations = normalize_dilation(dilation, spatial)
     boundary = _check_mode_boundary(mode, boundary, spatial)
 
-    x = x.astype(dtype, copy=False)
+    x = np.ascontiguousarray(x, dtype=dtype)  # the engines read rows in place
     kernel = kernel.astype(dtype)
     if flip:
         kernel = kernel[(slice(None, None, -1),) * spatial]

@@ -206,3 +206,10 @@ def test_long_signals_run_in_chunks(monkeypatch, mode):
 def test_numpy_plans_choose_cheaper_forms(name, kind):
     plan = _engine.plan(named_kernel(name).parts[0])
     assert {"centre": plan.centre is not None, "separable": bool(plan.column) and plan.centre is None, "direct": bool(plan.taps)}[kind]
+
+
+def test_non_contiguous_input_gives_the_same_result():
+    x = RNG.random((12, 14, 3)).astype(np.float32)
+    kernel = RNG.normal(size=(3, 3))
+    for view in (x[..., 1], x[::2, ::-1], np.moveaxis(x, 0, 1)):
+        assert_array_equal(dilated_correlate(view, kernel, 2), dilated_correlate(view.copy(), kernel, 2))

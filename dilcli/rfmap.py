@@ -1,0 +1,396 @@
+"""Pictures of receptive fields: which input pixels reach one output, layer by layer.
+
+Drawn with Pillow from the exact footprints of :mod:`dilcli.receptive`: one panel per
+layer for images (holes of a gridded stack stay visible, every pixel a cell), or, for
+signals, the dependency diagram of one output sample (which positions each layer's
+kernel uses at its dilation), as in the seed notebook's figure and WaveNet's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from dilcli import receptive
+from dilcli.atomic import atomic_write
+
+#: Widest receptive field drawn (a panel has at least one screen pixel per input pixel).
+MAX_PICTURE_FIELD = 2048
+PANEL_SIZE = 300  # target panel side in pixels; cells are whole pixels
+MAX_CELL = 24
+MIN_PANEL_WIDTH = 170
+COLUMNS = 4
+GAP = 16
+MARGIN = 16
+EFFECTIVE_COLORMAP = "viridis"
+
+BACKGROUND = (255, 255, 255)
+OUTSIDE = (247, 247, 247)  # panel area beyond this layer's receptive field
+REACHED = (31, 64, 122)
+HOLE = (214, 222, 232)
+OUTPUT = (214, 39, 40)
+BOX = (110, 110, 110)
+EDGE = (96, 132, 186)
+UNREACHED_NODE = (175, 175, 175)
+TEXT = (20, 20, 20)
+MUTED_TEXT = (90, 90, 90)
+
+
+# --- images: one panel per layer -------------------------------------------------------
+
+
+def coverage_picture(layers, *, effective=False, kernels=None, absolute=False):
+    """An RGB picture: for each layer, the input pixels reaching the centre output.
+
+    ``effective`` colours reached pixels by the effective receptive field (impulse
+    response of the stack up to that layer, uniform weights unless ``kernels`` are
+    given; magnitude, scaled to each panel's peak); holes stay flat.
+    """
+    layers = receptive.as_layers(layers)
+    fields = receptive.receptive_fields(layers)
+    _check_size(fields[-1])
+    masks = receptive.footprint_masks(layers)
+    positions = receptive.output_positions(layers)
+    field, centre = fields[-1], positions[-1]
+    cell = max(1, min(MAX_CELL, PANEL_SIZE // field))
+    side = field * cell
+    width = max(side, MIN_PANEL_WIDTH)
+    fonts = _fonts()
+
+    panels = []
+    for index, (layer, size, mask, position) in enumerate(
+        zip(layers, fields, masks, positions, strict=True)
+    ):
+        canvas = panel_cells(layers, index, effective=effective, kernels=kernels, absolute=absolute)
+        image = _upscale(canvas, cell, grid=cell >= 6)
+        draw = ImageDraw.Draw(image)
+        offset = centre - position
+        low, high = offset * cell - 1, (offset + size) * cell
+        draw.rectangle([low, low, high, high], outline=BOX)
+        _mark_output(draw, centre, cell)
+        covered = mask.bit_count() ** 2
+        title = f"layer {index + 1}: {_size(layer.kernel)}, d={layer.dilation}"
+        if layer.stride > 1:
+            title += f", stride {layer.stride}"
+        detail = f"RF {size}x{size}, {receptive.share_text(covered, size * size)} reached"
+        panels.append((title, detail, image))
+
+    final_mask = masks[-1]
+    covered, total = final_mask.bit_count() ** 2, field * field
+    heading = f"{_describe(layers)}: input pixels reaching the centre output"
+    if effective:
+        heading = f"{_describe(layers)}: effective receptive field of the centre output"
+    share = receptive.share_text(covered, total)
+    summary = f"receptive field {field}x{field}: {covered} of {total} pixels reached ({share})"
+    if covered < total:
+        summary += f"; {total - covered} holes (gridding)"
+    legend = _heat_legend(fonts) if effective else _legend(fonts)
+    return _layout(panels, width, side, heading, summary, legend, fonts)
+
+
+def panel_cells(layers, index, *, effective=False, kernels=None, absolute=False):
+    """One RGB uint8 cell per input pixel of the whole stack's box, for layer ``index``.
+
+    The box of layers ``0..index`` sits where the output pixel aligns with the final
+    box: :data:`REACHED` or :data:`HOLE` inside it (or a colour-mapped weight with
+    ``effective``; zero weight is a hole), :data:`OUTSIDE` beyond it.
+    """
+    layers = receptive.as_layers(layers)
+    stack = layers[: index + 1]
+    size = receptive.receptive_fields(stack)[-1]
+    field = receptive.receptive_fields(layers)[-1]
+    if effective:
+        chosen = None if kernels is None else kernels[: index + 1]
+        weights = np.abs(
+            receptive.effective_receptive_field(stack, chosen, ndim=2, absolute=absolute)
+        )
+        peak = weights.max()
+        pixels = _colormap(weights / peak if peak > 0 else weights)
+        pixels[weights == 0] = HOLE
+    else:
+        box = receptive.footprint_2d(stack)
+        pixels = np.empty((size, size, 3), dtype=np.uint8)
+        pixels[box] = REACHED
+        pixels[~box] = HOLE
+    canvas = np.empty((field, field, 3), dtype=np.uint8)
+    canvas[:] = OUTSIDE
+    offset = receptive.output_positions(layers)[-1] - receptive.output_positions(stack)[-1]
+    canvas[offset : offset + size, offset : offset + size] = pixels
+    return canvas
+
+
+def _upscale(pixels, cell, *, grid):
+    big = np.repeat(np.repeat(pixels, cell, axis=0), cell, axis=1)
+    if grid:
+        big[::cell, :] = BACKGROUND
+        big[:, ::cell] = BACKGROUND
+    return Image.fromarray(big)
+
+
+def _mark_output(draw, centre, cell):
+    """A red square around the output pixel, visible at any cell size."""
+    pad = max(1, cell // 6, (9 - cell) // 2)  # at least 9 pixels across
+    low = centre * cell - pad
+    high = (centre + 1) * cell - 1 + pad
+    draw.rectangle([low, low, high, high], outline=OUTPUT, width=max(1, min(3, cell // 5)))
+
+
+def _colormap(values01):
+    from cmap import Colormap
+
+    lut = (Colormap(EFFECTIVE_COLORMAP).lut(256)[:, :3] * 255).round().astype(np.uint8)
+    return lut[np.clip((values01 * 255).round().astype(int), 0, 255)]
+
+
+def _legend(fonts):
+    items = [
+        (REACHED, "reaches the output"),
+        (HOLE, "hole: never reaches it"),
+        (None, "the output pixel"),
+    ]
+    return _swatches(items, fonts)
+
+
+def _heat_legend(fonts):
+    bar_width, height = 160, 14
+    ramp = _colormap(np.linspace(0, 1, bar_width))[None].repeat(height, axis=0)
+    parts = [
+        ("image", Image.fromarray(ramp)),
+        ("text", "weight on the output, 0 to the panel's peak"),
+        ("swatch", HOLE),
+        ("text", "hole (weight 0)"),
+        ("swatch", None),
+        ("text", "the output pixel"),
+    ]
+    return _row_of(parts, fonts)
+
+
+def _swatches(items, fonts):
+    parts = []
+    for colour, text in items:
+        parts += [("swatch", colour), ("text", text)]
+    return _row_of(parts, fonts)
+
+
+def _row_of(parts, fonts):
+    """A one-line legend image from swatches, images and text."""
+    height, gap = 20, 8
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widths = []
+    for kind, value in parts:
+        if kind == "text":
+            widths.append(int(measure.textlength(value, font=fonts["small"])) + 2 * gap)
+        elif kind == "image":
+            widths.append(value.width + gap)
+        else:
+            widths.append(height + gap // 2)
+    image = Image.new("RGB", (sum(widths), height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    x = 0
+    for (kind, value), width in zip(parts, widths, strict=True):
+        if kind == "text":
+            draw.text(
+                (x + gap // 2, height / 2), value, fill=MUTED_TEXT, font=fonts["small"], anchor="lm"
+            )
+        elif kind == "image":
+            image.paste(value, (x, (height - value.height) // 2))
+        elif value is None:
+            draw.rectangle([x + 2, 2, x + height - 3, height - 3], outline=OUTPUT, width=2)
+        else:
+            draw.rectangle([x + 2, 2, x + height - 3, height - 3], fill=value)
+        x += width
+    return image
+
+
+def _layout(panels, width, side, heading, summary, legend, fonts):
+    """Panels in rows of up to COLUMNS, under a heading, a summary line and a legend."""
+    columns = min(COLUMNS, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    label_height = 40
+    header = 72 + legend.height
+    total_width = max(
+        2 * MARGIN + columns * width + (columns - 1) * GAP,
+        2 * MARGIN + legend.width,
+        2 * MARGIN + int(_text_width(heading, fonts["title"])),
+    )
+    total_height = header + rows * (label_height + side + GAP) + MARGIN
+    canvas = Image.new("RGB", (total_width, total_height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((MARGIN, 14), heading, fill=TEXT, font=fonts["title"])
+    draw.text((MARGIN, 38), summary, fill=MUTED_TEXT, font=fonts["small"])
+    canvas.paste(legend, (MARGIN, 60))
+    for number, (title, detail, image) in enumerate(panels):
+        row, column = divmod(number, columns)
+        x = MARGIN + column * (width + GAP)
+        y = header + row * (label_height + side + GAP)
+        draw.text((x, y), title, fill=TEXT, font=fonts["label"])
+        draw.text((x, y + 18), detail, fill=MUTED_TEXT, font=fonts["small"])
+        canvas.paste(image, (x + (width - image.width) // 2, y + label_height))
+    return canvas
+
+
+# --- signals: the dependency diagram of one output sample ------------------------------
+
+
+def signal_picture(layers, *, causal=False, effective=False, kernels=None, absolute=False):
+    """An RGB diagram: input at the bottom, each layer above, one output at the top.
+
+    Lines join every sample that reaches the output to the positions its layer's
+    kernel uses at that dilation; filled dots reach the output, hollow ones do not.
+    With ``effective``, bars under the input show each position's weight on the output.
+    """
+    layers = receptive.as_layers(layers)
+    fields = receptive.receptive_fields(layers)
+    field = fields[-1]
+    _check_size(field)
+    jumps = [1, *receptive.jumps(layers)]
+    centre = receptive.output_positions(layers, causal=causal)[-1]
+    fonts = _fonts()
+
+    reached, edges = signal_reach(layers, causal=causal)
+
+    spacing = max(3, min(36, 1400 // field))
+    radius = max(1.0, min(7.0, spacing * 0.3))
+    row_gap = 64 if len(layers) <= 12 else 40
+    label_width = 150
+    top = 96
+    bars = 70 if effective else 0
+    width = label_width + field * spacing + 2 * MARGIN
+    height = top + len(layers) * row_gap + 40 + bars + MARGIN
+    padding = " (causal)" if causal else ""
+    heading = f"{_describe(layers, one_d=True)}{padding}: inputs reaching one output"
+    width = max(width, 2 * MARGIN + int(_text_width(heading, fonts["title"])))
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+
+    def x_of(position):
+        return label_width + MARGIN + position * spacing + spacing / 2
+
+    def y_of(row):
+        return top + (len(layers) - row) * row_gap
+
+    count = len(reached[0])
+    draw.text((MARGIN, 14), heading, fill=TEXT, font=fonts["title"])
+    share = receptive.share_text(count, field)
+    summary = f"receptive field {field}: {count} of {field} positions reached ({share})"
+    if count < field:
+        summary += f"; {field - count} holes (gridding)"
+    draw.text((MARGIN, 38), summary, fill=MUTED_TEXT, font=fonts["small"])
+    legend = _swatches(
+        [(REACHED, "reaches the output"), (UNREACHED_NODE, "does not"), (OUTPUT, "the output")],
+        fonts,
+    )
+    canvas.paste(legend, (MARGIN, 58))
+
+    line_width = 2 if spacing >= 12 else 1
+    for row, node, source in edges:
+        draw.line(
+            [(x_of(node), y_of(row)), (x_of(source), y_of(row - 1))], fill=EDGE, width=line_width
+        )
+    for row in range(len(layers) + 1):
+        y = y_of(row)
+        label = "input" if row == 0 else f"layer {row}: d={layers[row - 1].dilation}"
+        if row == len(layers):
+            label = f"output (layer {row}: d={layers[row - 1].dilation})"
+        draw.text((MARGIN, y), label, fill=TEXT, font=fonts["small"], anchor="lm")
+        for position in range(centre % jumps[row], field, jumps[row]):
+            box = [x_of(position) - radius, y - radius, x_of(position) + radius, y + radius]
+            if position in reached[row]:
+                colour = OUTPUT if row == len(layers) else REACHED
+                draw.ellipse(box, fill=colour)
+            elif radius >= 2:
+                draw.ellipse(box, outline=UNREACHED_NODE)
+            else:
+                draw.point((x_of(position), y), fill=UNREACHED_NODE)
+    base = y_of(0) + 16
+    ticks = {0: f"{-centre:+d}", field - 1: f"{field - 1 - centre:+d}", centre: "0"}
+    for position, text in ticks.items():
+        draw.text((x_of(position), base), text, fill=MUTED_TEXT, font=fonts["small"], anchor="mt")
+    if effective:
+        weights = np.abs(
+            receptive.effective_receptive_field(layers, kernels, ndim=1, absolute=absolute)
+        )
+        peak = weights.max() or 1.0
+        floor = base + 18 + bars - 8
+        draw.text(
+            (MARGIN, floor - bars / 2), "effective RF", fill=TEXT, font=fonts["small"], anchor="lm"
+        )
+        bar = max(1, int(spacing * 0.7))
+        for position, value in enumerate(weights):
+            if value > 0:
+                x = x_of(position)
+                draw.rectangle(
+                    [x - bar / 2, floor - (bars - 12) * value / peak, x + bar / 2, floor],
+                    fill=REACHED,
+                )
+    return canvas
+
+
+def signal_reach(layers, *, causal=False):
+    """Samples reaching the output, row by row (0: input), and the lines joining them.
+
+    Returns ``(reached, edges)``: ``reached[row]`` is a set of positions in the
+    receptive-field box; ``edges`` are ``(row, position, position one row down)``.
+    """
+    layers = receptive.as_layers(layers)
+    positions = [0, *receptive.output_positions(layers, causal=causal)]
+    steps = receptive.steps(layers)
+    reached = [set() for _ in range(len(layers) + 1)]
+    reached[-1] = {positions[-1]}
+    edges = []
+    for row in range(len(layers), 0, -1):
+        layer, before = layers[row - 1], positions[row] - positions[row - 1]
+        for node in sorted(reached[row]):
+            for tap in range(layer.kernel):
+                source = node - before + tap * steps[row - 1]
+                reached[row - 1].add(source)
+                edges.append((row, node, source))
+    return reached, edges
+
+
+# --- shared helpers ----------------------------------------------------------------------
+
+
+def save_png(image, path):
+    """Write ``image`` as PNG, atomically (temporary file beside ``path``, then rename)."""
+    with atomic_write(path) as handle:
+        image.save(handle, format="PNG")
+
+
+def _check_size(field):
+    if field > MAX_PICTURE_FIELD:
+        raise ValueError(
+            f"the receptive field ({field}) is too wide to draw (at most "
+            f"{MAX_PICTURE_FIELD}); 'dilcli rf-table' reports it in numbers"
+        )
+
+
+def _fonts():
+    return {
+        "title": ImageFont.load_default(size=17),
+        "label": ImageFont.load_default(size=14),
+        "small": ImageFont.load_default(size=12),
+    }
+
+
+def _text_width(text, font):
+    return ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)
+
+
+def _size(kernel, one_d=False):
+    return f"{kernel}" if one_d else f"{kernel}x{kernel}"
+
+
+def _describe(layers, one_d=False):
+    kernels = {layer.kernel for layer in layers}
+    dilations = ",".join(str(layer.dilation) for layer in layers)
+    if len(kernels) == 1:
+        what = f"kernel {layers[0].kernel}" if one_d else f"{_size(layers[0].kernel)} layers"
+    else:
+        what = "kernels " + ",".join(str(layer.kernel) for layer in layers)
+    text = f"{what} at dilations {dilations}"
+    if any(layer.stride > 1 for layer in layers):
+        text += ", strides " + ",".join(str(layer.stride) for layer in layers)
+    return text
