@@ -3,8 +3,8 @@
  *
  *   out[i, j, c] = sum_t w_t * x_ext[rowmap[i + a_t*d0], colmap[j + b_t*d1], c]
  *
- * rowmap/colmap are the boundary's index maps, computed in Python (-1 means the
- * constant value). Work items are (row, chunk of columns), the chunks cut so that
+ * rowmap and the column map are the boundary's index maps, computed in Python
+ * (-1 means the constant value). Work items are (row, chunk of columns), the chunks cut so that
  * border columns are chunks of their own; items run on OpenMP
  * threads with the GIL released. Within an item, each tap's source is a pointer
  * straight into x when its columns are a plain run of the input (the interior),
@@ -28,7 +28,12 @@ typedef struct {
     const char *x;
     char *out;
     Py_ssize_t W, C, Ho, Wo;
-    const int64_t *rowmap, *colmap;
+    const int64_t *rowmap;
+    /* column map: col_left[p] for p < col_lo, col_right[p - col_hi] for p >= col_hi,
+     * p - col_shift in between (the interior, never materialised: a signal of 10^7
+     * samples would otherwise need an index array as big as itself) */
+    const int64_t *col_left, *col_right;
+    Py_ssize_t col_lo, col_hi, col_shift;
     Py_ssize_t ntaps;
     const int64_t *ta, *tb;
     const double *tw;
@@ -40,6 +45,12 @@ typedef struct {
 
 /* Tiles of 8 vectors of 32 bytes: GCC vector extensions keep the accumulators in
  * registers across the loop over taps (a plain array would be kept in memory). */
+static inline int64_t col_at(const job_t *job, Py_ssize_t p) {
+    if (p < job->col_lo) return job->col_left[p];
+    if (p >= job->col_hi) return job->col_right[p - job->col_hi];
+    return p - job->col_shift;
+}
+
 #define DEFINE_ENGINE(T, NAME)                                                          \
     typedef T NAME##_vec __attribute__((vector_size(32)));                            \
     typedef T NAME##_uvec __attribute__((vector_size(32), aligned(sizeof(T))));       \
@@ -77,19 +88,21 @@ typedef struct {
         T *out = (T *)job->out + (i * job->Wo + j0) * C;                              \
         for (Py_ssize_t t = 0; t < job->ntaps; t++) {                                 \
             const int64_t r = job->rowmap[i + job->ta[t] * job->d0];                  \
-            const int64_t *cm = job->colmap + j0 + job->tb[t] * job->d1;              \
+            const Py_ssize_t p0 = j0 + job->tb[t] * job->d1;                          \
+            const int64_t first = col_at(job, p0), last = col_at(job, p0 + cols - 1); \
             w[t] = (T)job->tw[t];                                                     \
-            if (r >= 0 && cm[0] >= 0 && cm[cols - 1] - cm[0] == cols - 1) {          \
+            if (r >= 0 && first >= 0 && last - first == cols - 1) {                   \
                 /* a plain run of columns: read the input where it lies */            \
-                src[t] = x + (r * W + cm[0]) * C;                                     \
+                src[t] = x + (r * W + first) * C;                                     \
                 continue;                                                             \
             }                                                                         \
             T *buffer = scratch + t * n;                                              \
             for (Py_ssize_t q = 0; q < cols; q++) {                                   \
-                if (r < 0 || cm[q] < 0) {                                             \
+                const int64_t col = col_at(job, p0 + q);                              \
+                if (r < 0 || col < 0) {                                               \
                     for (Py_ssize_t c = 0; c < C; c++) buffer[q * C + c] = (T)job->cval; \
                 } else {                                                              \
-                    memcpy(buffer + q * C, x + (r * W + cm[q]) * C, C * sizeof(T));   \
+                    memcpy(buffer + q * C, x + (r * W + col) * C, C * sizeof(T));     \
                 }                                                                     \
             }                                                                         \
             src[t] = buffer;                                                          \
@@ -144,23 +157,25 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
 }
 
 static PyObject *correlate(PyObject *self, PyObject *args) {
-    PyObject *xo, *outo, *rowo, *colo, *tao, *tbo, *two, *starto;
+    PyObject *xo, *outo, *rowo, *lefto, *righto, *tao, *tbo, *two, *starto;
     job_t job;
     int threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOnnnnnndi", &xo, &outo, &rowo, &colo, &tao, &tbo,
-                          &two, &starto, &job.W, &job.C, &job.Ho, &job.Wo, &job.d0, &job.d1,
-                          &job.cval, &threads))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOnnnnnnnnndi", &xo, &outo, &rowo, &lefto, &righto,
+                          &tao, &tbo, &two, &starto, &job.col_lo, &job.col_hi, &job.col_shift,
+                          &job.W, &job.C, &job.Ho, &job.Wo, &job.d0, &job.d1, &job.cval,
+                          &threads))
         return NULL;
-    Py_buffer bx, bo, br, bc, ba, bb, bw, bs;
-    Py_buffer *views[] = {&bx, &bo, &br, &bc, &ba, &bb, &bw, &bs};
-    PyObject *objs[] = {xo, outo, rowo, colo, tao, tbo, two, starto};
-    const char *names[] = {"x", "out", "rowmap", "colmap", "tap rows", "tap cols", "weights", "chunk starts"};
+    Py_buffer bx, bo, br, bl, bq, ba, bb, bw, bs;
+    Py_buffer *views[] = {&bx, &bo, &br, &bl, &bq, &ba, &bb, &bw, &bs};
+    PyObject *objs[] = {xo, outo, rowo, lefto, righto, tao, tbo, two, starto};
+    const char *names[] = {"x", "out", "rowmap", "left columns", "right columns",
+                           "tap rows", "tap cols", "weights", "chunk starts"};
     int got = 0;
-    for (; got < 8; got++) {
+    for (; got < 9; got++) {
         if (get_buffer(objs[got], views[got], got == 1, names[got]) < 0) break;
     }
     PyObject *result = NULL;
-    if (got == 8) {
+    if (got == 9) {
         int is_double = bx.format[0] == 'd';
         if (bx.format[0] != bo.format[0] || (bx.format[0] != 'f' && !is_double)) {
             PyErr_SetString(PyExc_TypeError, "x and out must both be float32 or float64");
@@ -168,7 +183,8 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
             job.x = bx.buf;
             job.out = bo.buf;
             job.rowmap = br.buf;
-            job.colmap = bc.buf;
+            job.col_left = bl.buf;
+            job.col_right = bq.buf;
             job.ta = ba.buf;
             job.tb = bb.buf;
             job.tw = bw.buf;

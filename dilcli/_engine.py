@@ -196,8 +196,13 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
     if len(rows) == 0:
         out.fill(0)
         return
-    rowmap = _index_map(out.shape[0] + (k0 - 1) * d0, o0, x.shape[0], boundary)
-    colmap = _index_map(out.shape[1] + (k1 - 1) * d1, o1, x.shape[1], boundary)
+    rowmap = _index_map(np.arange(out.shape[0] + (k0 - 1) * d0) - o0, x.shape[0], boundary)
+    # Columns: only the positions outside the input are mapped; inside, p -> p - o1.
+    total, width = out.shape[1] + (k1 - 1) * d1, x.shape[1]
+    col_lo = min(o1, total)
+    col_hi = max(col_lo, min(total, o1 + width))
+    left = _index_map(np.arange(col_lo) - o1, width, boundary)
+    right = _index_map(np.arange(col_hi, total) - o1, width, boundary)
     # Border columns (whose windows leave the image) get chunks of their own, so
     # interior chunks read the input in place and only the borders are gathered.
     lo, hi = _inside(o1, x.shape[1], (k1 - 1) * d1 + 1, out.shape[1])
@@ -207,11 +212,15 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
         x,
         out,
         rowmap,
-        colmap,
+        left,
+        right,
         rows.astype(np.int64),
         cols.astype(np.int64),
         kernel[rows, cols].astype(np.float64),
         np.array(starts, dtype=np.int64),
+        col_lo,
+        col_hi,
+        o1,
         x.shape[1],
         x.shape[2],
         out.shape[0],
@@ -223,9 +232,9 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
     )
 
 
-def _index_map(length, offset, n, boundary):
-    """Input index of extended positions ``-offset ...``; -1 where ``constant`` applies."""
-    positions = np.arange(-offset, length - offset, dtype=np.int64)
+def _index_map(positions, n, boundary):
+    """Input index of each position; -1 where ``constant`` applies."""
+    positions = positions.astype(np.int64)
     if boundary == "constant":
         return np.where((positions >= 0) & (positions < n), positions, -1)
     return boundary_indices(positions, n, boundary).astype(np.int64)
