@@ -10,7 +10,6 @@ installed).
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import tempfile
@@ -70,7 +69,6 @@ def measure(command):
 
 
 def main():
-    del resource  # measured in the wrapper process
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

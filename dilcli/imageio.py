@@ -6,7 +6,13 @@ The only module that reads or writes image files. Integer images become float32 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
+import stat
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -22,6 +28,15 @@ IMAGE_EXTENSIONS = frozenset(
 OUTPUT_FORMATS = ("png", "tiff", "npy")
 MAPPINGS = ("abs", "signed", "clip", "stretch", "diverging")
 DEFAULT_MAX_PIXELS = 250_000_000
+DEFAULT_MAX_FRAMES = 1000
+# Pillow may open only these (never EPS, which runs Ghostscript, or rarer decoders).
+PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "GIF", "BMP", "WEBP")  # JPEG includes MPO
+TRUNCATED_HINT = " (--allow-truncated decodes what can be read)"
+# --allow-truncated pads a file with zeros only up to its own size (or 1 MB): a tiny
+# file claiming gigabytes stays refused.
+_PAD_LIMIT = 2**20
+_NOT_PADDED = "less than half of it is there, so it is not padded"
+_UNREADABLE = "; unreadable even with --allow-truncated"
 DIVERGING_COLORMAP = "colorbrewer:RdBu_r"
 STRETCH_PERCENTILE = 99.9
 
@@ -37,22 +52,139 @@ class LoadedImage:
     data: np.ndarray
     alpha: np.ndarray | None
     bits: int  # 8 or 16 for integer images, 32 for float data
+    notes: tuple[str, ...] = ()  # warnings: damaged data decoded anyway, NaN replaced, ...
 
 
-def load_image(path, *, frame=0, max_pixels=DEFAULT_MAX_PIXELS):
-    """Decode ``path`` (an image, or an ``.npy`` array) to a :class:`LoadedImage`.
+def load_image(path, *, frame=0, max_pixels=DEFAULT_MAX_PIXELS, allow_truncated=False):
+    """Decode one frame of ``path`` (an image, or an ``.npy`` array) to a :class:`LoadedImage`.
 
-    EXIF orientation is applied; palettes and CMYK become RGB(A); 1-bit becomes gray.
-    ``max_pixels`` (0 for no limit) is checked from the header, before decoding.
+    The format is recognised from the file's first bytes, not from its extension, and
+    only regular files are opened (never FIFOs or devices). EXIF orientation is applied;
+    palettes and CMYK become RGB(A); 1-bit becomes gray. ``max_pixels`` (0 for no limit)
+    is checked from the header, before anything is decoded.
+
+    Damaged files (truncated, a PNG chunk with a bad CRC, corrupt compressed data) raise
+    :class:`ImageError` naming the problem. With ``allow_truncated``, what can be read
+    is decoded (the decoder fills the rest) and ``notes`` says so. NaN and infinite
+    values in float data (``.npy``, float TIFF) are replaced by 0, and ``notes`` counts
+    them.
+    """
+    frames = iter_frames(path, (frame,), max_pixels=max_pixels, allow_truncated=allow_truncated)
+    return next(frames)
+
+
+def count_frames(path, *, max_frames=DEFAULT_MAX_FRAMES, allow_truncated=False):
+    """Frames (pages) in ``path``: GIF, APNG, WebP and TIFF may hold several; others 1.
+
+    Raises :class:`ImageError` when there are more than ``max_frames`` (0: no limit),
+    or when the file cannot be read as by :func:`load_image`.
     """
     path = Path(path)
-    if path.suffix.lower() == ".npy":
-        return _load_npy(path, max_pixels)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        loaded = _load_tiff_exact(path, max_pixels)
-        if loaded is not None:
-            return loaded
-    return _load_with_pillow(path, frame, max_pixels)
+    kind = _sniff(_read_head(path))
+    if kind == "NPY":
+        count = 1
+    elif kind is None:
+        raise _unknown_format(path)
+    elif kind == "TIFF" and _tiff_is_exact(path):
+        import tifffile
+
+        with _tifffile_log(), tifffile.TiffFile(path) as tif:
+            count = _guarded(lambda: len(tif.pages), "TIFF")
+    else:
+        try:
+            image = _pillow_open(path, kind, 0, lenient=allow_truncated)[0]
+        except _Damaged as error:
+            damage = _damage(path, kind, error)
+            suffix = _UNREADABLE if allow_truncated else TRUNCATED_HINT
+            raise ImageError(damage + suffix) from None
+        with image:
+            count = _guarded(lambda: getattr(image, "n_frames", 1), kind)
+    _check_frames(count, max_frames)
+    return count
+
+
+def iter_frames(
+    path,
+    frames=None,
+    *,
+    max_pixels=DEFAULT_MAX_PIXELS,
+    max_frames=DEFAULT_MAX_FRAMES,
+    allow_truncated=False,
+):
+    """Decode the ``frames`` (indices; None: every frame) of ``path``, one at a time.
+
+    Each frame is a :class:`LoadedImage`, decoded as by :func:`load_image`; every frame
+    is checked against ``max_pixels``, and ``max_frames`` (0: no limit) bounds the count
+    when every frame is asked for. The file is opened once.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    kind = _sniff(head)
+    options = dict(max_pixels=max_pixels, max_frames=max_frames, allow_truncated=allow_truncated)
+    if kind == "NPY":
+        yield from _npy_frames(path, frames, **options)
+    elif kind is None:
+        raise _unknown_format(path)
+    elif kind == "TIFF" and _tiff_is_exact(path):
+        yield from _tiff_frames(path, frames, **options)
+    else:
+        yield from _pillow_frames(path, kind, frames, **options)
+
+
+def _unknown_format(path):
+    if Path(path).suffix.lower() == ".npy":
+        return ImageError("not a .npy array: it does not start with numpy's header")
+    return ImageError("unknown or damaged format (not PNG, JPEG, TIFF, GIF, BMP, WebP or .npy)")
+
+
+def _damage(path, kind, error):
+    """What is wrong with a file Pillow failed on: for PNG, the first bad chunk if any."""
+    problem = _png_damage(path) if kind == "PNG" else None
+    return f"damaged PNG file: {problem}" if problem else str(error)
+
+
+def _read_head(path):
+    """The first bytes of a regular file; an ImageError for anything else."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageError("no such file") from None
+    except OSError as error:  # ELOOP for a link loop, ...
+        raise ImageError(f"cannot read: {error.strerror or _reason(error)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError("is a folder, not an image")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "FIFO" if stat.S_ISFIFO(info.st_mode) else "device or socket"
+        raise ImageError(f"special file ({kind}), not opened")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as error:
+        raise ImageError(f"cannot read: {error.strerror or _reason(error)}") from None
+    if not head:
+        raise ImageError("empty file (0 bytes): unknown or damaged format")
+    return head
+
+
+def _sniff(head):
+    """The format a file's first bytes announce, or None."""
+    if head.startswith(b"\x93NUMPY"):
+        return "NPY"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
 
 
 def _check_pixels(width, height, max_pixels):
@@ -63,87 +195,432 @@ def _check_pixels(width, height, max_pixels):
         )
 
 
-def _load_npy(path, max_pixels):
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ImageError(f"not a readable .npy array: {_reason(error)}") from None
-    if array.ndim not in (2, 3) or array.dtype.kind not in "biuf" or 0 in array.shape:
+def _check_frames(count, max_frames):
+    if max_frames and count > max_frames:
         raise ImageError(
-            f"expected a non-empty real (H, W) or (H, W, C) array, got {array.dtype} {array.shape}"
+            f"has {count:,} frames, over the limit of {max_frames:,} "
+            "(raise it with --max-frames, 0 for no limit)"
         )
-    _check_pixels(array.shape[1], array.shape[0], max_pixels)
-    return LoadedImage(array.astype(np.float32), None, 32)
 
 
-def _load_tiff_exact(path, max_pixels):
-    """16-bit colour and float TIFFs at full precision (Pillow drops bits); None otherwise."""
+def _frame_indices(frames, count_frames, max_frames):
+    """The frames to decode: ``frames``, or all of them (counted, within the limit)."""
+    if frames is not None:
+        return list(frames)
+    count = count_frames()
+    _check_frames(count, max_frames)
+    return list(range(count))
+
+
+def _guarded(function, kind):
+    """Call ``function``; a damaged file's exception becomes an ImageError."""
+    try:
+        return function()
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("not enough memory to decode") from None
+    except Exception as error:
+        raise ImageError(f"damaged {kind} file: {_reason(error)}") from None
+
+
+def _finite(data, notes):
+    """Float data with NaN and +-Inf replaced by 0 (in place), counted in ``notes``."""
+    bad = ~np.isfinite(data)
+    count = int(np.count_nonzero(bad))
+    if count:
+        data[bad] = 0
+        notes.append(f"{count:,} NaN or infinite value(s) replaced by 0")
+    return data
+
+
+# --- .npy arrays ------------------------------------------------------------------------
+
+
+def _npy_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
+    """An ``.npy`` array is one frame; its header is checked before any data is read."""
+    for index in _frame_indices(frames, lambda: 1, max_frames):
+        if index != 0:
+            raise ImageError(f"has no frame {index} (an .npy array has one)")
+        yield _load_npy(path, max_pixels, allow_truncated)
+
+
+def _load_npy(path, max_pixels, allow_truncated):
+    fmt = np.lib.format
+    notes = []
+    with open(path, "rb") as handle:
+        try:
+            version = fmt.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran_order, dtype = fmt.read_array_header_1_0(handle)
+            else:
+                shape, fortran_order, dtype = fmt.read_array_header_2_0(handle)
+        except (OSError, ValueError, EOFError, SyntaxError) as error:
+            raise ImageError(f"damaged .npy header: {_reason(error)}") from None
+        if len(shape) not in (2, 3) or dtype.kind not in "biuf" or dtype.fields or 0 in shape:
+            raise ImageError(
+                f"expected a non-empty real (H, W) or (H, W, C) array, got {dtype} {shape}"
+            )
+        _check_pixels(shape[1], shape[0], max_pixels)
+        count = int(np.prod(shape, dtype=object))
+        available = (os.fstat(handle.fileno()).st_size - handle.tell()) // dtype.itemsize
+        if available < count:
+            promised = f"the header promises {count * dtype.itemsize:,} bytes of {dtype} {shape}"
+            holds = f"the file holds {available * dtype.itemsize:,}"
+            if not allow_truncated:
+                raise ImageError(f"truncated .npy: {promised}, {holds}{TRUNCATED_HINT}")
+            if count - available > max(available, _PAD_LIMIT // dtype.itemsize):
+                raise ImageError(f"truncated .npy: {promised}, {holds}; {_NOT_PADDED}")
+            notes.append(f"truncated .npy ({promised}, {holds}): missing values are 0")
+        flat = np.zeros(count, dtype)
+        values = np.fromfile(handle, dtype=dtype, count=min(count, available))
+        flat[: len(values)] = values
+    array = flat.reshape(shape, order="F" if fortran_order else "C")
+    with np.errstate(over="ignore"):  # float64 beyond float32's range: Inf, then 0 below
+        data = array.astype(np.float32)
+    return LoadedImage(_finite(data, notes), None, 32, tuple(notes))
+
+
+# --- TIFF through tifffile: 16-bit colour, 32-bit and float at full precision ------------
+
+
+def _tiff_is_exact(path):
+    """Whether tifffile decodes this TIFF (Pillow would drop bits): more than 8 bits a sample.
+
+    8-bit, 1-bit and CMYK TIFFs, and files tifffile cannot parse, go to Pillow.
+    """
     try:
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            if page.dtype is None or (page.dtype.itemsize == 1 and page.photometric != 5):
-                return None  # plain 8-bit: Pillow handles it, with EXIF orientation
-            _check_pixels(page.imagewidth, page.imagelength, max_pixels)
-            if page.photometric == 5:  # CMYK
-                return None
-            array = page.asarray()
-            axes = page.axes
-    except ImageError:
-        raise
+        with _tifffile_log(), tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return page.dtype is not None and page.dtype.itemsize > 1 and page.photometric != 5
     except Exception:
-        return None  # let Pillow try and report
-    if "S" in axes and axes.index("S") < axes.index("Y"):
-        array = np.moveaxis(array, axes.index("S"), -1)
-    array = np.squeeze(array)
-    if array.ndim not in (2, 3):
-        return None
-    if array.dtype.kind == "f":
-        data, bits = array.astype(np.float32), 32
+        return False
+
+
+@contextlib.contextmanager
+def _tifffile_log():
+    """tifffile logs damaged structures; keep that off the terminal (errors say it)."""
+    import logging
+
+    logger = logging.getLogger("tifffile")
+    handler = logging.NullHandler()
+    saved = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
+
+
+def _tiff_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
+    import tifffile
+
+    with _tifffile_log(), tifffile.TiffFile(path) as tif:
+        count = _guarded(lambda: len(tif.pages), "TIFF")
+        for index in _frame_indices(frames, lambda: count, max_frames):
+            if index >= count:
+                raise ImageError(f"has no frame {index} (it has {count})")
+            page = _guarded(lambda index=index: tif.pages[index].aspage(), "TIFF")
+            _check_pixels(page.imagewidth, page.imagelength, max_pixels)
+            if page.imagedepth > 1:
+                raise ImageError("volumetric TIFF pages (ImageDepth > 1) are not supported")
+            notes = []
+            try:
+                array = page.asarray()
+            except MemoryError:
+                raise ImageError("not enough memory to decode") from None
+            except Exception as error:
+                reason = f"damaged TIFF file: {_reason(error)}"
+                if not allow_truncated:
+                    raise ImageError(reason + TRUNCATED_HINT) from None
+                array = _padded_tiff_page(path, index, page, reason)
+                notes.append(f"{reason}; decoded what could be read, the rest is 0")
+            yield _from_tiff_array(array, page, notes)
+
+
+def _padded_tiff_page(path, index, page, reason):
+    """A truncated TIFF page decoded as if its missing bytes were zeros (--allow-truncated)."""
+    import tifffile
+
+    ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+    size = os.path.getsize(path)
+    missing = max(ends, default=0) - size
+    if missing > max(size, _PAD_LIMIT):
+        raise ImageError(f"{reason}; {_NOT_PADDED}")
+    if missing <= 0:
+        raise ImageError(reason + _UNREADABLE)
+    padded = io.BytesIO(Path(path).read_bytes() + bytes(missing))
+    try:
+        with tifffile.TiffFile(padded) as tif:
+            return tif.pages[index].asarray()
+    except MemoryError:
+        raise ImageError("not enough memory to decode") from None
+    except Exception:
+        raise ImageError(reason + _UNREADABLE) from None
+
+
+def _from_tiff_array(array, page, notes):
+    axes = page.axes
+    shape_text = f"axes {axes}, shape {array.shape}"
+    if len(axes) != array.ndim or "Y" not in axes or "X" not in axes:
+        raise ImageError(f"unsupported TIFF layout ({shape_text})")
+    if any(a not in "YXS" and n != 1 for a, n in zip(axes, array.shape, strict=True)):
+        raise ImageError(f"unsupported TIFF layout ({shape_text})")
+    array = array[tuple(slice(None) if a in "YXS" else 0 for a in axes)]
+    kept = [a for a in axes if a in "YXS"]
+    array = array.transpose([kept.index(a) for a in "YXS" if a in kept])
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "u" or kind == "b":
+        bits = 8 if size == 1 else 16  # 16 is as deep as PNG outputs go
+        data = array.astype(np.float32)
+        data *= np.float32(1 / (2 ** (8 * size) - 1)) if kind == "u" else np.float32(1)
+        if page.photometric == 0:  # MINISWHITE: 0 is white
+            data = np.float32(1) - data
+    elif kind in "fi":  # measurements: values as they are, like .npy arrays
+        with np.errstate(over="ignore"):
+            data, bits = _finite(array.astype(np.float32), notes), 32
     else:
-        bits = 16 if array.dtype.itemsize >= 2 else 8
-        data = array.astype(np.float32) / np.float32(2**bits - 1)
+        raise ImageError(f"unsupported TIFF sample type {array.dtype}")
     alpha = None
-    if data.ndim == 3 and data.shape[2] in (2, 4):
+    extra = tuple(page.extrasamples or ())
+    if data.ndim == 3 and data.shape[2] in (2, 4) and (not extra or extra[-1] in (1, 2)):
         data, alpha = data[..., :-1], data[..., -1]
-        if data.shape[2] == 1:
-            data = data[..., 0]
-    return LoadedImage(np.ascontiguousarray(data), alpha, bits)
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]
+    orientation = page.tags.valueof(274, 1)
+    data = _orient(data, orientation)
+    alpha = None if alpha is None else _orient(alpha, orientation)
+    return LoadedImage(np.ascontiguousarray(data), alpha, bits, tuple(notes))
 
 
-def _load_with_pillow(path, frame, max_pixels):
-    from PIL import Image, ImageOps
+def _orient(array, orientation):
+    """Apply the TIFF/EXIF orientation tag (1-8) to rows and columns, as Pillow does."""
+    if orientation in (5, 6, 7, 8):
+        array = array.swapaxes(0, 1)  # transpose, then flip to the rotation asked
+    flip_rows = orientation in (3, 4, 7, 8)
+    flip_columns = orientation in (2, 3, 6, 7)
+    return array[:: -1 if flip_rows else 1, :: -1 if flip_columns else 1]
 
-    # dilcli checks its own limit from the header; Pillow's warning would only repeat it.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+# --- everything else through Pillow -----------------------------------------------------
+
+_PILLOW_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pillow_settings(lenient, max_image_pixels=None):
+    """Pillow's module-wide switches, set for one call (under a lock), then restored.
+
+    dilcli checks its own pixel limit from the header with a clearer message, so
+    Pillow's is off while opening; ``lenient`` is Pillow's LOAD_TRUNCATED_IMAGES.
+    Pillow's warnings are collected (the list yielded), not printed.
+    """
+    from PIL import Image, ImageFile
+
+    with _PILLOW_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = max_image_pixels, lenient
         try:
-            with Image.open(path) as image:
-                _check_pixels(image.width, image.height, max_pixels)
-                if frame:
-                    image.seek(frame)
+            yield caught
+        finally:
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _pillow_notes(caught):
+    from PIL import Image
+
+    notes = []
+    for warning in caught:
+        if not issubclass(warning.category, Image.DecompressionBombWarning):
+            notes.append(f"Pillow: {_reason(warning.message)}")
+    return notes
+
+
+class _Damaged(Exception):
+    """Decoding failed on damaged data (the message says how); maybe worth a lenient retry."""
+
+
+def _pillow_open(path, kind, max_pixels, *, lenient):
+    """Open with Pillow and check the size from the header; (image, notes)."""
+    from PIL import Image
+
+    with _pillow_settings(lenient) as caught:
+        try:
+            image = Image.open(path, formats=PILLOW_FORMATS)
+        except Image.UnidentifiedImageError:
+            raise _Damaged(f"damaged {kind} file: Pillow cannot read its header") from None
+        except MemoryError:
+            raise ImageError("not enough memory to decode") from None
+        except Exception as error:
+            raise _Damaged(_pillow_reason(error, kind)) from None
+    try:
+        _check_pixels(image.width, image.height, max_pixels)
+    except ImageError:
+        image.close()
+        raise
+    return image, _pillow_notes(caught)
+
+
+def _pillow_reason(error, kind):
+    text = _reason(error)
+    if "MAX_TEXT" in text:
+        raise ImageError(
+            f"PNG text chunks over Pillow's limits ({text}): refused as a decompression bomb"
+        ) from None
+    if isinstance(error, _pillow_bomb_error()):
+        pixels = re.search(r"\((\d+) pixels\)", text)
+        claim = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
+        raise ImageError(f"a tile or frame of the image has {claim}, over the limit") from None
+    return f"damaged {kind} file: {text}"
+
+
+def _pillow_bomb_error():
+    from PIL import Image
+
+    return Image.DecompressionBombError
+
+
+def _pillow_frames(path, kind, frames, *, max_pixels, max_frames, allow_truncated):
+    """Frames decoded by Pillow, the file opened once.
+
+    A damaged file is an ImageError; with ``allow_truncated``, a strict attempt that
+    fails is followed by a lenient one (Pillow's LOAD_TRUNCATED_IMAGES) and a note.
+    """
+    damage = None
+    try:
+        image, open_notes = _pillow_open(path, kind, max_pixels, lenient=False)
+        problem = _png_damage(path) if kind == "PNG" else None
+        if problem:
+            image.close()
+            raise _Damaged(f"damaged PNG file: {problem}")
+    except _Damaged as error:
+        damage = _damage(path, kind, error)
+        if not allow_truncated:
+            raise ImageError(damage + TRUNCATED_HINT) from None
+        image, open_notes = _lenient_open(path, kind, max_pixels, damage)
+    try:
+        count = lambda: _guarded(lambda: getattr(image, "n_frames", 1), kind)  # noqa: E731
+        for index in _frame_indices(frames, count, max_frames):
+            try:
+                loaded = _pillow_frame(path, image, index, kind, max_pixels, damage is not None)
+            except _Damaged as error:
+                if damage is not None:
+                    raise ImageError(f"{error}{_UNREADABLE}") from None
+                if not allow_truncated:
+                    raise ImageError(f"{error}{TRUNCATED_HINT}") from None
+                damage = str(error)
+                image.close()
+                image, open_notes = _lenient_open(path, kind, max_pixels, damage)
+                try:
+                    loaded = _pillow_frame(path, image, index, kind, max_pixels, True)
+                except _Damaged:
+                    raise ImageError(damage + _UNREADABLE) from None
+            notes = list(open_notes) + list(loaded.notes)
+            if damage:
+                notes.insert(0, f"{damage}; decoded what could be read")
+            loaded.notes = tuple(dict.fromkeys(notes))
+            yield loaded
+    finally:
+        image.close()
+
+
+def _lenient_open(path, kind, max_pixels, damage):
+    try:
+        return _pillow_open(path, kind, max_pixels, lenient=True)
+    except _Damaged:
+        raise ImageError(damage + _UNREADABLE) from None
+
+
+# Pillow decodes 16-bit colour PNGs to 8 bits, keeping each sample's high byte. Decoded
+# again with the little-endian raw mode (the same bytes per pixel, so the same filters)
+# it yields the low bytes; gray+alpha is read as four plain bytes per pixel in one pass.
+_DEEP_PNG_RAWMODES = {
+    "RGB;16B": ("RGB;16B", "RGB;16L"),
+    "RGBA;16B": ("RGBA;16B", "RGBA;16L"),
+    "LA;16B": ("RGBA",),
+}
+
+
+def _pillow_frame(path, image, index, kind, max_pixels, lenient):
+    """Seek to frame ``index``, check its size, decode it and convert it."""
+    with _pillow_settings(lenient, max_pixels or None) as caught:
+        try:
+            if index != image.tell():
+                image.seek(index)
+            _check_pixels(image.width, image.height, max_pixels)
+            rawmode = image.tile[0].args if kind == "PNG" and len(image.tile) == 1 else None
+            if rawmode in _DEEP_PNG_RAWMODES and not getattr(image, "is_animated", False):
+                loaded = _deep_png(path, _DEEP_PNG_RAWMODES[rawmode])
+                orientation = image.getexif().get(0x0112, 1)
+            else:
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                return _from_pillow(image)
+                loaded = None
         except ImageError:
             raise
-        except Image.DecompressionBombError as error:
-            raise ImageError(_reason(error)) from None
-        except FileNotFoundError:
-            raise ImageError("no such file") from None
-        except IsADirectoryError:
-            raise ImageError("is a folder, not an image") from None
-        except PermissionError:
-            raise ImageError("permission denied") from None
-        except Image.UnidentifiedImageError:
-            raise ImageError("not an image Pillow can identify (unknown or damaged format)") from None
-        except EOFError:
-            raise ImageError(f"has no frame {frame}") from None
+        except EOFError as error:
+            if index and not lenient and "truncated" not in str(error):
+                raise ImageError(f"has no frame {index}") from None
+            raise _Damaged(_pillow_reason(error, kind)) from None
         except MemoryError:
             raise ImageError("not enough memory to decode") from None
         except Exception as error:  # Pillow's decoders raise many types for damaged data
-            raise ImageError(f"cannot decode: {_reason(error)}") from None
+            raise _Damaged(_pillow_reason(error, kind)) from None
+        notes = []
+        if loaded is not None:
+            if orientation in range(2, 9):
+                loaded.data = np.ascontiguousarray(_orient(loaded.data, orientation))
+                if loaded.alpha is not None:
+                    loaded.alpha = np.ascontiguousarray(_orient(loaded.alpha, orientation))
+        else:
+            loaded = _pillow_converted(image, kind, notes)
+    loaded.notes = tuple(_pillow_notes(caught) + notes + list(loaded.notes))
+    return loaded
+
+
+def _pillow_converted(image, kind, notes):
+    """A decoded Pillow image, EXIF orientation applied, as a LoadedImage."""
+    from PIL import ImageOps
+
+    try:
+        shown = ImageOps.exif_transpose(image)
+    except Exception as error:
+        shown = image
+        notes.append(f"EXIF orientation unreadable, not applied: {_reason(error)}")
+    try:
+        return _from_pillow(shown)
+    except MemoryError:
+        raise ImageError("not enough memory to decode") from None
+    except Exception as error:
+        raise _Damaged(_pillow_reason(error, kind)) from None
+
+
+def _deep_png(path, rawmodes):
+    """A 16-bit colour or gray+alpha PNG at full depth (see _DEEP_PNG_RAWMODES)."""
+    from PIL import Image
+
+    planes = []
+    for rawmode in rawmodes:
+        with Image.open(path, formats=("PNG",)) as part:
+            part.tile = [part.tile[0]._replace(args=rawmode)]
+            part.load()
+            planes.append(np.asarray(part).astype(np.uint16))
+    if len(planes) == 2:
+        values = (planes[0] << 8) | planes[1]
+    else:  # gray+alpha as RGBA bytes: gray high, gray low, alpha high, alpha low
+        raw = planes[0]
+        values = np.stack([raw[..., 0] << 8 | raw[..., 1], raw[..., 2] << 8 | raw[..., 3]], axis=-1)
+    data = values.astype(np.float32) * np.float32(1 / 65535)
+    alpha = None
+    if data.shape[2] in (2, 4):
+        data, alpha = np.ascontiguousarray(data[..., :-1]), data[..., -1]
+        if data.shape[2] == 1:
+            data = data[..., 0]
+    return LoadedImage(data, alpha, 16)
 
 
 def _from_pillow(image):
@@ -159,6 +636,8 @@ def _from_pillow(image):
         image = image.convert("LA")
     elif mode == "RGBa":
         image = image.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+        image = image.convert("RGBA" if "A" in mode else "RGB")
     mode = image.mode
     array = np.asarray(image)
     if mode.startswith("I;16") or mode == "I":
@@ -170,12 +649,48 @@ def _from_pillow(image):
     data = array.astype(np.float32)
     if scale != 1.0:
         data *= np.float32(1.0 / scale)
+    notes = []
+    if bits == 32:
+        _finite(data, notes)
     alpha = None
     if mode in ("LA", "RGBA"):
         data, alpha = np.ascontiguousarray(data[..., :-1]), data[..., -1]
         if data.shape[2] == 1:
             data = data[..., 0]
-    return LoadedImage(data, alpha, bits)
+    return LoadedImage(data, alpha, bits, tuple(notes))
+
+
+def _png_damage(path):
+    """The first structural problem of a PNG (truncation, a bad CRC), or None.
+
+    Walks the chunks and checks each CRC without decoding, as libpng does; Pillow does
+    not check the CRC of image data and reads some truncated files without a word.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        position = 8
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return f"truncated at byte {position:,}, before the IEND chunk"
+            length, kind = struct.unpack(">I4s", header)
+            if length > 2**31 - 1 or not kind.isalpha():
+                return f"garbled chunk header at byte {position:,}"
+            name = kind.decode("ascii")
+            crc, remaining = zlib.crc32(kind), length
+            while remaining:
+                block = handle.read(min(remaining, 1 << 20))
+                if not block:
+                    return f"truncated inside the {name} chunk at byte {position:,}"
+                crc, remaining = zlib.crc32(block, crc), remaining - len(block)
+            stored = handle.read(4)
+            if len(stored) < 4:
+                return f"truncated inside the {name} chunk at byte {position:,}"
+            if struct.unpack(">I", stored)[0] != crc:
+                return f"bad CRC in the {name} chunk at byte {position:,}"
+            if kind == b"IEND":
+                return None
+            position += 12 + length
 
 
 def _reason(error):
@@ -205,6 +720,7 @@ def load_kernel_file(path, ndim=2):
 # --- from responses to pixels -------------------------------------------------------
 
 
+@np.errstate(over="ignore", invalid="ignore")  # float input can overflow to Inf; see below
 def display_values(response, mapping, gain=1.0, scale=None, *, out=None):
     """Map a response to floats in [0, 1] for viewing; one documented rule each.
 
@@ -215,15 +731,16 @@ def display_values(response, mapping, gain=1.0, scale=None, *, out=None):
       batch) or else this image's 99.9th percentile of ``|y|``.
     - ``diverging``: like ``signed`` through a blue-white-red colour map (RGB out;
       colour input is averaged over channels first).
-    All results are clipped to [0, 1]. ``out`` (may be ``response`` itself, to save
-    memory on large images) receives the values, except for ``diverging``.
+    All results are clipped to [0, 1]; NaN (from Inf - Inf in huge float input) becomes 0.
+    ``out`` (may be ``response`` itself, to save memory on large images) receives the
+    values, except for ``diverging``.
     """
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}; got {mapping!r}")
     gain = np.float32(gain)
     if mapping == "diverging":
         signed = response if response.ndim == 2 else response.mean(axis=-1)
-        return _diverging_colors(np.clip(signed * (gain / 2) + np.float32(0.5), 0, 1))
+        return _diverging_colors(_no_nan(np.clip(signed * (gain / 2) + np.float32(0.5), 0, 1)))
     if out is None:
         out = np.empty(response.shape, np.float32)
     if mapping in ("abs", "stretch"):
@@ -238,7 +755,14 @@ def display_values(response, mapping, gain=1.0, scale=None, *, out=None):
         out += np.float32(0.5)
     else:
         np.multiply(response, gain, out=out)
-    return np.clip(out, 0, 1, out=out)
+    return _no_nan(np.clip(out, 0, 1, out=out))
+
+
+def _no_nan(values):
+    # np.min is NaN when any value is, and costs less than np.isnan(...).any()
+    if values.size and np.isnan(values.min()):
+        np.nan_to_num(values, copy=False, nan=0.0)
+    return values
 
 
 def _diverging_colors(values01):
@@ -280,17 +804,11 @@ def with_alpha(pixels, alpha):
 def save_pixels(path, pixels, *, compression=1):
     """Write uint8/uint16 pixels ``(H, W)`` or ``(H, W, 1..4)`` as PNG, atomically.
 
-    ``compression`` is zlib's level, 0-9: 1 is several times faster than Pillow's
-    default of 6 for files a few percent larger.
+    ``compression`` is zlib's level, 0-9: 1 is several times faster than 6 for files a
+    few percent larger.
     """
     with atomic_write(path) as handle:
-        if pixels.dtype == np.uint8:
-            from PIL import Image
-
-            image = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels)
-            image.save(handle, format="PNG", compress_level=compression)
-        else:
-            handle.write(encode_png(pixels, compression))
+        write_png(handle, pixels, compression)
 
 
 def save_float(path, array, fmt):
@@ -313,10 +831,24 @@ def save_float(path, array, fmt):
 
 
 def encode_png(pixels, compression=1):
-    """PNG bytes for uint8/uint16 gray, gray+alpha, RGB or RGBA pixels.
+    """PNG bytes of ``pixels``; see :func:`write_png`."""
+    buffer = io.BytesIO()
+    write_png(buffer, pixels, compression)
+    return buffer.getvalue()
 
-    Pillow cannot write 16-bit colour PNGs; this small encoder (filter type 0 on every
-    row, one zlib stream) writes every combination the PNG specification allows.
+
+PNG_BLOCK_BYTES = 1 << 20
+_ZLIB_HEADERS = {0: b"\x78\x01", 1: b"\x78\x01", 2: b"\x78\x5e", 6: b"\x78\x9c", 7: b"\x78\xda"}
+
+
+def write_png(handle, pixels, compression=1):
+    """Write uint8/uint16 gray, gray+alpha, RGB or RGBA ``pixels`` as a PNG to ``handle``.
+
+    Rows use filter type 0. The zlib stream is deflated in blocks of about 1 MB on all
+    cores, as pigz does: each block but the last ends on a byte boundary (a sync
+    flush), so the blocks' raw deflate data concatenate into one valid stream, and
+    their Adler-32 checksums combine into the stream's. Each block is an IDAT chunk.
+    (Pillow cannot write 16-bit colour, and its encoder runs on one core.)
     """
     if pixels.ndim == 2:
         pixels = pixels[..., np.newaxis]
@@ -325,18 +857,51 @@ def encode_png(pixels, compression=1):
     depth = 8 if pixels.dtype == np.uint8 else 16
     rows = np.ascontiguousarray(pixels, dtype=">u2" if depth == 16 else np.uint8)
     raw = rows.reshape(height, -1).view(np.uint8)
-    filtered = np.concatenate([np.zeros((height, 1), np.uint8), raw], axis=1)
+    per_block = max(1, PNG_BLOCK_BYTES // (raw.shape[1] + 1))
+    starts = list(range(0, height, per_block))
+
+    def deflate(start):
+        block = np.empty((min(per_block, height - start), raw.shape[1] + 1), np.uint8)
+        block[:, 0] = 0  # filter type 0: None
+        block[:, 1:] = raw[start : start + len(block)]
+        compressor = zlib.compressobj(compression, zlib.DEFLATED, -15)
+        last = start == starts[-1]
+        data = compressor.compress(block) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        return data, zlib.adler32(block), block.size
 
     def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+        handle.write(struct.pack(">I", len(data)) + kind)
+        handle.write(data)
+        handle.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
 
-    header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return b"".join(
-        [
-            b"\x89PNG\r\n\x1a\n",
-            chunk(b"IHDR", header),
-            chunk(b"IDAT", zlib.compress(filtered.tobytes(), compression)),
-            chunk(b"IEND", b""),
-        ]
-    )
+    handle.write(b"\x89PNG\r\n\x1a\n")
+    chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
+    header = _ZLIB_HEADERS[max(k for k in _ZLIB_HEADERS if k <= compression)]
+    checksum = 1
+    for number, (data, adler, size) in enumerate(_deflate_pool().map(deflate, starts)):
+        chunk(b"IDAT", header + data if number == 0 else data)
+        checksum = _adler32_combine(checksum, adler, size)
+    chunk(b"IDAT", struct.pack(">I", checksum))
+    chunk(b"IEND", b"")
+
+
+def _adler32_combine(first, second, second_length):
+    """Adler-32 of two byte strings joined, from theirs (zlib's adler32_combine)."""
+    base = 65521
+    remainder = second_length % base
+    low = (first & 0xFFFF) + (second & 0xFFFF) + base - 1
+    high = remainder * (first & 0xFFFF) % base + (first >> 16) + (second >> 16) + base - remainder
+    return (low % base) | ((high % base) << 16)
+
+
+_pool = None
+
+
+def _deflate_pool():
+    global _pool
+    if _pool is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dilcli-deflate")
+    return _pool

@@ -179,3 +179,21 @@ def test_load_kernel_file(tmp_path):
     assert kernel.name == "edge" and kernel.parts[0].shape == (3, 3)
     np.save(tmp_path / "k.npy", np.ones((2, 2)))
     assert imageio.load_kernel_file(tmp_path / "k.npy").parts[0].shape == (2, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_png_deflated_in_many_blocks_is_one_valid_stream(monkeypatch, rng, channels, level):
+    monkeypatch.setattr(imageio, "PNG_BLOCK_BYTES", 100)  # dozens of blocks
+    pixels = (rng.random((37, 23, channels)) * 255).astype(np.uint8)
+    data = encode_png(pixels, level)
+    assert_array_equal(_decode_png(data), pixels)  # zlib.decompress checks the Adler-32
+    with Image.open(io.BytesIO(data)) as image:
+        assert_array_equal(np.asarray(image).reshape(pixels.shape), pixels)
+
+
+def test_adler32_combine_matches_zlib(rng):
+    for first_size, second_size in [(0, 0), (1, 5), (1000, 65521), (70000, 3)]:
+        first, second = rng.bytes(first_size), rng.bytes(second_size)
+        combined = imageio._adler32_combine(zlib.adler32(first), zlib.adler32(second), second_size)
+        assert combined == zlib.adler32(first + second)
