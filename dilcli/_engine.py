@@ -47,12 +47,16 @@ _default_threads = None
 
 
 def set_threads(count):
-    """Threads for the engine (None: all cores). Worker processes of a batch use 1."""
+    """Cores one process may use (None: all): for correlation and PNG deflate alike.
+
+    A batch of N worker processes gives each one core; ``-j 1`` means one core.
+    """
     global _default_threads
     _default_threads = count
 
 
-def _threads():
+def threads():
+    """The cores this process may use (see :func:`set_threads`)."""
     return _default_threads or os.cpu_count() or 1
 
 
@@ -228,7 +232,7 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
         d0,
         d1,
         float(cval),
-        _threads(),
+        threads(),
     )
 
 
@@ -264,12 +268,12 @@ def _correlate_numpy(x, kernel_plan, dilations, offsets, boundary, cval, out):
     def run(block):
         _block(context, *block)
 
-    threads = min(_threads(), len(blocks))
-    if threads <= 1 or out.nbytes < 4 * STRIP_BYTES:
+    workers = min(threads(), len(blocks))
+    if workers <= 1 or out.nbytes < 4 * STRIP_BYTES:
         for block in blocks:
             run(block)
     else:
-        list(_thread_pool(threads).map(run, blocks))
+        list(_thread_pool(workers).map(run, blocks))
 
 
 def _thread_pool(threads):

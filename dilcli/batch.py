@@ -7,7 +7,12 @@ Every command that turns input files into output files (``convolve``, ``context`
   input (``suffix`` is the input's extension, lower case, for jobs that keep it);
 - ``signature() -> dict``: every parameter that changes its outputs (for resume);
 - ``run(input_path, output_paths)``: does the work, writing each output atomically,
-  raising an exception whose message is the reason when the input is bad.
+  raising an exception whose message is the reason when the input is bad; it may
+  return warnings (strings: a damaged file decoded anyway, NaN replaced, ...).
+
+A job that writes one set of outputs per frame of an input (``--frames all``) also has
+``count_frames(path) -> int | None`` (None: one set, as usual); the count is passed on
+as ``output_names(stem, suffix, frames=count)``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class TaskResult:
     outputs: tuple[Path, ...] = ()
     reason: str = ""
     seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,6 +100,9 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
     path was left out (missing, special file, dangling link, ...). Hidden entries of
     folders are ignored; folder entries count when their extension is in
     ``extensions`` or, with ``sniff``, their first bytes look like an image or array.
+    A path named on its own that cannot be an input (a FIFO, a device, a broken link)
+    is *failed*, not skipped: the user asked for it. A link to a folder named on its
+    own is followed; inside folders, such links are not (no loops).
     """
     inputs, skipped, seen = [], [], set()
     excluded = os.path.realpath(exclude) if exclude is not None else None
@@ -119,10 +128,8 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
                     add(match, Path(match).name)
             continue
         reason = _unusable(path)
-        if reason == "no such file or folder":
+        if reason and reason != "link to a folder, not followed":
             skipped.append(_failed(path, reason))
-        elif reason:
-            skipped.append(_skipped(path, reason))
         elif path.is_dir():
             for file, relative, why in _walk(path, recursive, excluded):
                 if why:
@@ -244,9 +251,18 @@ def plan_tasks(inputs, out_dir, job):
         if len(by_target[(item.relative.parent, stem)]) > 1:
             stem = f"{stem}_{item.path.suffix.lstrip('.').lower() or 'noext'}"
         folder = out_dir / item.relative.parent
-        outputs = tuple(folder / name for name in job.output_names(stem, item.path.suffix.lower()))
+        outputs = tuple(folder / name for name in _output_names(job, item.path, stem))
         tasks.append(Task(item, outputs, _task_key(item.path, outputs, signature)))
     return tasks
+
+
+def _output_names(job, path, stem):
+    suffix = path.suffix.lower()
+    count_frames = getattr(job, "count_frames", None)
+    frames = count_frames(path) if count_frames is not None else None
+    if frames is None:
+        return job.output_names(stem, suffix)
+    return job.output_names(stem, suffix, frames=frames)
 
 
 def _canonical(value):
@@ -315,19 +331,22 @@ def execute(job, task):
         for folder in {o.parent for o in task.outputs}:
             folder.mkdir(parents=True, exist_ok=True)
         _refuse_overwriting_input(task)
-        job.run(task.input.path, task.outputs)
+        notes = tuple(dict.fromkeys(job.run(task.input.path, task.outputs) or ()))
     except MemoryError:
         return TaskResult(task.input, "failed", reason="not enough memory")
     except Exception as error:  # a bad input must never stop the batch
         return TaskResult(task.input, "failed", reason=describe_error(error))
-    return TaskResult(task.input, "done", task.outputs, seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return TaskResult(task.input, "done", task.outputs, seconds=seconds, warnings=notes)
 
 
 def describe_error(error):
     """A one-line reason for ``error``; unexpected kinds are named as such."""
     text = " ".join(str(error).split())
     if isinstance(error, OSError) and error.strerror:
-        text = error.strerror + (f": {error.filename}" if error.filename else "")
+        from dilcli.console import display_path
+
+        text = error.strerror + (f": {display_path(error.filename)}" if error.filename else "")
     expected = (ValueError, OSError, BatchError) + _image_errors()
     if isinstance(error, expected):
         return text or type(error).__name__
@@ -383,7 +402,7 @@ def run_batch(
     elif jobs > 1 and len(pending) > 1:
         results = _pool_results(pending, job, jobs)
     else:
-        results = ((task, execute(job, task)) for task in pending)
+        results = _local_results(pending, job, jobs)
     try:
         for task, result in results:
             finish(task, result)
@@ -395,6 +414,19 @@ def run_batch(
         results.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _local_results(tasks, job, cores):
+    """In this process, one task after another, each using ``cores`` cores."""
+    from dilcli import _engine
+
+    before = _engine._default_threads
+    _engine.set_threads(cores)
+    try:
+        for task in tasks:
+            yield task, execute(job, task)
+    finally:
+        _engine.set_threads(before)
 
 
 def _pool_results(tasks, job, jobs):
@@ -474,6 +506,8 @@ class JsonLog:
             "seconds": round(result.seconds, 4),
             "outputs": [str(o) for o in result.outputs],
         }
+        if result.warnings:
+            entry["warnings"] = list(result.warnings)
         lines = [entry] + [{"output": str(o), "input": entry["input"]} for o in result.outputs if result.status == "done"]
         self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
         self.handle.flush()

@@ -255,7 +255,7 @@ def _load_npy(path, max_pixels, allow_truncated):
                 shape, fortran_order, dtype = fmt.read_array_header_1_0(handle)
             else:
                 shape, fortran_order, dtype = fmt.read_array_header_2_0(handle)
-        except (OSError, ValueError, EOFError, SyntaxError) as error:
+        except Exception as error:  # numpy parses the header with ast/tokenize: many types
             raise ImageError(f"damaged .npy header: {_reason(error)}") from None
         if len(shape) not in (2, 3) or dtype.kind not in "biuf" or dtype.fields or 0 in shape:
             raise ImageError(
@@ -878,7 +878,10 @@ def write_png(handle, pixels, compression=1):
     chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
     header = _ZLIB_HEADERS[max(k for k in _ZLIB_HEADERS if k <= compression)]
     checksum = 1
-    for number, (data, adler, size) in enumerate(_deflate_pool().map(deflate, starts)):
+    from dilcli._engine import threads
+
+    blocks = map(deflate, starts) if threads() == 1 else _deflate_pool().map(deflate, starts)
+    for number, (data, adler, size) in enumerate(blocks):
         chunk(b"IDAT", header + data if number == 0 else data)
         checksum = _adler32_combine(checksum, adler, size)
     chunk(b"IDAT", struct.pack(">I", checksum))

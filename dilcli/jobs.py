@@ -46,9 +46,59 @@ class Rendering:
         return pixels
 
 
+def frame_stems(stem, frames=None):
+    """The stem of each frame's outputs: ``stem``, or ``{stem}_f{n}`` for every frame.
+
+    ``n`` counts from 0, zero-padded to one width per file (``_f00`` .. ``_f12``), so
+    names sort in frame order.
+    """
+    if frames is None:
+        return [stem]
+    width = len(str(max(frames - 1, 0)))
+    return [f"{stem}_f{n:0{width}d}" for n in range(frames)]
+
+
+class ImageInput:
+    """How a job reads its images: limits, damaged files and frames.
+
+    Mixed into jobs that have the fields ``max_pixels``, ``allow_truncated``,
+    ``frames`` (``"first"`` or ``"all"``) and ``max_frames``.
+    """
+
+    def count_frames(self, path):
+        """Frames to write outputs for, with ``frames="all"``; else None (the first only)."""
+        if self.frames != "all":
+            return None
+        try:
+            return imageio.count_frames(
+                path, max_frames=self.max_frames, allow_truncated=self.allow_truncated
+            )
+        except Exception:  # planning goes on; run() meets the same error and reports it
+            return 1
+
+    def each_frame(self, input_path, output_paths):
+        """(image, its share of ``output_paths``) for each frame, decoded one at a time."""
+        options = dict(max_pixels=self.max_pixels, allow_truncated=self.allow_truncated)
+        if self.frames != "all":
+            yield imageio.load_image(input_path, **options), output_paths
+            return
+        count = imageio.count_frames(
+            input_path, max_frames=self.max_frames, allow_truncated=self.allow_truncated
+        )
+        per_frame, extra = divmod(len(output_paths), count)
+        if extra or not per_frame:
+            raise imageio.ImageError(f"has {count} frames now, another count than when planned")
+        frames = imageio.iter_frames(input_path, None, max_frames=self.max_frames, **options)
+        for index, image in enumerate(frames):
+            yield image, output_paths[index * per_frame : (index + 1) * per_frame]
+
+
 @dataclass(frozen=True)
-class ConvolveJob:
-    """One dilated kernel at each dilation: ``{stem}_{kernel}_d{d}.{ext}`` per input."""
+class ConvolveJob(ImageInput):
+    """One dilated kernel at each dilation: ``{stem}_{kernel}_d{d}.{ext}`` per input.
+
+    With ``frames="all"``, one set per frame: ``{stem}_f{n}_{kernel}_d{d}.{ext}``.
+    """
 
     kernel: Kernel
     dilations: tuple
@@ -59,12 +109,17 @@ class ConvolveJob:
     rendering: Rendering = Rendering()
     montage: bool = False
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+    allow_truncated: bool = False
+    frames: str = "first"  # or "all"
+    max_frames: int = imageio.DEFAULT_MAX_FRAMES
 
-    def output_names(self, stem, suffix=""):
+    def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
-        names = [f"{stem}_{self.kernel.name}_d{d}.{ext}" for d in self.dilations]
-        if self.montage:
-            names.append(f"{stem}_{self.kernel.name}_montage.png")
+        names = []
+        for part in frame_stems(stem, frames):
+            names += [f"{part}_{self.kernel.name}_d{d}.{ext}" for d in self.dilations]
+            if self.montage:
+                names.append(f"{part}_{self.kernel.name}_montage.png")
         return names
 
     def signature(self):
@@ -81,11 +136,17 @@ class ConvolveJob:
         }
 
     def run(self, input_path, output_paths):
+        notes = []
+        for image, paths in self.each_frame(input_path, output_paths):
+            notes += image.notes
+            self._run_image(image, paths)
+        return notes
+
+    def _run_image(self, image, output_paths):
         from concurrent.futures import ThreadPoolExecutor
 
         from dilcli.conv import apply_kernel
 
-        image = imageio.load_image(input_path, max_pixels=self.max_pixels)
         options = dict(mode=self.mode, boundary=self.boundary, cval=self.cval, flip=self.flip)
         shown = []  # 8- or 16-bit pixels of each dilation, for the montage
 
@@ -95,10 +156,13 @@ class ConvolveJob:
 
         # Decode once; compute each dilation while the previous one is encoded. One
         # write in flight at most, so memory stays bounded by about three images.
-        with ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer") as writer:
+        from dilcli._engine import threads
+
+        with ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer") if threads() > 1 else _Inline() as writer:
             pending = None
             for dilation, path in zip(self.dilations, output_paths):
-                response = apply_kernel(image.data, self.kernel, dilation, **options)
+                with np.errstate(over="ignore", invalid="ignore"):  # huge float input: Inf
+                    response = apply_kernel(image.data, self.kernel, dilation, **options)
                 if self.montage and self.rendering.fmt != "png":
                     collect(imageio.quantize(imageio.display_values(response, self._montage_mapping()), 8))
                 if pending is not None:
@@ -116,6 +180,23 @@ class ConvolveJob:
         return self.rendering.mapping or ("abs" if self.kernel.is_signed else "clip")
 
 
+class _Inline:
+    """An executor that runs each call at once: one core, nothing to overlap."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, function, *args, **kwargs):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(function(*args, **kwargs))
+        return future
+
+
 def _displayable(data):
     """Feature maps with other than 1 or 3 channels are shown by their mean."""
     if data.ndim == 3 and data.shape[2] not in (1, 3):
@@ -124,7 +205,7 @@ def _displayable(data):
 
 
 @dataclass(frozen=True)
-class ContextJob:
+class ContextJob(ImageInput):
     """A stack of dilated layers: what every scale sees, per input.
 
     ``stack`` is ``context-basic`` or ``context-large`` (Table 1, identity-initialised
@@ -151,6 +232,9 @@ class ContextJob:
     montage: bool = False
     final_only: bool = False
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+    allow_truncated: bool = False
+    frames: str = "first"  # or "all": {stem}_f{n}_... per frame
+    max_frames: int = imageio.DEFAULT_MAX_FRAMES
 
     @property
     def prefix(self):
@@ -163,12 +247,14 @@ class ContextJob:
             return [f"w{j}" for j in range(1, levels + 1)] + [f"c{levels}"]
         return [f"l{i}_d{d}" for i, d in enumerate(self.dilations, 1)]
 
-    def output_names(self, stem, suffix=""):
+    def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
         scales = self.scale_names()[-1:] if self.final_only else self.scale_names()
-        names = [f"{stem}_{self.prefix}_{scale}.{ext}" for scale in scales]
-        if self.montage:
-            names.append(f"{stem}_{self.prefix}_montage.png")
+        names = []
+        for part in frame_stems(stem, frames):
+            names += [f"{part}_{self.prefix}_{scale}.{ext}" for scale in scales]
+            if self.montage:
+                names.append(f"{part}_{self.prefix}_montage.png")
         return names
 
     def signature(self):
@@ -234,9 +320,15 @@ class ContextJob:
         return list(zip(rows, columns, strict=True))
 
     def run(self, input_path, output_paths):
+        notes = []
+        for image, paths in self.each_frame(input_path, output_paths):
+            notes += image.notes
+            self._run_image(image, paths)
+        return notes
+
+    def _run_image(self, image, output_paths):
         from dilcli import context
 
-        image = imageio.load_image(input_path, max_pixels=self.max_pixels)
         data = image.data
         channels = 1 if data.ndim == 2 else data.shape[2]
         layers = self.build_layers(channels)
