@@ -27,7 +27,20 @@ SIZE = (1080, 1920)
 def run_cli(source, out, jobs):
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "dilcli", "convolve", str(source), "-d", "1,2", "-o", str(out), "-j", str(jobs), "-q"],
+        [
+            sys.executable,
+            "-m",
+            "dilcli",
+            "convolve",
+            str(source),
+            "-d",
+            "1,2",
+            "-o",
+            str(out),
+            "-j",
+            str(jobs),
+            "-q",
+        ],
         check=True,
     )
     return time.perf_counter() - start
@@ -45,7 +58,9 @@ def run_loop(source, out):
     for path in sorted(source.iterdir()):
         image = imageio.load_image(path)
         for d in (1, 2):
-            pixels = imageio.quantize(imageio.display_values(apply_kernel(image.data, kernel, d), "abs"), 8)
+            pixels = imageio.quantize(
+                imageio.display_values(apply_kernel(image.data, kernel, d), "abs"), 8
+            )
             imageio.save_pixels(out / f"{path.stem}_d{d}.png", pixels)
     return time.perf_counter() - start
 
@@ -59,7 +74,9 @@ def main():
         source.mkdir()
         base = (rng.random((SIZE[0] // 8, SIZE[1] // 8, 3)) * 255).astype(np.uint8)
         for i in range(COUNT):
-            image = Image.fromarray(np.roll(base, i, axis=1)).resize(SIZE[::-1], Image.Resampling.BILINEAR)
+            image = Image.fromarray(np.roll(base, i, axis=1)).resize(
+                SIZE[::-1], Image.Resampling.BILINEAR
+            )
             image.save(source / f"frame{i:03d}.png", compress_level=1)
         one = run_cli(source, folder / "j1", 1)
         two = run_cli(source, folder / "j2", 2)
@@ -69,8 +86,14 @@ def main():
             ["-j 2", f"{two:.2f}", f"{COUNT / two:.2f}", f"{one / two:.2f}x"],
             ["plain loop over the core, 1 process", f"{loop:.2f}", f"{COUNT / loop:.2f}", ""],
         ]
-        print_table(f"{COUNT} images of {SIZE[1]}x{SIZE[0]} (target: -j 2 / -j 1 >= 1.8x on 2 cores)", ["run", "seconds", "images/s", "speed-up"], rows)
-        print(f"\nper-file overhead of the batch machinery (-j 1 minus the plain loop): {1000 * (one - loop) / COUNT:.0f} ms per image")
+        print_table(
+            f"{COUNT} images of {SIZE[1]}x{SIZE[0]} (target: -j 2 / -j 1 >= 1.8x on 2 cores)",
+            ["run", "seconds", "images/s", "speed-up"],
+            rows,
+        )
+        print(
+            f"\nper-file overhead of the batch machinery (-j 1 minus the plain loop): {1000 * (one - loop) / COUNT:.0f} ms per image"
+        )
 
 
 if __name__ == "__main__":

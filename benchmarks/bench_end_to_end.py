@@ -73,22 +73,50 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         rng = np.random.default_rng(0)
-        base = Image.open(Path(__file__).parent.parent / "sample_images" / "hubble_deep_field.jpg").convert("RGB")
+        base = Image.open(
+            Path(__file__).parent.parent / "sample_images" / "hubble_deep_field.jpg"
+        ).convert("RGB")
         big = np.asarray(base.resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC), dtype=np.float32)
         big += rng.normal(0, 4, big.shape)
         source = folder / "big.jpg"
         Image.fromarray(np.clip(big, 0, 255).astype(np.uint8)).save(source, quality=90)
         float_mb = WIDTH * HEIGHT * 3 * 4 / 2**20
         rows = []
-        dilcli = [sys.executable, "-m", "dilcli", "convolve", str(source), "-k", "laplacian", "-d", DILATIONS, "-o", str(folder / "dilcli"), "-q", "--overwrite"]
+        dilcli = [
+            sys.executable,
+            "-m",
+            "dilcli",
+            "convolve",
+            str(source),
+            "-k",
+            "laplacian",
+            "-d",
+            DILATIONS,
+            "-o",
+            str(folder / "dilcli"),
+            "-q",
+            "--overwrite",
+        ]
         timings = {"dilcli": measure(dilcli)}
         (folder / "peers").mkdir()
-        timings["Pillow + scipy"] = measure([sys.executable, "-c", SCIPY_SCRIPT, str(source), str(folder / "peers")])
+        timings["Pillow + scipy"] = measure(
+            [sys.executable, "-c", SCIPY_SCRIPT, str(source), str(folder / "peers")]
+        )
         if optional("cv2") is not None:
-            timings["OpenCV"] = measure([sys.executable, "-c", OPENCV_SCRIPT, str(source), str(folder / "peers")])
+            timings["OpenCV"] = measure(
+                [sys.executable, "-c", OPENCV_SCRIPT, str(source), str(folder / "peers")]
+            )
         ours = timings["dilcli"][0]
         for name, (seconds, peak) in timings.items():
-            rows.append([name, f"{seconds:.2f}", f"{seconds / ours:.2f}", f"{peak:.0f}", f"{peak / float_mb:.2f}"])
+            rows.append(
+                [
+                    name,
+                    f"{seconds:.2f}",
+                    f"{seconds / ours:.2f}",
+                    f"{peak:.0f}",
+                    f"{peak / float_mb:.2f}",
+                ]
+            )
         print_table(
             f"one {WIDTH}x{HEIGHT} JPEG -> four 8-bit PNGs, d = {DILATIONS} (targets: dilcli no slower than OpenCV; peak < 4x the float32 image, {float_mb:.0f} MB)",
             ["method", "seconds", "time / dilcli", "peak MB", "peak / float image"],

@@ -31,7 +31,9 @@ def zero_stuffed(kernel, d):
 
 
 def main():
-    print(f"machine: {machine()}; compiled engine: {'yes' if _engine._cengine else 'no (numpy engine)'}")
+    print(
+        f"machine: {machine()}; compiled engine: {'yes' if _engine._cengine else 'no (numpy engine)'}"
+    )
     rng = np.random.default_rng(0)
     image = rng.random((SIZE, SIZE, 3), dtype=np.float32)  # dilcli: channels last
     planes = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # peers: channels first
@@ -44,25 +46,36 @@ def main():
     for d in DILATIONS:
         ours = median_ms(lambda: dilated_correlate(image, kernel, d))
         row = [d, f"{floor:.1f}", f"{ours:.1f}", f"{ours / floor:.2f}"]
-        scipy_ms = median_ms(lambda: [ndimage.correlate(p, zero_stuffed(kernel, d), mode="reflect") for p in planes], repeat=3)
+        scipy_ms = median_ms(
+            lambda: [ndimage.correlate(p, zero_stuffed(kernel, d), mode="reflect") for p in planes],
+            repeat=3,
+        )
         row += [f"{scipy_ms:.0f}", f"{scipy_ms / ours:.1f}x"]
         if torch is not None:
             torch.set_num_threads(2)
             x = torch.from_numpy(planes)[None]
             w = torch.from_numpy(np.repeat(kernel[None, None], 3, axis=0))
             with torch.no_grad():
-                conv = lambda: torch.nn.functional.conv2d(x, w, padding="same", dilation=d, groups=3)  # noqa: E731
+                conv = lambda: torch.nn.functional.conv2d(
+                    x, w, padding="same", dilation=d, groups=3
+                )  # noqa: E731
                 torch_ms = median_ms(conv, repeat=3)
             row += [f"{torch_ms:.0f}", f"{torch_ms / ours:.1f}x"]
         if cv2 is not None:
             stuffed = zero_stuffed(kernel, d)
-            cv_ms = median_ms(lambda: cv2.filter2D(image, -1, stuffed, borderType=cv2.BORDER_REFLECT), repeat=3)
+            cv_ms = median_ms(
+                lambda: cv2.filter2D(image, -1, stuffed, borderType=cv2.BORDER_REFLECT), repeat=3
+            )
             row += [f"{cv_ms:.1f}", f"{cv_ms / ours:.1f}x"]
         rows.append(row)
     header = ["d", "copy ms", "dilcli ms", "dilcli/copy", "scipy ms", "scipy/dilcli"]
     header += ["torch ms", "torch/dilcli"] if torch is not None else []
     header += ["OpenCV ms", "OpenCV/dilcli"] if cv2 is not None else []
-    print_table(f"3x{SIZE}x{SIZE} float32, 3x3 Laplacian (target: dilcli/copy <= 3, scipy/dilcli >= 10, torch/dilcli >= 8, OpenCV/dilcli >= 1 at d >= 8)", header, rows)
+    print_table(
+        f"3x{SIZE}x{SIZE} float32, 3x3 Laplacian (target: dilcli/copy <= 3, scipy/dilcli >= 10, torch/dilcli >= 8, OpenCV/dilcli >= 1 at d >= 8)",
+        header,
+        rows,
+    )
 
     rows = []
     for k in (5, 7):
@@ -77,9 +90,19 @@ def main():
     rows = []
     for d in (1, 16, 256):
         for mode in ("same", "causal"):
-            ours = median_ms(lambda: dilated_correlate(signal, np.array([0.25, 0.5, 0.25], np.float32), d, mode=mode))
-            rows.append([d, mode, f"{signal_floor:.1f}", f"{ours:.1f}", f"{ours / signal_floor:.2f}"])
-    print_table(f"1-D signal of {signal.size:,} float32 samples, 3 taps (target: <= 3x the copy)", ["d", "mode", "copy ms", "dilcli ms", "dilcli/copy"], rows)
+            ours = median_ms(
+                lambda: dilated_correlate(
+                    signal, np.array([0.25, 0.5, 0.25], np.float32), d, mode=mode
+                )
+            )
+            rows.append(
+                [d, mode, f"{signal_floor:.1f}", f"{ours:.1f}", f"{ours / signal_floor:.2f}"]
+            )
+    print_table(
+        f"1-D signal of {signal.size:,} float32 samples, 3 taps (target: <= 3x the copy)",
+        ["d", "mode", "copy ms", "dilcli ms", "dilcli/copy"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,16 @@ COMMANDS = {
     'python -c "import click"': [sys.executable, "-c", "import click"],
     "dilcli --help": [sys.executable, "-m", "dilcli", "--help"],
     "dilcli kernels": [sys.executable, "-m", "dilcli", "kernels"],
-    "dilcli rf-table -d 1,1,2,4,8,16,1": [sys.executable, "-m", "dilcli", "rf-table", "-d", "1,1,2,4,8,16,1", "--format", "json"],
+    "dilcli rf-table -d 1,1,2,4,8,16,1": [
+        sys.executable,
+        "-m",
+        "dilcli",
+        "rf-table",
+        "-d",
+        "1,1,2,4,8,16,1",
+        "--format",
+        "json",
+    ],
 }
 
 
@@ -39,7 +48,11 @@ def main():
         value = seconds(command)
         base = base or value
         rows.append([name, f"{1000 * value:.0f}", f"{value / base:.2f}"])
-    print_table("start-up (target: each dilcli command within 1.5x of import click)", ["command", "ms", "ratio"], rows)
+    print_table(
+        "start-up (target: each dilcli command within 1.5x of import click)",
+        ["command", "ms", "ratio"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def plan(kernel):
         if _cost(separable) < best_cost:
             best, best_cost = separable, _cost(separable)
     if best is direct and kernel.size <= 49:
-        for (a, b), weight in np.ndenumerate(kernel):
+        for (a, b), _ in np.ndenumerate(kernel):
             candidate = _centre_plan(kernel, a, b)
             if candidate is not None and _cost(candidate) < best_cost:
                 best, best_cost = candidate, _cost(candidate)
@@ -132,10 +132,17 @@ def _rank_one(kernel):
 
 
 def _integer_scaled(vector):
-    """``(integers, scale)`` with ``vector == integers * scale``, or ``(vector, 1)``."""
-    smallest = np.min(np.abs(vector[vector != 0]))
+    """``(integers, scale)`` with ``vector == integers * scale``, or ``(vector, 1)``.
+
+    Only small integers count: weights of very different sizes stay as they are, so
+    no plan ever holds a value that float32 cannot (a 1e-30 beside ones, say).
+    """
+    sizes = np.abs(vector[vector != 0])
+    smallest, largest = sizes.min(), sizes.max()
+    if largest > 1024 * smallest:
+        return vector, 1.0
     scaled = vector / smallest
-    if np.allclose(scaled, np.rint(scaled), rtol=0, atol=1e-9 * np.max(np.abs(scaled))):
+    if np.allclose(scaled, np.rint(scaled), rtol=0, atol=1e-9 * largest / smallest):
         return np.rint(scaled), smallest
     return vector, 1.0
 
@@ -146,7 +153,9 @@ def _separable_plan(kernel, u, v):
     scale = u_scale * v_scale
     if abs(scale - round(scale)) <= 1e-12 * abs(scale):
         scale = float(round(scale))
-    if not np.allclose(np.outer(u, v) * scale, kernel, rtol=1e-12, atol=1e-12 * np.abs(kernel).max()):
+    if not np.allclose(
+        np.outer(u, v) * scale, kernel, rtol=1e-12, atol=1e-12 * np.abs(kernel).max()
+    ):
         return Plan(kernel.shape, taps=((0, 0, 0.0),) * kernel.size)  # never chosen
     if scale != 1 and not np.all(v == np.rint(v)):
         v, scale = v * scale, 1.0
@@ -164,15 +173,25 @@ def _centre_plan(kernel, a, b):
         return None
     r, c = anchor
     rest = kernel.astype(np.float64)
-    rest[a, b] = kernel[r, b] * kernel[a, c] / kernel[r, c]  # what rank 1 forces there
-    centre = kernel[a, b] - rest[a, b]
+    with np.errstate(all="ignore"):  # weights of very different sizes: no plan
+        rest[a, b] = kernel[r, b] * kernel[a, c] / kernel[r, c]  # what rank 1 forces there
+        centre = kernel[a, b] - rest[a, b]
+    scale = np.abs(kernel).max()
+    if centre == 0 or not abs(centre) <= 1e6 * scale or not abs(rest[a, b]) <= 1e6 * scale:
+        return None
     factors = _rank_one(rest)
-    if centre == 0 or factors is None:
+    if factors is None:
         return None
     separable = _separable_plan(rest, *factors)
     if separable.taps:
         return None
-    return Plan(kernel.shape, column=separable.column, row=separable.row, scale=separable.scale, centre=(a, b, centre))
+    return Plan(
+        kernel.shape,
+        column=separable.column,
+        row=separable.row,
+        scale=separable.scale,
+        centre=(a, b, centre),
+    )
 
 
 # --- execution -----------------------------------------------------------------------
@@ -245,6 +264,9 @@ def _index_map(positions, n, boundary):
 
 
 def _correlate_numpy(x, kernel_plan, dilations, offsets, boundary, cval, out):
+    if not kernel_plan.taps and not kernel_plan.column:  # an all-zero kernel
+        out.fill(0)
+        return
     height, width, channels = x.shape
     out_rows, out_cols = out.shape[:2]
     (k0, k1), (d0, d1), (o0, o1) = kernel_plan.shape, dilations, offsets
@@ -257,12 +279,20 @@ def _correlate_numpy(x, kernel_plan, dilations, offsets, boundary, cval, out):
     blocks = []
     for start, stop, rows_inside in _segments(out_rows, row_lo, row_hi):
         if not (rows_inside and col_lo < col_hi):
-            blocks += [(r0, min(r0 + strip, stop), 0, out_cols, False) for r0 in range(start, stop, strip)]
+            blocks += [
+                (r0, min(r0 + strip, stop), 0, out_cols, False) for r0 in range(start, stop, strip)
+            ]
             continue
         for c0, c1, inside in _segments(out_cols, col_lo, col_hi):
             # Border columns are narrow: taller blocks keep their count (and overhead) low.
-            rows = strip if inside else max(strip, STRIP_BYTES // ((c1 - c0 + span1 - 1) * channels * x.itemsize))
-            blocks += [(r0, min(r0 + rows, stop), c0, c1, inside) for r0 in range(start, stop, rows)]
+            rows = (
+                strip
+                if inside
+                else max(strip, STRIP_BYTES // ((c1 - c0 + span1 - 1) * channels * x.itemsize))
+            )
+            blocks += [
+                (r0, min(r0 + rows, stop), c0, c1, inside) for r0 in range(start, stop, rows)
+            ]
     context = (x, kernel_plan, (d0, d1), (o0, o1), span1, boundary, cval, out)
 
     def run(block):
@@ -362,7 +392,12 @@ def _gather(x, rows, cols, boundary, cval):
     row_index = np.arange(*rows)
     col_index = np.arange(*cols)
     if boundary != "constant":
-        return x[np.ix_(boundary_indices(row_index, height, boundary), boundary_indices(col_index, width, boundary))]
+        return x[
+            np.ix_(
+                boundary_indices(row_index, height, boundary),
+                boundary_indices(col_index, width, boundary),
+            )
+        ]
     block = np.full((len(row_index), len(col_index), x.shape[2]), cval, dtype=x.dtype)
     r_in = (max(rows[0], 0), min(rows[1], height))
     c_in = (max(cols[0], 0), min(cols[1], width))

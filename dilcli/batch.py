@@ -433,7 +433,13 @@ def _pool_results(tasks, job, jobs):
     import concurrent.futures as futures
     import multiprocessing
 
+    # Not fork: this process may run threads (progress, engine, deflate). The fork
+    # server imports the heavy modules once, and every worker starts with them.
     context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    if os.name == "posix":
+        context.set_forkserver_preload(
+            ["dilcli.jobs", "dilcli.conv", "dilcli.imageio", "PIL.Image"]
+        )
     pool = futures.ProcessPoolExecutor(
         max_workers=min(jobs, len(tasks)), mp_context=context, initializer=_init_worker
     )
@@ -476,7 +482,9 @@ def _dask_results(tasks, job, address):
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as error:
-        raise BatchError(f"cannot reach the Dask scheduler at {address}: {describe_error(error)}") from None
+        raise BatchError(
+            f"cannot reach the Dask scheduler at {address}: {describe_error(error)}"
+        ) from None
     futures = {}
     try:
         futures = {client.submit(execute, job, task, pure=False): task for task in tasks}
@@ -485,7 +493,9 @@ def _dask_results(tasks, job, address):
             try:
                 result = future.result()
             except Exception as error:  # a worker lost mid-task
-                result = TaskResult(task.input, "failed", reason=f"Dask worker failed: {describe_error(error)}")
+                result = TaskResult(
+                    task.input, "failed", reason=f"Dask worker failed: {describe_error(error)}"
+                )
             yield task, result
     finally:
         client.cancel(list(futures))
@@ -508,7 +518,11 @@ class JsonLog:
         }
         if result.warnings:
             entry["warnings"] = list(result.warnings)
-        lines = [entry] + [{"output": str(o), "input": entry["input"]} for o in result.outputs if result.status == "done"]
+        lines = [entry] + [
+            {"output": str(o), "input": entry["input"]}
+            for o in result.outputs
+            if result.status == "done"
+        ]
         self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
         self.handle.flush()
 

@@ -33,7 +33,9 @@ def parse_int_list(value, *, name="dilations", minimum=1):
             else:
                 items.append(int(part))
         except (TypeError, ValueError):
-            raise click.BadParameter(f"{part!r} is not an integer (expected e.g. 1,2,4,8)") from None
+            raise click.BadParameter(
+                f"{part!r} is not an integer (expected e.g. 1,2,4,8)"
+            ) from None
     if not items:
         raise click.BadParameter(f"give at least one of the {name}, e.g. 1,2,4,8")
     bad = [i for i in items if i < minimum]
@@ -80,8 +82,19 @@ def correlation_options(command):
             show_default=True,
             help="How the input is extended outside its edges (scipy.ndimage's meanings).",
         ),
-        click.option("--cval", type=float, default=0.0, show_default=True, help="Value outside the input for --boundary constant."),
-        click.option("--convolve", "flip", is_flag=True, help="Flip the kernel (true convolution) instead of correlating."),
+        click.option(
+            "--cval",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Value outside the input for --boundary constant.",
+        ),
+        click.option(
+            "--convolve",
+            "flip",
+            is_flag=True,
+            help="Flip the kernel (true convolution) instead of correlating.",
+        ),
     ]
     return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
 
@@ -109,8 +122,19 @@ def rendering_options(command):
                 "negative weights, else clip."
             ),
         ),
-        click.option("--gain", type=float, default=1.0, show_default=True, help="Multiply responses before mapping."),
-        click.option("--bits", type=click.Choice(["8", "16"]), default=None, help="PNG bit depth [default: follow the input]."),
+        click.option(
+            "--gain",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Multiply responses before mapping.",
+        ),
+        click.option(
+            "--bits",
+            type=click.Choice(["8", "16"]),
+            default=None,
+            help="PNG bit depth [default: follow the input].",
+        ),
         click.option(
             "--compression",
             type=click.IntRange(0, 9),
@@ -125,22 +149,118 @@ def rendering_options(command):
 def batch_options(command):
     """Output folder, workers, resume and reporting: shared by every file command."""
     decorators = [
-        click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder (created if needed)."),
-        click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders of input folders (mirrored in the output)."),
-        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes [default: all cores]."),
-        click.option("--overwrite", is_flag=True, help="Recompute everything, even what a previous run finished."),
+        click.option(
+            "-o",
+            "--output",
+            "out_dir",
+            type=click.Path(file_okay=False),
+            required=True,
+            help="Output folder (created if needed).",
+        ),
+        click.option(
+            "-r",
+            "--recursive",
+            is_flag=True,
+            help="Descend into sub-folders of input folders (mirrored in the output).",
+        ),
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Worker processes [default: all cores].",
+        ),
+        click.option(
+            "--overwrite",
+            is_flag=True,
+            help="Recompute everything, even what a previous run finished.",
+        ),
         click.option("--fail-fast", is_flag=True, help="Stop at the first input that fails."),
-        click.option("--max-pixels", type=click.IntRange(min=0), default=250_000_000, show_default=True, help="Refuse larger images (checked from the header); 0 for no limit."),
-        click.option("--allow-output-in-input", is_flag=True, help="Allow an output folder inside an input folder."),
+        click.option(
+            "--max-pixels",
+            type=click.IntRange(min=0),
+            default=250_000_000,
+            show_default=True,
+            help="Refuse larger images (checked from the header); 0 for no limit.",
+        ),
+        click.option(
+            "--allow-output-in-input",
+            is_flag=True,
+            help="Allow an output folder inside an input folder.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
-        click.option("-v", "--verbose", is_flag=True, help="One line per file instead of a progress bar."),
-        click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per input and per output to this file."),
-        click.option("--scheduler", envvar="DASK_SCHEDULER_ADDRESS", default=None, help="Run on a Dask cluster at this address (env DASK_SCHEDULER_ADDRESS); needs pip install 'dilcli[dask]'."),
+        click.option(
+            "-v", "--verbose", is_flag=True, help="One line per file instead of a progress bar."
+        ),
+        click.option(
+            "--log",
+            "log_path",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Append one JSON line per input and per output to this file.",
+        ),
+        click.option(
+            "--scheduler",
+            envvar="DASK_SCHEDULER_ADDRESS",
+            default=None,
+            help=(
+                "Run on a Dask cluster at this address (env DASK_SCHEDULER_ADDRESS); needs pip "
+                "install 'dilcli[dask]'."
+            ),
+        ),
     ]
     return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
 
 
-def run_file_batch(inputs, job, *, out_dir, recursive, jobs, overwrite, fail_fast, quiet, verbose, allow_output_in_input, log_path, scheduler, label, extensions=None):
+def image_input_options(command):
+    """--allow-truncated, --frames, --max-frames: how image inputs are read."""
+    decorators = [
+        click.option(
+            "--allow-truncated",
+            is_flag=True,
+            help=(
+                "Decode damaged files (truncated, bad checksums, corrupt data) as far as they can "
+                "be read, with a warning, instead of failing them."
+            ),
+        ),
+        click.option(
+            "--frames",
+            type=click.Choice(["first", "all"]),
+            default="first",
+            show_default=True,
+            help=(
+                "Multi-frame GIF, APNG, WebP, TIFF: the first frame, or every frame, as "
+                "{stem}_f{n}_... outputs."
+            ),
+        ),
+        click.option(
+            "--max-frames",
+            type=click.IntRange(min=0),
+            default=1000,
+            show_default=True,
+            help="With --frames all, refuse files of more frames; 0 for no limit.",
+        ),
+    ]
+    return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+
+
+def run_file_batch(
+    inputs,
+    job,
+    *,
+    out_dir,
+    recursive,
+    jobs,
+    overwrite,
+    fail_fast,
+    quiet,
+    verbose,
+    allow_output_in_input,
+    log_path,
+    scheduler,
+    label,
+    extensions=None,
+):
     """Find inputs, plan, run and report a batch; exit with the batch's code.
 
     Every file command ends here, so inputs, naming, resume, workers, progress and
@@ -164,7 +284,9 @@ def run_file_batch(inputs, job, *, out_dir, recursive, jobs, overwrite, fail_fas
     try:
         log = batch.JsonLog(log_path) if log_path else None
     except OSError as error:
-        raise click.BadParameter(f"cannot open log file: {error.strerror}", param_hint="'--log'") from None
+        raise click.BadParameter(
+            f"cannot open log file: {error.strerror}", param_hint="'--log'"
+        ) from None
 
     def on_result(result):
         console.on_result(result)
@@ -212,13 +334,54 @@ def cli():
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-k", "--kernel", "kernel_spec", default="laplacian", show_default=True, help="A named kernel (see 'dilcli kernels'), weights like '1,2,1;0,0,0;-1,-2,-1', or a .npy/.csv/.txt file.")
-@click.option("-d", "--dilations", default="1,2,4,8", show_default=True, callback=_int_list_callback("dilations"), help="Dilations, one output each: e.g. 1,2,4,8 or 1-4.")
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    default="laplacian",
+    show_default=True,
+    help=(
+        "A named kernel (see 'dilcli kernels'), weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+        ".npy/.csv/.txt file."
+    ),
+)
+@click.option(
+    "-d",
+    "--dilations",
+    default="1,2,4,8",
+    show_default=True,
+    callback=_int_list_callback("dilations"),
+    help="Dilations, one output each: e.g. 1,2,4,8 or 1-4.",
+)
 @correlation_options
 @rendering_options
-@click.option("--montage", is_flag=True, help="Also write {stem}_{kernel}_montage.png: the input beside every dilation.")
+@click.option(
+    "--montage",
+    is_flag=True,
+    help="Also write {stem}_{kernel}_montage.png: the input beside every dilation.",
+)
+@image_input_options
 @batch_options
-def convolve(inputs, kernel_spec, dilations, mode, boundary, cval, flip, fmt, mapping, gain, bits, compression, montage, max_pixels, **batch):
+def convolve(
+    inputs,
+    kernel_spec,
+    dilations,
+    mode,
+    boundary,
+    cval,
+    flip,
+    fmt,
+    mapping,
+    gain,
+    bits,
+    compression,
+    montage,
+    allow_truncated,
+    frames,
+    max_frames,
+    max_pixels,
+    **batch,
+):
     """Apply a dilated kernel to images at each dilation.
 
     INPUTS are image files (PNG, JPEG, TIFF, BMP, WebP, GIF, .npy), folders or glob
@@ -232,8 +395,17 @@ def convolve(inputs, kernel_spec, dilations, mode, boundary, cval, flip, fmt, ma
     from dilcli.jobs import ConvolveJob, Rendering
 
     kernel = load_kernel_option(kernel_spec, ndim=2)
-    rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=int(bits) if bits else None, compression=compression)
-    job = ConvolveJob(kernel, dilations, mode, boundary, cval, flip, rendering, montage, max_pixels)
+    rendering = Rendering(
+        fmt=fmt,
+        mapping=mapping,
+        gain=gain,
+        bits=int(bits) if bits else None,
+        compression=compression,
+    )
+    job = ConvolveJob(
+        kernel, dilations, mode, boundary, cval, flip, rendering, montage, max_pixels,
+        allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+    )  # fmt: skip
     run_file_batch(inputs, job, label="convolve", **batch)
 
 
@@ -243,20 +415,115 @@ DEFAULT_STARLET_LEVELS = 5
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("--preset", type=click.Choice(CONTEXT_PRESETS), default=None, help="context-basic, context-large: the paper's context module (Table 1), identity-initialised; starlet: the B3-spline a trous wavelet.")
-@click.option("-d", "--dilations", default=None, callback=_int_list_callback("dilations"), help="A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.")
-@click.option("-k", "--kernel", "kernel_spec", default=None, help="Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a .npy/.csv/.txt file [default: laplacian].")
-@click.option("--init", type=click.Choice(["kernel", "random"]), default="kernel", show_default=True, help="random: the seed notebook's small random kernels, randn(k, k) * 0.1 (k x k as -k) from --seed.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Random seed for --init random and for context-large's noise.")
-@click.option("--weights", "weights_path", type=click.Path(exists=True, dir_okay=False), default=None, help="Trained weights, .npz: 'dilations', 'weight_0'..'weight_{L-1}' (C_out, C_in, k, k), optional 'bias_i'.")
-@click.option("--levels", type=click.IntRange(min=1), default=None, help=f"Wavelet planes for --preset starlet [default: {DEFAULT_STARLET_LEVELS}].")
-@click.option("--truncate/--no-truncate", default=None, help="ReLU after every layer but the last [default: on for the context presets and --weights, off for -d stacks].")
+@click.option(
+    "--preset",
+    type=click.Choice(CONTEXT_PRESETS),
+    default=None,
+    help=(
+        "context-basic, context-large: the paper's context module (Table 1), identity-initialised;"
+        " starlet: the B3-spline a trous wavelet."
+    ),
+)
+@click.option(
+    "-d",
+    "--dilations",
+    default=None,
+    callback=_int_list_callback("dilations"),
+    help="A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.",
+)
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    default=None,
+    help=(
+        "Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+        ".npy/.csv/.txt file [default: laplacian]."
+    ),
+)
+@click.option(
+    "--init",
+    type=click.Choice(["kernel", "random"]),
+    default="kernel",
+    show_default=True,
+    help=(
+        "random: the seed notebook's small random kernels, randn(k, k) * 0.1 (k x k as -k) from "
+        "--seed."
+    ),
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=42,
+    show_default=True,
+    help="Random seed for --init random and for context-large's noise.",
+)
+@click.option(
+    "--weights",
+    "weights_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help=(
+        "Trained weights, .npz: 'dilations', 'weight_0'..'weight_{L-1}' (C_out, C_in, k, k), "
+        "optional 'bias_i'."
+    ),
+)
+@click.option(
+    "--levels",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Wavelet planes for --preset starlet [default: {DEFAULT_STARLET_LEVELS}].",
+)
+@click.option(
+    "--truncate/--no-truncate",
+    default=None,
+    help=(
+        "ReLU after every layer but the last [default: on for the context presets and --weights, "
+        "off for -d stacks]."
+    ),
+)
 @correlation_options
 @rendering_options
-@click.option("--final-only", is_flag=True, help="Write only the last layer (starlet: the residual c_J).")
-@click.option("--montage", is_flag=True, help="Also write {stem}_context_montage.png ({stem}_starlet_montage.png): the input beside every scale; without --map, each panel is stretched to its own range.")
+@click.option(
+    "--final-only", is_flag=True, help="Write only the last layer (starlet: the residual c_J)."
+)
+@click.option(
+    "--montage",
+    is_flag=True,
+    help=(
+        "Also write {stem}_context_montage.png ({stem}_starlet_montage.png): the input beside "
+        "every scale; without --map, each panel is stretched to its own range."
+    ),
+)
+@image_input_options
 @batch_options
-def context(inputs, preset, dilations, kernel_spec, init, seed, weights_path, levels, truncate, mode, boundary, cval, flip, fmt, mapping, gain, bits, compression, final_only, montage, max_pixels, **batch):
+def context(
+    inputs,
+    preset,
+    dilations,
+    kernel_spec,
+    init,
+    seed,
+    weights_path,
+    levels,
+    truncate,
+    mode,
+    boundary,
+    cval,
+    flip,
+    fmt,
+    mapping,
+    gain,
+    bits,
+    compression,
+    final_only,
+    montage,
+    allow_truncated,
+    frames,
+    max_frames,
+    max_pixels,
+    **batch,
+):
     """Run a stack of dilated layers; write what every layer (scale) sees.
 
     INPUTS are images (as for 'convolve') or .npy feature maps (H, W, C), folders or
@@ -310,6 +577,7 @@ def context(inputs, preset, dilations, kernel_spec, init, seed, weights_path, le
     job = ContextJob(
         stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
         seed, truncate, mode, boundary, cval, flip, rendering, montage, final_only, max_pixels,
+        allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
     )  # fmt: skip
     if not batch["quiet"]:
         _print_stack(job)
@@ -357,19 +625,121 @@ def _print_stack(job):
 
 @cli.command("signal")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-k", "--kernel", "kernel_spec", default="second-difference", show_default=True, help="A named 1-D kernel (see 'dilcli kernels --signal'), weights like '0.5,-1,0.25', or a .npy/.csv/.txt file.")
-@click.option("-d", "--dilations", default="1,2,4,8", show_default=True, callback=_int_list_callback("dilations"), help="Dilations: one output each, or the layers of --stack.")
-@click.option("--mode", type=click.Choice(["same", "valid", "full", "causal"]), default="same", show_default=True, help="Output length: the input's; only where the kernel fits; every overlap; or causal, the input's with y[i] seeing only x[<=i] (WaveNet, TCN).")
-@click.option("--boundary", type=click.Choice(BOUNDARY_CHOICES), default=None, help="How the signal is extended past its ends (scipy.ndimage's meanings) [default: reflect; in causal mode constant, and only constant or nearest are allowed].")
-@click.option("--cval", type=float, default=0.0, show_default=True, help="Value outside the signal for --boundary constant.")
-@click.option("--convolve", "flip", is_flag=True, help="Flip the kernel (true convolution) instead of correlating.")
-@click.option("--stack", is_flag=True, help="Apply the dilations one after another (a WaveNet-style stack): one output per layer, receptive fields printed.")
-@click.option("--activation", type=click.Choice(["none", "relu", "tanh"]), default="none", show_default=True, help="Nonlinearity after each layer of --stack.")
-@click.option("--time-column", default="auto", show_default=True, help="Text tables: a column carried through untouched (header name or 1-based number). auto: a column headed time, t, timestamp, date...; none: filter every column.")
-@click.option("--wav-scale", type=click.Choice(["bound", "peak", "none"]), default="bound", show_default=True, help="WAV outputs (input's rate and sample type) are divided by: bound, the kernel's worst-case gain sum|w| (to the power of the layer in a stack) when above 1, so no sample can clip; peak, the file's own peak when above 1; none, nothing (integer samples past full scale clip).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw FILE.png: the input and every output on one time axis, with the kernel's taps at each dilation. Several inputs: one picture each, FILE_{stem}.png (or put {stem} in FILE).")
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    default="second-difference",
+    show_default=True,
+    help=(
+        "A named 1-D kernel (see 'dilcli kernels --signal'), weights like '0.5,-1,0.25', or a "
+        ".npy/.csv/.txt file."
+    ),
+)
+@click.option(
+    "-d",
+    "--dilations",
+    default="1,2,4,8",
+    show_default=True,
+    callback=_int_list_callback("dilations"),
+    help="Dilations: one output each, or the layers of --stack.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["same", "valid", "full", "causal"]),
+    default="same",
+    show_default=True,
+    help=(
+        "Output length: the input's; only where the kernel fits; every overlap; or causal, the "
+        "input's with y[i] seeing only x[<=i] (WaveNet, TCN)."
+    ),
+)
+@click.option(
+    "--boundary",
+    type=click.Choice(BOUNDARY_CHOICES),
+    default=None,
+    help=(
+        "How the signal is extended past its ends (scipy.ndimage's meanings) [default: reflect; in"
+        " causal mode constant, and only constant or nearest are allowed]."
+    ),
+)
+@click.option(
+    "--cval",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Value outside the signal for --boundary constant.",
+)
+@click.option(
+    "--convolve",
+    "flip",
+    is_flag=True,
+    help="Flip the kernel (true convolution) instead of correlating.",
+)
+@click.option(
+    "--stack",
+    is_flag=True,
+    help=(
+        "Apply the dilations one after another (a WaveNet-style stack): one output per layer, "
+        "receptive fields printed."
+    ),
+)
+@click.option(
+    "--activation",
+    type=click.Choice(["none", "relu", "tanh"]),
+    default="none",
+    show_default=True,
+    help="Nonlinearity after each layer of --stack.",
+)
+@click.option(
+    "--time-column",
+    default="auto",
+    show_default=True,
+    help=(
+        "Text tables: a column carried through untouched (header name or 1-based number). auto: a "
+        "column headed time, t, timestamp, date...; none: filter every column."
+    ),
+)
+@click.option(
+    "--wav-scale",
+    type=click.Choice(["bound", "peak", "none"]),
+    default="bound",
+    show_default=True,
+    help=(
+        "WAV outputs (input's rate and sample type) are divided by: bound, the kernel's worst-case"
+        " gain sum|w| (to the power of the layer in a stack) when above 1, so no sample can clip; "
+        "peak, the file's own peak when above 1; none, nothing (integer samples past full scale "
+        "clip)."
+    ),
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=(
+        "Also draw FILE.png: the input and every output on one time axis, with the kernel's taps "
+        "at each dilation. Several inputs: one picture each, FILE_{stem}.png (or put {stem} in "
+        "FILE)."
+    ),
+)
 @batch_options
-def signal_command(inputs, kernel_spec, dilations, mode, boundary, cval, flip, stack, activation, time_column, wav_scale, plot_path, max_pixels, **batch):
+def signal_command(
+    inputs,
+    kernel_spec,
+    dilations,
+    mode,
+    boundary,
+    cval,
+    flip,
+    stack,
+    activation,
+    time_column,
+    wav_scale,
+    plot_path,
+    max_pixels,
+    **batch,
+):
     """Apply a dilated 1-D kernel to signals: CSV/TSV/TXT tables, .npy arrays, WAV audio.
 
     INPUTS are files, folders or glob patterns. Each input gives
@@ -386,11 +756,16 @@ def signal_command(inputs, kernel_spec, dilations, mode, boundary, cval, flip, s
     from dilcli.signalio import SIGNAL_EXTENSIONS
 
     if mode == "causal" and boundary not in (None, "constant", "nearest"):
-        raise click.BadParameter(f"causal mode allows constant or nearest only ({boundary} looks ahead)", param_hint="'--boundary'")
+        raise click.BadParameter(
+            f"causal mode allows constant or nearest only ({boundary} looks ahead)",
+            param_hint="'--boundary'",
+        )
     if activation != "none" and not stack:
         raise click.UsageError("--activation applies between the layers of --stack; add --stack")
     if plot_path is not None and not plot_path.lower().endswith(".png"):
-        raise click.BadParameter(f"{plot_path}: the picture is a PNG; name it FILE.png", param_hint="'--plot'")
+        raise click.BadParameter(
+            f"{plot_path}: the picture is a PNG; name it FILE.png", param_hint="'--plot'"
+        )
     kernel = load_kernel_option(kernel_spec, ndim=1)
     plot, per_input = None, False
     if plot_path is not None:
@@ -399,7 +774,20 @@ def signal_command(inputs, kernel_spec, dilations, mode, boundary, cval, flip, s
         if per_input and "{stem}" not in plot:
             root, ext = os.path.splitext(plot)
             plot = f"{root}_{{stem}}{ext}"
-    job = SignalJob(kernel, dilations, mode, boundary, cval, flip, stack, activation, time_column, wav_scale, plot, per_input)
+    job = SignalJob(
+        kernel,
+        dilations,
+        mode,
+        boundary,
+        cval,
+        flip,
+        stack,
+        activation,
+        time_column,
+        wav_scale,
+        plot,
+        per_input,
+    )
     if stack and not batch["quiet"]:
         _print_signal_stack(kernel, dilations, mode)
     run_file_batch(inputs, job, label="signal", extensions=SIGNAL_EXTENSIONS, **batch)
@@ -414,14 +802,22 @@ def _print_signal_stack(kernel, dilations, mode):
         fields, what = causal_receptive_fields(layers), "past samples reaching y[i] (x[i] included)"
     else:
         fields, what = receptive_fields(layers), "input samples reaching y[i] (centred on i)"
-    click.echo(f"{kernel.name} stack: {len(layers)} layers, kernel {kernel.shape[0]}; receptive field = {what}", err=True)
+    click.echo(
+        (
+            f"{kernel.name} stack: {len(layers)} layers, kernel {kernel.shape[0]}; receptive field"
+            f" = {what}"
+        ),
+        err=True,
+    )
     click.echo("  layer  dilation  receptive field", err=True)
     for number, (dilation, size) in enumerate(zip(dilations, fields, strict=True), 1):
         click.echo(f"  {number:>5}  {dilation:>8}  {size:>15}", err=True)
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @click.option("--signal", "one_d", is_flag=True, help="List the 1-D kernels for 'dilcli signal'.")
 def kernels(fmt, one_d):
     """List the named kernels and their weights."""
@@ -432,7 +828,13 @@ def kernels(fmt, one_d):
     named = definitions(1 if one_d else 2)
     if fmt == "json":
         rows = [
-            {"name": name, "description": description, "weights": [[list(r) for r in p] if isinstance(p[0], tuple) else list(p) for p in parts]}
+            {
+                "name": name,
+                "description": description,
+                "weights": [
+                    [list(r) for r in p] if isinstance(p[0], tuple) else list(p) for p in parts
+                ],
+            }
             for name, description, parts in named
         ]
         click.echo(json.dumps(rows, indent=2))

@@ -69,7 +69,10 @@ class BatchConsole:
         name = display_path(result.input.path)
         if result.status == "failed":
             self.print(f"error: {name}: {result.reason}", style="red")
-        elif self.verbose:
+        elif result.warnings and not self.quiet:
+            for warning in result.warnings:
+                self.print(f"warning: {name}: {warning}", style="yellow")
+        if result.status != "failed" and self.verbose:
             detail = f" ({result.reason})" if result.reason else ""
             outputs = ", ".join(display_path(o.name) for o in result.outputs)
             self.print(f"{result.status}: {name}{detail}" + (f" -> {outputs}" if outputs else ""))
@@ -86,7 +89,10 @@ class BatchConsole:
             for result in failures:
                 self.print(f"  {display_path(result.input.path)}: {result.reason}", style="red")
         if report.interrupted:
-            self.print("interrupted: finished outputs are kept; rerun the command to resume", style="yellow")
+            self.print(
+                "interrupted: finished outputs are kept; rerun the command to resume",
+                style="yellow",
+            )
         if self.quiet:
             return
         done, skipped = report.count("done"), report.count("skipped")

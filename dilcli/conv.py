@@ -77,7 +77,9 @@ def dilated_correlate(
         raise ValueError(f"kernel must be 1-D or 2-D, got shape {kernel.shape}")
     if x.ndim not in (spatial, spatial + 1):
         expected = "(N,) or (N, C)" if spatial == 1 else "(H, W) or (H, W, C)"
-        raise ValueError(f"input of shape {x.shape} does not fit a {spatial}-D kernel: expected {expected}")
+        raise ValueError(
+            f"input of shape {x.shape} does not fit a {spatial}-D kernel: expected {expected}"
+        )
     if min(x.shape[:spatial], default=1) < 1 or min(kernel.shape) < 1:
         raise ValueError(f"input {x.shape} and kernel {kernel.shape} must not be empty")
     if not np.all(np.isfinite(kernel)):
@@ -167,8 +169,7 @@ def extend(x, pads, boundary, cval=0.0):
         widths = list(pads) + [(0, 0)] * (x.ndim - len(pads))
         return np.pad(x, widths, mode="constant", constant_values=cval)
     indices = [
-        boundary_indices(np.arange(-b, n + a), n, boundary)
-        for (b, a), n in zip(pads, x.shape)
+        boundary_indices(np.arange(-b, n + a), n, boundary) for (b, a), n in zip(pads, x.shape)
     ]
     return x[np.ix_(*indices)] if len(indices) > 1 else x[indices[0]]
 
@@ -176,7 +177,9 @@ def extend(x, pads, boundary, cval=0.0):
 def _float_dtype(dtype):
     if dtype.kind == "c" or dtype.kind not in "biuf":
         raise ValueError(f"input must be real numbers, got dtype {dtype}")
-    return np.dtype(np.float64) if dtype == np.float64 or dtype.itemsize > 4 else np.dtype(np.float32)
+    return (
+        np.dtype(np.float64) if dtype == np.float64 or dtype.itemsize > 4 else np.dtype(np.float32)
+    )
 
 
 def _check_mode_boundary(mode, boundary, spatial):
@@ -195,5 +198,3 @@ def _check_mode_boundary(mode, boundary, spatial):
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
     return boundary
-
-

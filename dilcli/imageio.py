@@ -99,6 +99,8 @@ def count_frames(path, *, max_frames=DEFAULT_MAX_FRAMES, allow_truncated=False):
             raise ImageError(damage + suffix) from None
         with image:
             count = _guarded(lambda: getattr(image, "n_frames", 1), kind)
+    if count < 1:
+        raise ImageError("has no frames")
     _check_frames(count, max_frames)
     return count
 
@@ -187,11 +189,19 @@ def _sniff(head):
     return None
 
 
-def _check_pixels(width, height, max_pixels):
+def _check_pixels(width, height, max_pixels, channels=1):
+    """The pixel limit; more than 4 channels (TIFF samples, .npy) count as channels/4 pixels."""
+    hint = "(raise it with --max-pixels, 0 for no limit)"
     if max_pixels and width * height > max_pixels:
         raise ImageError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} (raise it with --max-pixels, 0 for no limit)"
+            f"{max_pixels:,} {hint}"
+        )
+    if max_pixels and channels > 4 and width * height * channels > 4 * max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} with {channels:,} channels = "
+            f"{width * height * channels:,} values, over the limit of {4 * max_pixels:,} "
+            f"(4 a pixel; raise --max-pixels, 0 for no limit)"
         )
 
 
@@ -261,7 +271,7 @@ def _load_npy(path, max_pixels, allow_truncated):
             raise ImageError(
                 f"expected a non-empty real (H, W) or (H, W, C) array, got {dtype} {shape}"
             )
-        _check_pixels(shape[1], shape[0], max_pixels)
+        _check_pixels(shape[1], shape[0], max_pixels, shape[2] if len(shape) == 3 else 1)
         count = int(np.prod(shape, dtype=object))
         available = (os.fstat(handle.fileno()).st_size - handle.tell()) // dtype.itemsize
         if available < count:
@@ -325,7 +335,7 @@ def _tiff_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
             if index >= count:
                 raise ImageError(f"has no frame {index} (it has {count})")
             page = _guarded(lambda index=index: tif.pages[index].aspage(), "TIFF")
-            _check_pixels(page.imagewidth, page.imagelength, max_pixels)
+            _check_pixels(page.imagewidth, page.imagelength, max_pixels, page.samplesperpixel)
             if page.imagedepth > 1:
                 raise ImageError("volumetric TIFF pages (ImageDepth > 1) are not supported")
             notes = []
@@ -866,7 +876,9 @@ def write_png(handle, pixels, compression=1):
         block[:, 1:] = raw[start : start + len(block)]
         compressor = zlib.compressobj(compression, zlib.DEFLATED, -15)
         last = start == starts[-1]
-        data = compressor.compress(block) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        data = compressor.compress(block) + compressor.flush(
+            zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+        )
         return data, zlib.adler32(block), block.size
 
     def chunk(kind, data):

@@ -38,10 +38,16 @@ class Rendering:
             return None
         mapping = self.mapping or ("abs" if signed else "clip")
         in_place = consume and response.dtype == np.float32 and mapping != "diverging"
-        values = imageio.display_values(response, mapping, self.gain, out=response if in_place else None)
+        values = imageio.display_values(
+            response, mapping, self.gain, out=response if in_place else None
+        )
         bits = self.bits or (16 if image.bits == 16 else 8)
         pixels = imageio.quantize(values, bits, inplace=True)
-        alpha = image.alpha if image.alpha is not None and image.alpha.shape == values.shape[:2] else None
+        alpha = (
+            image.alpha
+            if image.alpha is not None and image.alpha.shape == values.shape[:2]
+            else None
+        )
         imageio.save_pixels(path, imageio.with_alpha(pixels, alpha), compression=self.compression)
         return pixels
 
@@ -89,8 +95,12 @@ class ImageInput:
         if extra or not per_frame:
             raise imageio.ImageError(f"has {count} frames now, another count than when planned")
         frames = imageio.iter_frames(input_path, None, max_frames=self.max_frames, **options)
+        decoded = 0
         for index, image in enumerate(frames):
+            decoded += 1
             yield image, output_paths[index * per_frame : (index + 1) * per_frame]
+        if decoded != count:
+            raise imageio.ImageError(f"has {decoded} frames, not the {count} it claims")
 
 
 @dataclass(frozen=True)
@@ -158,22 +168,33 @@ class ConvolveJob(ImageInput):
         # write in flight at most, so memory stays bounded by about three images.
         from dilcli._engine import threads
 
-        with ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer") if threads() > 1 else _Inline() as writer:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer")
+            if threads() > 1
+            else _Inline() as writer
+        ):
             pending = None
             for dilation, path in zip(self.dilations, output_paths):
                 with np.errstate(over="ignore", invalid="ignore"):  # huge float input: Inf
                     response = apply_kernel(image.data, self.kernel, dilation, **options)
-                if self.montage and self.rendering.fmt != "png":
-                    collect(imageio.quantize(imageio.display_values(response, self._montage_mapping()), 8))
+                if self.rendering.fmt == "png":  # feature maps: PNGs show the channel mean
+                    response = _displayable(response)
+                elif self.montage:
+                    shown = imageio.display_values(_displayable(response), self._montage_mapping())
+                    collect(imageio.quantize(shown, 8))
                 if pending is not None:
                     collect(pending.result())
-                pending = writer.submit(self.rendering.save, path, response, image, self.kernel.is_signed, consume=True)
+                pending = writer.submit(
+                    self.rendering.save, path, response, image, self.kernel.is_signed, consume=True
+                )
             collect(pending.result())
         if self.montage:
             from dilcli.render import montage
 
             panels = [("input", imageio.quantize(np.clip(_displayable(image.data), 0, 1), 8))]
-            panels += [(f"{self.kernel.name}, d={d}", pixels) for d, pixels in zip(self.dilations, shown)]
+            panels += [
+                (f"{self.kernel.name}, d={d}", pixels) for d, pixels in zip(self.dilations, shown)
+            ]
             imageio.save_pixels(output_paths[-1], montage(panels))
 
     def _montage_mapping(self):

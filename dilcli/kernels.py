@@ -74,7 +74,11 @@ def definitions(ndim=2):
     result = []
     for name, weights, kind, description in _NAMED_2D if ndim == 2 else _NAMED_1D:
         rows = _WEIGHTS[weights]
-        parts = (rows, _transpose(rows)) if kind is True else (_transpose(rows) if kind == "T" else rows,)
+        parts = (
+            (rows, _transpose(rows))
+            if kind is True
+            else (_transpose(rows) if kind == "T" else rows,)
+        )
         result.append((name, description, parts))
     return result
 
@@ -171,7 +175,9 @@ def kernel_from_array(weights, name="custom", ndim=None):
     if ndim == 2 and weights.ndim == 1:
         weights = weights[np.newaxis, :]
     if weights.ndim not in (1, 2) or weights.size == 0:
-        raise ValueError(f"a kernel must be a non-empty 1-D or 2-D array, got shape {weights.shape}")
+        raise ValueError(
+            f"a kernel must be a non-empty 1-D or 2-D array, got shape {weights.shape}"
+        )
     if ndim is not None and weights.ndim != ndim:
         raise ValueError(f"expected a {ndim}-D kernel, got shape {weights.shape}")
     if not np.all(np.isfinite(weights)):

@@ -40,6 +40,8 @@ def montage(panels, *, panel_height=PANEL_HEIGHT):
     x = GAP
     for (label, _), image in zip(panels, images):
         canvas.paste(image, (x, LABEL_HEIGHT))
-        draw.text((x + image.width / 2, LABEL_HEIGHT / 2), label, fill=(0, 0, 0), font=font, anchor="mm")
+        draw.text(
+            (x + image.width / 2, LABEL_HEIGHT / 2), label, fill=(0, 0, 0), font=font, anchor="mm"
+        )
         x += image.width + GAP
     return np.asarray(canvas)

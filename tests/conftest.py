@@ -24,6 +24,8 @@ def image_folder(tmp_path, rng):
     folder.mkdir()
     Image.fromarray((rng.random((20, 30)) * 255).astype(np.uint8)).save(folder / "gray.png")
     Image.fromarray((rng.random((24, 18, 3)) * 255).astype(np.uint8)).save(folder / "rgb.png")
-    Image.fromarray((rng.random((16, 16, 4)) * 255).astype(np.uint8), "RGBA").save(folder / "rgba.png")
+    Image.fromarray((rng.random((16, 16, 4)) * 255).astype(np.uint8), "RGBA").save(
+        folder / "rgba.png"
+    )
     Image.fromarray((rng.random((12, 14)) * 65535).astype(np.uint16)).save(folder / "deep.png")
     return folder

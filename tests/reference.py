@@ -50,9 +50,7 @@ def direct_correlate(x, kernel, dilation, mode="same", boundary="reflect", cval=
     kernel = np.asarray(kernel, dtype=np.float64)
     spatial = kernel.ndim
     dilations = (dilation,) * spatial if np.isscalar(dilation) else tuple(dilation)
-    geometry = [
-        offset_and_size(n, k, d, mode) for n, k, d in zip(x.shape, kernel.shape, dilations)
-    ]
+    geometry = [offset_and_size(n, k, d, mode) for n, k, d in zip(x.shape, kernel.shape, dilations)]
     channels = x.shape[spatial:]
     out = np.zeros(tuple(size for _, size in geometry) + channels)
     for out_index in itertools.product(*(range(size) for _, size in geometry)):

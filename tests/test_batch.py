@@ -36,7 +36,11 @@ def test_folder_inputs_by_extension_and_content_hidden_ignored(tree):
 def test_recursive_mirrors_sub_folders(tree):
     inputs, _ = find(tree, recursive=True)
     assert [i.relative.as_posix() for i in inputs] == [
-        "B.JPG", "a.png", "no_extension", "sub/c.tif", "sub/deeper/d.webp",
+        "B.JPG",
+        "a.png",
+        "no_extension",
+        "sub/c.tif",
+        "sub/deeper/d.webp",
     ]
 
 

@@ -50,10 +50,25 @@ def test_convolve_writes_one_output_per_input_and_dilation(image_folder, tmp_pat
 
 def test_convolve_npy_output_is_the_exact_response(image_folder, tmp_path):
     out = tmp_path / "out"
-    result = run("convolve", image_folder / "rgb.png", "-o", out, "-k", "sobel", "-d", "3", "--format", "npy", "--boundary", "wrap")
+    result = run(
+        "convolve",
+        image_folder / "rgb.png",
+        "-o",
+        out,
+        "-k",
+        "sobel",
+        "-d",
+        "3",
+        "--format",
+        "npy",
+        "--boundary",
+        "wrap",
+    )
     assert result.exit_code == 0, result.output
     saved = np.load(out / "rgb_sobel_d3.npy")
-    want = apply_kernel(load_image(image_folder / "rgb.png").data, named_kernel("sobel"), 3, boundary="wrap")
+    want = apply_kernel(
+        load_image(image_folder / "rgb.png").data, named_kernel("sobel"), 3, boundary="wrap"
+    )
     assert saved.dtype == np.float32 and saved.shape == (24, 18, 3)
     assert_allclose(saved, want)
 
@@ -61,7 +76,9 @@ def test_convolve_npy_output_is_the_exact_response(image_folder, tmp_path):
 def test_convolve_png_is_abs_of_response_for_edge_kernels(image_folder, tmp_path):
     out = tmp_path / "out"
     assert run("convolve", image_folder / "gray.png", "-o", out, "-d", "2").exit_code == 0
-    response = apply_kernel(load_image(image_folder / "gray.png").data, named_kernel("laplacian"), 2)
+    response = apply_kernel(
+        load_image(image_folder / "gray.png").data, named_kernel("laplacian"), 2
+    )
     want = np.rint(np.clip(np.abs(response), 0, 1) * 255)
     assert np.abs(np.asarray(pil(out / "gray_laplacian_d2.png"), float) - want).max() <= 1
 
@@ -69,7 +86,12 @@ def test_convolve_png_is_abs_of_response_for_edge_kernels(image_folder, tmp_path
 def test_convolve_mode_valid_and_full_sizes(image_folder, tmp_path):
     for mode, size in (("valid", (30 - 8, 20 - 8)), ("full", (30 + 8, 20 + 8))):
         out = tmp_path / mode
-        assert run("convolve", image_folder / "gray.png", "-o", out, "-d", "4", "--mode", mode).exit_code == 0
+        assert (
+            run(
+                "convolve", image_folder / "gray.png", "-o", out, "-d", "4", "--mode", mode
+            ).exit_code
+            == 0
+        )
         assert pil(out / "gray_laplacian_d4.png").size == size
 
 
@@ -90,7 +112,9 @@ def test_missing_input_is_named(tmp_path):
 
 
 def test_valid_output_that_would_be_empty_is_a_clear_error(image_folder, tmp_path):
-    result = run("convolve", image_folder / "gray.png", "-o", tmp_path / "o", "-d", "16", "--mode", "valid")
+    result = run(
+        "convolve", image_folder / "gray.png", "-o", tmp_path / "o", "-d", "16", "--mode", "valid"
+    )
     assert result.exit_code == 1
     assert "'valid' output would be empty: the dilated kernel spans 33 samples" in result.output
 
@@ -120,13 +144,28 @@ def test_output_folder_equal_to_input_folder_is_refused(image_folder):
 def test_custom_kernel_from_file_names_outputs(image_folder, tmp_path):
     (tmp_path / "ridge.txt").write_text("0 -1 0\n0 2 0\n0 -1 0\n")
     out = tmp_path / "out"
-    assert run("convolve", image_folder / "gray.png", "-o", out, "-k", tmp_path / "ridge.txt", "-d", "2").exit_code == 0
+    assert (
+        run(
+            "convolve",
+            image_folder / "gray.png",
+            "-o",
+            out,
+            "-k",
+            tmp_path / "ridge.txt",
+            "-d",
+            "2",
+        ).exit_code
+        == 0
+    )
     assert (out / "gray_ridge_d2.png").is_file()
 
 
 def test_montage_shows_input_and_every_dilation(image_folder, tmp_path):
     out = tmp_path / "out"
-    assert run("convolve", image_folder / "rgb.png", "-o", out, "-d", "1,2,3", "--montage").exit_code == 0
+    assert (
+        run("convolve", image_folder / "rgb.png", "-o", out, "-d", "1,2,3", "--montage").exit_code
+        == 0
+    )
     montage = pil(out / "rgb_laplacian_montage.png")
     assert montage.width > 4 * 18 and montage.mode == "RGB"
 

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from reference import direct_correlate
 from scipy import ndimage
 
 from dilcli import _engine
 from dilcli.conv import BOUNDARIES, apply_kernel, dilated_correlate
 from dilcli.kernels import named_kernel
-from reference import direct_correlate
 
 RNG = np.random.default_rng(1)
 ENGINES = ["compiled", "numpy"] if _engine._cengine is not None else ["numpy"]
@@ -17,6 +17,8 @@ def engine(request, monkeypatch):
     """Every test runs on each engine: the compiled one (when built) and numpy."""
     monkeypatch.setattr(_engine, "use_compiled", request.param == "compiled")
     return request.param
+
+
 KERNELS_2D = {
     "random3x3": RNG.normal(size=(3, 3)),
     "even2x4": RNG.normal(size=(2, 4)),
@@ -110,19 +112,29 @@ def test_causal_output_never_depends_on_the_future():
     for cut in (0, 10, 40, 63):
         changed = x.copy()
         changed[cut + 1 :] = RNG.random(63 - cut) * 100
-        assert_array_equal(dilated_correlate(changed, kernel, 4, mode="causal")[: cut + 1], base[: cut + 1])
+        assert_array_equal(
+            dilated_correlate(changed, kernel, 4, mode="causal")[: cut + 1], base[: cut + 1]
+        )
 
 
 def test_per_axis_dilation_matches_direct_loop():
     x = RNG.random((9, 11, 2)).astype(np.float32)
     kernel = RNG.normal(size=(3, 3))
     got = dilated_correlate(x, kernel, (1, 4), boundary="mirror")
-    assert_allclose(got, direct_correlate(x, kernel, (1, 4), boundary="mirror"), rtol=1e-5, atol=1e-5)
+    assert_allclose(
+        got, direct_correlate(x, kernel, (1, 4), boundary="mirror"), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
     ("dtype", "expected"),
-    [(np.float32, np.float32), (np.float64, np.float64), (np.uint8, np.float32), (np.uint16, np.float32), (np.float16, np.float32)],
+    [
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.uint8, np.float32),
+        (np.uint16, np.float32),
+        (np.float16, np.float32),
+    ],
 )
 def test_output_dtype_follows_float_precision(dtype, expected):
     x = (RNG.random((5, 5)) * 100).astype(dtype)
@@ -137,7 +149,9 @@ def test_uint8_input_does_not_overflow():
 def test_constant_image_gives_zero_laplacian_for_every_boundary_but_constant():
     x = np.full((8, 8), 0.6, dtype=np.float32)
     for boundary in ("reflect", "mirror", "nearest", "wrap"):
-        assert_allclose(apply_kernel(x, named_kernel("laplacian"), 3, boundary=boundary), 0, atol=1e-6)
+        assert_allclose(
+            apply_kernel(x, named_kernel("laplacian"), 3, boundary=boundary), 0, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize(
@@ -165,7 +179,9 @@ def test_input_shape_must_fit_the_kernel():
 
 def test_gradient_pair_is_the_magnitude_of_scipy_sobel():
     x = RNG.random((16, 20))
-    want = np.hypot(ndimage.sobel(x, axis=0, mode="reflect"), ndimage.sobel(x, axis=1, mode="reflect"))
+    want = np.hypot(
+        ndimage.sobel(x, axis=0, mode="reflect"), ndimage.sobel(x, axis=1, mode="reflect")
+    )
     assert_allclose(apply_kernel(x, named_kernel("sobel"), 1), want, rtol=1e-12)
 
 
@@ -178,11 +194,17 @@ def test_many_strips_chunks_and_threads_match_scipy(monkeypatch, boundary, kerne
     monkeypatch.setattr(_engine, "CHUNK_VALUES", 37)
     monkeypatch.setattr(_engine, "_default_threads", 2)
     x = RNG.random((45, 61, 3)).astype(np.float32)
-    kernel = RNG.normal(size=(3, 3)) if kernel_name == "random" else named_kernel(kernel_name).parts[0]
-    stuffed = np.zeros(((np.array(kernel.shape) - 1) * dilation + 1))
+    kernel = (
+        RNG.normal(size=(3, 3)) if kernel_name == "random" else named_kernel(kernel_name).parts[0]
+    )
+    stuffed = np.zeros((np.array(kernel.shape) - 1) * dilation + 1)
     stuffed[::dilation, ::dilation] = kernel
     want = np.stack(
-        [ndimage.correlate(x[..., c].astype(np.float64), stuffed, mode=boundary, cval=0.25) for c in range(3)], axis=-1
+        [
+            ndimage.correlate(x[..., c].astype(np.float64), stuffed, mode=boundary, cval=0.25)
+            for c in range(3)
+        ],
+        axis=-1,
     )
     got = dilated_correlate(x, kernel, dilation, boundary=boundary, cval=0.25)
     assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -196,20 +218,33 @@ def test_long_signals_run_in_chunks(monkeypatch, mode):
     kernel = RNG.normal(size=4)
     boundary = "nearest" if mode == "causal" else "mirror"
     got = dilated_correlate(x, kernel, 7, mode=mode, boundary=boundary)
-    assert_allclose(got, direct_correlate(x, kernel, 7, mode=mode, boundary=boundary), rtol=1e-10, atol=1e-10)
+    assert_allclose(
+        got, direct_correlate(x, kernel, 7, mode=mode, boundary=boundary), rtol=1e-10, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("laplacian", "centre"), ("sobel-x", "separable"), ("gaussian", "separable"), ("laplacian4", "direct")],
+    [
+        ("laplacian", "centre"),
+        ("sobel-x", "separable"),
+        ("gaussian", "separable"),
+        ("laplacian4", "direct"),
+    ],
 )
 def test_numpy_plans_choose_cheaper_forms(name, kind):
     plan = _engine.plan(named_kernel(name).parts[0])
-    assert {"centre": plan.centre is not None, "separable": bool(plan.column) and plan.centre is None, "direct": bool(plan.taps)}[kind]
+    assert {
+        "centre": plan.centre is not None,
+        "separable": bool(plan.column) and plan.centre is None,
+        "direct": bool(plan.taps),
+    }[kind]
 
 
 def test_non_contiguous_input_gives_the_same_result():
     x = RNG.random((12, 14, 3)).astype(np.float32)
     kernel = RNG.normal(size=(3, 3))
     for view in (x[..., 1], x[::2, ::-1], np.moveaxis(x, 0, 1)):
-        assert_array_equal(dilated_correlate(view, kernel, 2), dilated_correlate(view.copy(), kernel, 2))
+        assert_array_equal(
+            dilated_correlate(view, kernel, 2), dilated_correlate(view.copy(), kernel, 2)
+        )

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-BLOCK = re.compile(r"(<!-- help: (?P<command>[\w-]+) -->\n```text\n)(?P<body>.*?)(```\n)", re.DOTALL)
+BLOCK = re.compile(
+    r"(<!-- help: (?P<command>[\w-]+) -->\n```text\n)(?P<body>.*?)(```\n)", re.DOTALL
+)
 
 
 def help_text(command):
@@ -28,7 +30,8 @@ def test_readme_help_excerpts_match_the_code():
     assert blocks, "README has no --help excerpts"
     for block in blocks:
         assert block["body"] == help_text(block["command"]), (
-            f"README's 'dilcli {block['command']} --help' is out of date: run python tests/test_docs.py --update"
+            f"README's 'dilcli {block['command']} --help' is out of date: "
+            "run python tests/test_docs.py --update"
         )
 
 

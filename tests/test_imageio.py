@@ -12,7 +12,9 @@ from dilcli.imageio import ImageError, display_values, encode_png, load_image, q
 
 
 def _save(path, array, mode=None, **kwargs):
-    Image.fromarray(array, mode).save(path, **kwargs) if mode else Image.fromarray(array).save(path, **kwargs)
+    Image.fromarray(array, mode).save(path, **kwargs) if mode else Image.fromarray(array).save(
+        path, **kwargs
+    )
     return path
 
 
@@ -136,7 +138,10 @@ def _decode_png(data):
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        assert zlib.crc32(kind + body) == struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0]
+        assert (
+            zlib.crc32(kind + body)
+            == struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0]
+        )
         if kind == b"IHDR":
             width, height, depth, color_type = struct.unpack(">IIBB", body[:10])
         idat += body if kind == b"IDAT" else b""

@@ -12,8 +12,17 @@ from dilcli.kernels import (
 )
 
 DESIGN_NAMES = [
-    "laplacian", "laplacian4", "sobel-x", "sobel-y", "sobel", "scharr", "prewitt",
-    "gaussian", "box", "b3spline", "identity",
+    "laplacian",
+    "laplacian4",
+    "sobel-x",
+    "sobel-y",
+    "sobel",
+    "scharr",
+    "prewitt",
+    "gaussian",
+    "box",
+    "b3spline",
+    "identity",
 ]
 
 
@@ -22,10 +31,14 @@ def test_every_kernel_named_in_design_exists():
 
 
 def test_laplacian_is_the_seed_edge_kernel():
-    assert_array_equal(named_kernel("laplacian").parts[0], [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
+    assert_array_equal(
+        named_kernel("laplacian").parts[0], [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]
+    )
 
 
-@pytest.mark.parametrize("name", ["laplacian", "laplacian4", "sobel-x", "sobel-y", "scharr-x", "prewitt-y"])
+@pytest.mark.parametrize(
+    "name", ["laplacian", "laplacian4", "sobel-x", "sobel-y", "scharr-x", "prewitt-y"]
+)
 def test_edge_kernels_sum_to_zero_and_are_signed(name):
     kernel = named_kernel(name)
     assert kernel.parts[0].sum() == 0
@@ -46,7 +59,9 @@ def test_gradient_pairs_are_transposes(name):
 
 
 def test_b3spline_is_the_outer_product_of_1_4_6_4_1():
-    assert_array_equal(named_kernel("b3spline").parts[0] * 256, np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]))
+    assert_array_equal(
+        named_kernel("b3spline").parts[0] * 256, np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1])
+    )
 
 
 def test_parse_kernel_text_rows_and_values():
@@ -59,7 +74,12 @@ def test_parse_kernel_text_rows_and_values():
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("1,2;3", "different lengths"), ("1,x,3", "not a number"), ("", "no numbers"), ("1,nan", "finite")],
+    [
+        ("1,2;3", "different lengths"),
+        ("1,x,3", "not a number"),
+        ("", "no numbers"),
+        ("1,nan", "finite"),
+    ],
 )
 def test_parse_kernel_text_errors(text, message):
     with pytest.raises(ValueError, match=message):

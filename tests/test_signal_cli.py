@@ -247,7 +247,9 @@ def test_signal_wav_float32_stereo_through_the_command(tmp_path, rng):
     assert_array_equal(written, samples)
 
 
-def test_signal_same_stem_of_different_formats_in_different_folders_keep_their_formats(tmp_path, rng):
+def test_signal_same_stem_of_different_formats_in_different_folders_keep_their_formats(
+    tmp_path, rng
+):
     (tmp_path / "in" / "a").mkdir(parents=True)
     (tmp_path / "in" / "b").mkdir()
     np.save(tmp_path / "in" / "a" / "x.npy", rng.normal(size=10))
