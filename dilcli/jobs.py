@@ -7,7 +7,7 @@ processes and cluster workers can run them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 
 import numpy as np
 
@@ -64,7 +64,30 @@ def frame_stems(stem, frames=None):
     return [f"{stem}_f{n:0{width}d}" for n in range(frames)]
 
 
-class ImageInput:
+class Job:
+    """What every job shares: the signature that resume compares."""
+
+    def signature(self):
+        """Every field, as JSON values: a change to any of them recomputes the outputs."""
+        return {"job": type(self).__name__, **_signature_value(self)}
+
+
+def _signature_value(value):
+    if isinstance(value, Kernel):
+        return {"name": value.name, "weights": [p.tolist() for p in value.parts]}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _signature_value(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, np.ndarray):  # trained weights: a digest, not the numbers
+        import hashlib
+
+        data = np.ascontiguousarray(value)
+        return f"{data.dtype.str}{data.shape}:{hashlib.sha256(data.tobytes()).hexdigest()}"
+    if isinstance(value, (tuple, list)):
+        return [_signature_value(v) for v in value]
+    return value
+
+
+class ImageInput(Job):
     """How a job reads its images: limits, damaged files and frames.
 
     Mixed into jobs that have the fields ``max_pixels``, ``allow_truncated``,
@@ -131,19 +154,6 @@ class ConvolveJob(ImageInput):
             if self.montage:
                 names.append(f"{part}_{self.kernel.name}_montage.png")
         return names
-
-    def signature(self):
-        return {
-            "command": "convolve",
-            "kernel": [np.asarray(p).tolist() for p in self.kernel.parts],
-            "dilations": list(self.dilations),
-            "mode": self.mode,
-            "boundary": self.boundary,
-            "cval": self.cval,
-            "flip": self.flip,
-            "rendering": vars(self.rendering),
-            "montage": self.montage,
-        }
 
     def run(self, input_path, output_paths):
         notes = []
@@ -278,38 +288,6 @@ class ContextJob(ImageInput):
                 names.append(f"{part}_{self.prefix}_montage.png")
         return names
 
-    def signature(self):
-        return {
-            "command": "context",
-            "stack": self.stack,
-            "dilations": list(self.dilations),
-            "kernel": self.kernel and [np.asarray(p).tolist() for p in self.kernel.parts],
-            "weights": self._weights_digest(),
-            "seed": self.seed,
-            "truncate": self.truncate,
-            "mode": self.mode,
-            "boundary": self.boundary,
-            "cval": self.cval,
-            "flip": self.flip,
-            "rendering": vars(self.rendering),
-            "montage": self.montage,
-            "final_only": self.final_only,
-        }
-
-    def _weights_digest(self):
-        if not self.layers:
-            return None
-        import hashlib
-
-        digest = hashlib.sha256()
-        for layer in self.layers:
-            for array in (layer.weights, layer.bias):
-                if array is not None:
-                    digest.update(str((array.dtype.str, array.shape)).encode())
-                    digest.update(np.ascontiguousarray(array).tobytes())
-            digest.update(str((layer.dilation, layer.truncate)).encode())
-        return digest.hexdigest()
-
     def build_layers(self, channels):
         """The stack for an input with ``channels`` channels."""
         from dilcli import context
@@ -403,7 +381,7 @@ def _size(rows_columns):
 
 
 @dataclass(frozen=True)
-class SignalJob:
+class SignalJob(Job):
     """A 1-D kernel over a signal file (CSV/TSV/TXT, .npy, WAV), in the input's format.
 
     Outputs are ``{stem}_{kernel}_d{d}.{ext}`` per dilation, or with ``stack`` (the
@@ -437,22 +415,6 @@ class SignalJob:
             # An absolute name: the batch planner's ``folder / name`` keeps it as it is.
             names.append(self.plot.replace("{stem}", stem) if self.plot_per_input else self.plot)
         return names
-
-    def signature(self):
-        return {
-            "command": "signal",
-            "kernel": [np.asarray(p).tolist() for p in self.kernel.parts],
-            "dilations": list(self.dilations),
-            "mode": self.mode,
-            "boundary": self.boundary,
-            "cval": self.cval,
-            "flip": self.flip,
-            "stack": self.stack,
-            "activation": self.activation,
-            "time_column": self.time_column,
-            "wav_scale": self.wav_scale,
-            "plot": bool(self.plot),
-        }
 
     def run(self, input_path, output_paths):
         from dilcli import signalio
