@@ -41,7 +41,11 @@ def seconds(command, repeat=11):
 
 
 def main():
+    import os
+
     print(f"machine: {machine()}")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("note: PYTHONDONTWRITEBYTECODE is set, so every run compiles dilcli/cli.py again")
     base = None
     rows = []
     for name, command in COMMANDS.items():

@@ -27,7 +27,21 @@ def _weight_text(value):
 
 
 def kernel_table(kernels):
-    """Print ``(name, description, parts)`` of named kernels as a rich table."""
+    """Print ``(name, description, parts)`` of named kernels: a rich table on a
+    terminal, plain text in a pipe (without importing rich: most of the start-up)."""
+    import sys
+
+    entries = []
+    for name, description, parts in kernels:
+        weights = format_weights(parts[0])
+        if len(parts) == 2:
+            weights = f"x:\n{weights}\ny:\n{format_weights(parts[1])}"
+        entries.append((name, weights, description))
+    if not sys.stdout.isatty():
+        for name, weights, description in entries:
+            print(f"{name}: {description}")
+            print("\n".join("    " + line for line in weights.splitlines()))
+        return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -36,10 +50,7 @@ def kernel_table(kernels):
     table.add_column("name", style="bold")
     table.add_column("weights", no_wrap=True)
     table.add_column("what it does")
-    for name, description, parts in kernels:
-        weights = format_weights(parts[0])
-        if len(parts) == 2:
-            weights = f"x:\n{weights}\ny:\n{format_weights(parts[1])}"
+    for name, weights, description in entries:
         table.add_row(name, weights, Text(description))  # Text: no markup in x[i+d]
     Console().print(table)
 
