@@ -65,6 +65,15 @@ def load_kernel_option(spec, ndim=2):
         raise click.BadParameter(str(error), param_hint="'-k' / '--kernel'") from None
 
 
+def _apply(decorators):
+    """One decorator applying ``decorators`` in order, as if stacked above a command."""
+
+    def decorate(command):
+        return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+
+    return decorate
+
+
 def correlation_options(command):
     """--mode, --boundary, --cval, --convolve: how the kernel meets the input."""
     decorators = [
@@ -96,7 +105,7 @@ def correlation_options(command):
             help="Flip the kernel (true convolution) instead of correlating.",
         ),
     ]
-    return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+    return _apply(decorators)(command)
 
 
 def rendering_options(command):
@@ -143,7 +152,7 @@ def rendering_options(command):
             help="PNG zlib level: 1 is fast, 9 smallest.",
         ),
     ]
-    return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+    return _apply(decorators)(command)
 
 
 def batch_options(command):
@@ -209,7 +218,7 @@ def batch_options(command):
             ),
         ),
     ]
-    return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+    return _apply(decorators)(command)
 
 
 def image_input_options(command):
@@ -241,7 +250,7 @@ def image_input_options(command):
             help="With --frames all, refuse files of more frames; 0 for no limit.",
         ),
     ]
-    return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+    return _apply(decorators)(command)
 
 
 def run_file_batch(
@@ -940,6 +949,38 @@ def _rf_columns(rows, channels, fmt):
     return tuple(columns)
 
 
+def layer_options(*, required, example, kernel_default, kernel_example=""):
+    """-d, -k, -s: a stack of layers, shared by rf-table and rf-map."""
+    decorators = [
+        click.option(
+            "-d",
+            "--dilations",
+            required=required,  # no default=None here: click 8.4 then skips the check
+            callback=_int_list_callback("dilations"),
+            help=f"One layer per dilation, e.g. {example}.",
+        ),
+        click.option(
+            "-k",
+            "--kernel",
+            "kernels",
+            default=None,
+            callback=_int_list_callback("kernel sizes"),
+            help=(
+                f"Kernel size, one for all layers or one per layer{kernel_example} "
+                f"[default: {kernel_default}]."
+            ),
+        ),
+        click.option(
+            "-s",
+            "--strides",
+            default=None,
+            callback=_int_list_callback("strides"),
+            help="Strides, one for all layers or one per layer [default: 1].",
+        ),
+    ]
+    return _apply(decorators)
+
+
 def _rf_options(command):
     """--1d and --format: shared by rf-table and rf-suggest."""
     decorators = [
@@ -958,7 +999,7 @@ def _rf_options(command):
             help="table: rich table; json, csv, markdown for machines and docs.",
         ),
     ]
-    return functools.reduce(lambda cmd, dec: dec(cmd), reversed(decorators), command)
+    return _apply(decorators)(command)
 
 
 def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
@@ -1084,27 +1125,11 @@ def _warn_holes(layers, rows, ndim):
 
 
 @cli.command("rf-table")
-@click.option(
-    "-d",
-    "--dilations",
-    default=None,
-    callback=_int_list_callback("dilations"),
-    help="One layer per dilation, e.g. 1,1,2,4,8,16,1 or 1-4.",
-)
-@click.option(
-    "-k",
-    "--kernel",
-    "kernels",
-    default=None,
-    callback=_int_list_callback("kernel sizes"),
-    help="Kernel size, one for all layers or one per layer (e.g. 3,3,1) [default: 3].",
-)
-@click.option(
-    "-s",
-    "--strides",
-    default=None,
-    callback=_int_list_callback("strides"),
-    help="Strides, one for all layers or one per layer [default: 1].",
+@layer_options(
+    required=False,
+    example="1,1,2,4,8,16,1 or 1-4",
+    kernel_default="3",
+    kernel_example=" (e.g. 3,3,1)",
 )
 @click.option(
     "--channels",
@@ -1282,28 +1307,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
 
 
 @cli.command("rf-map")
-@click.option(
-    "-d",
-    "--dilations",
-    required=True,
-    callback=_int_list_callback("dilations"),
-    help="One layer per dilation, e.g. 2,2,2 or 1,2,5.",
-)
-@click.option(
-    "-k",
-    "--kernel",
-    "kernels",
-    default=None,
-    callback=_int_list_callback("kernel sizes"),
-    help="Kernel size, one for all layers or one per layer [default: 3, or the --weights size].",
-)
-@click.option(
-    "-s",
-    "--strides",
-    default=None,
-    callback=_int_list_callback("strides"),
-    help="Strides, one for all layers or one per layer [default: 1].",
-)
+@layer_options(required=True, example="2,2,2 or 1,2,5", kernel_default="3, or the --weights size")
 @click.option(
     "-o",
     "--output",
