@@ -94,6 +94,14 @@ class ImageInput(Job):
     ``frames`` (``"first"`` or ``"all"``) and ``max_frames``.
     """
 
+    def run(self, input_path, output_paths):
+        """Each frame through ``_run_image``; returns the decoder's warnings."""
+        notes = []
+        for image, paths in self.each_frame(input_path, output_paths):
+            notes += image.notes
+            self._run_image(image, paths)
+        return notes
+
     def count_frames(self, path):
         """Frames to write outputs for, with ``frames="all"``; else None (the first only)."""
         if self.frames != "all":
@@ -154,13 +162,6 @@ class ConvolveJob(ImageInput):
             if self.montage:
                 names.append(f"{part}_{self.kernel.name}_montage.png")
         return names
-
-    def run(self, input_path, output_paths):
-        notes = []
-        for image, paths in self.each_frame(input_path, output_paths):
-            notes += image.notes
-            self._run_image(image, paths)
-        return notes
 
     def _run_image(self, image, output_paths):
         from concurrent.futures import ThreadPoolExecutor
@@ -317,13 +318,6 @@ class ContextJob(ImageInput):
         rows = receptive_fields([Layer(int(x.kernel_shape[0]), x.dilation) for x in layers])
         columns = receptive_fields([Layer(int(x.kernel_shape[1]), x.dilation) for x in layers])
         return list(zip(rows, columns, strict=True))
-
-    def run(self, input_path, output_paths):
-        notes = []
-        for image, paths in self.each_frame(input_path, output_paths):
-            notes += image.notes
-            self._run_image(image, paths)
-        return notes
 
     def _run_image(self, image, output_paths):
         from dilcli import context
