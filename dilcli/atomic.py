@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 TEMP_PREFIX = ".dilcli-tmp-"
+# Temporaries of other machines (a shared folder under a Dask cluster) count as
+# abandoned only after this long: their writers cannot be asked whether they live.
+FOREIGN_TEMP_SECONDS = 24 * 3600
 
 
 @contextlib.contextmanager
@@ -20,7 +25,7 @@ def atomic_write(path):
     file it points to. On error the temporary file is removed.
     """
     path = Path(path)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".part")
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_owner_prefix(), suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -35,13 +40,45 @@ def atomic_write(path):
 
 
 def remove_stale_temporaries(folder):
-    """Delete temporaries left by a killed run (they never carry a final name)."""
+    """Delete temporaries left by killed runs (they never carry a final name).
+
+    A temporary names its writer (host and process id), so those of a run still
+    writing into the same folder are left alone.
+    """
     removed = 0
+    host = _host()
     for temp in Path(folder).rglob(f"{TEMP_PREFIX}*.part"):
-        with contextlib.suppress(OSError):
+        owner_host, _, pid = temp.name[len(TEMP_PREFIX) :].partition("~")[0].rpartition("-")
+        with contextlib.suppress(OSError, ValueError):
+            if owner_host == host:
+                if _alive(int(pid)):
+                    continue
+            elif time.time() - temp.stat().st_mtime < FOREIGN_TEMP_SECONDS:
+                continue
             temp.unlink()
             removed += 1
     return removed
+
+
+def _host():
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+
+
+def _owner_prefix():
+    return f"{TEMP_PREFIX}{_host()}-{os.getpid()}~"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    try:  # a killed process that nobody has reaped yet (a zombie) is not writing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _read_umask():
