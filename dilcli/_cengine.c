@@ -1,10 +1,9 @@
 /*
  * The compiled engine of dilated correlation (optional: dilcli falls back to numpy).
  *
- *   out[i, j, c] = sum_t w_t * x_ext[rowmap[i + a_t*d0], colmap[j + b_t*d1], c]
+ *   out[i, j, c] = sum_t w_t * x_ext[i + a_t*d0 - o0, j + b_t*d1 - o1, c]
  *
- * rowmap and the column map are the boundary's index maps, computed in Python
- * (-1 means the constant value). Work items are (row, chunk of columns), the chunks cut so that
+ * x_ext is x extended by the boundary rule, computed per position (boundary_index). Work items are (row, chunk of columns), the chunks cut so that
  * border columns are chunks of their own; items run on OpenMP
  * threads with the GIL released. Within an item, each tap's source is a pointer
  * straight into x when its columns are a plain run of the input (the interior),
@@ -28,12 +27,8 @@ typedef struct {
     const char *x;
     char *out;
     Py_ssize_t W, C, Ho, Wo;
-    const int64_t *rowmap;
-    /* column map: col_left[p] for p < col_lo, col_right[p - col_hi] for p >= col_hi,
-     * p - col_shift in between (the interior, never materialised: a signal of 10^7
-     * samples would otherwise need an index array as big as itself) */
-    const int64_t *col_left, *col_right;
-    Py_ssize_t col_lo, col_hi, col_shift;
+    Py_ssize_t H, o0, o1;
+    int boundary; /* BOUNDARY_* */
     Py_ssize_t ntaps;
     const int64_t *ta, *tb;
     const double *tw;
@@ -45,10 +40,35 @@ typedef struct {
 
 /* Tiles of 8 vectors of 32 bytes: GCC vector extensions keep the accumulators in
  * registers across the loop over taps (a plain array would be kept in memory). */
-static inline int64_t col_at(const job_t *job, Py_ssize_t p) {
-    if (p < job->col_lo) return job->col_left[p];
-    if (p >= job->col_hi) return job->col_right[p - job->col_hi];
-    return p - job->col_shift;
+enum { BOUNDARY_CONSTANT, BOUNDARY_NEAREST, BOUNDARY_WRAP, BOUNDARY_REFLECT, BOUNDARY_MIRROR };
+
+static inline Py_ssize_t modulo(Py_ssize_t a, Py_ssize_t n) {
+    Py_ssize_t r = a % n;
+    return r < 0 ? r + n : r;
+}
+
+/* Index in [0, n) that position p (any integer) reads, by scipy.ndimage's rules;
+ * -1 for the constant value. Computed, not tabulated: memory stays independent of
+ * the dilation. */
+static inline Py_ssize_t boundary_index(Py_ssize_t p, Py_ssize_t n, int boundary) {
+    if (p >= 0 && p < n) return p;
+    switch (boundary) {
+        case BOUNDARY_NEAREST:
+            return p < 0 ? 0 : n - 1;
+        case BOUNDARY_WRAP:
+            return modulo(p, n);
+        case BOUNDARY_REFLECT: { /* d c b a | a b c d | d c b a, period 2n */
+            Py_ssize_t j = modulo(p, 2 * n);
+            return j < n ? j : 2 * n - 1 - j;
+        }
+        case BOUNDARY_MIRROR: { /* d c b | a b c d | c b a, period 2n - 2 */
+            if (n == 1) return 0;
+            Py_ssize_t j = modulo(p, 2 * n - 2);
+            return j < n ? j : 2 * n - 2 - j;
+        }
+        default:
+            return -1;
+    }
 }
 
 #define DEFINE_ENGINE(T, NAME)                                                          \
@@ -87,18 +107,18 @@ static inline int64_t col_at(const job_t *job, Py_ssize_t p) {
         const T *x = (const T *)job->x;                                               \
         T *out = (T *)job->out + (i * job->Wo + j0) * C;                              \
         for (Py_ssize_t t = 0; t < job->ntaps; t++) {                                 \
-            const int64_t r = job->rowmap[i + job->ta[t] * job->d0];                  \
-            const Py_ssize_t p0 = j0 + job->tb[t] * job->d1;                          \
-            const int64_t first = col_at(job, p0), last = col_at(job, p0 + cols - 1); \
+            const Py_ssize_t r =                                                      \
+                boundary_index(i + job->ta[t] * job->d0 - job->o0, job->H, job->boundary); \
+            const Py_ssize_t p0 = j0 + job->tb[t] * job->d1 - job->o1;                \
             w[t] = (T)job->tw[t];                                                     \
-            if (r >= 0 && first >= 0 && last - first == cols - 1) {                   \
-                /* a plain run of columns: read the input where it lies */            \
-                src[t] = x + (r * W + first) * C;                                     \
+            if (r >= 0 && p0 >= 0 && p0 + cols <= W) {                                \
+                /* columns inside the input: read it where it lies */                 \
+                src[t] = x + (r * W + p0) * C;                                        \
                 continue;                                                             \
             }                                                                         \
             T *buffer = scratch + t * n;                                              \
             for (Py_ssize_t q = 0; q < cols; q++) {                                   \
-                const int64_t col = col_at(job, p0 + q);                              \
+                const Py_ssize_t col = boundary_index(p0 + q, W, job->boundary);      \
                 if (r < 0 || col < 0) {                                               \
                     for (Py_ssize_t c = 0; c < C; c++) buffer[q * C + c] = (T)job->cval; \
                 } else {                                                              \
@@ -157,34 +177,33 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
 }
 
 static PyObject *correlate(PyObject *self, PyObject *args) {
-    PyObject *xo, *outo, *rowo, *lefto, *righto, *tao, *tbo, *two, *starto;
+    PyObject *xo, *outo, *tao, *tbo, *two, *starto;
     job_t job;
     int threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOnnnnnnnnndi", &xo, &outo, &rowo, &lefto, &righto,
-                          &tao, &tbo, &two, &starto, &job.col_lo, &job.col_hi, &job.col_shift,
-                          &job.W, &job.C, &job.Ho, &job.Wo, &job.d0, &job.d1, &job.cval,
-                          &threads))
+    if (!PyArg_ParseTuple(args, "OOOOOOnnnnnnnnnidi", &xo, &outo, &tao, &tbo, &two, &starto,
+                          &job.H, &job.W, &job.C, &job.Ho, &job.Wo, &job.d0, &job.d1, &job.o0,
+                          &job.o1, &job.boundary, &job.cval, &threads))
         return NULL;
-    Py_buffer bx, bo, br, bl, bq, ba, bb, bw, bs;
-    Py_buffer *views[] = {&bx, &bo, &br, &bl, &bq, &ba, &bb, &bw, &bs};
-    PyObject *objs[] = {xo, outo, rowo, lefto, righto, tao, tbo, two, starto};
-    const char *names[] = {"x", "out", "rowmap", "left columns", "right columns",
-                           "tap rows", "tap cols", "weights", "chunk starts"};
+    if (job.boundary < BOUNDARY_CONSTANT || job.boundary > BOUNDARY_MIRROR) {
+        PyErr_SetString(PyExc_ValueError, "unknown boundary code");
+        return NULL;
+    }
+    Py_buffer bx, bo, ba, bb, bw, bs;
+    Py_buffer *views[] = {&bx, &bo, &ba, &bb, &bw, &bs};
+    PyObject *objs[] = {xo, outo, tao, tbo, two, starto};
+    const char *names[] = {"x", "out", "tap rows", "tap cols", "weights", "chunk starts"};
     int got = 0;
-    for (; got < 9; got++) {
+    for (; got < 6; got++) {
         if (get_buffer(objs[got], views[got], got == 1, names[got]) < 0) break;
     }
     PyObject *result = NULL;
-    if (got == 9) {
+    if (got == 6) {
         int is_double = bx.format[0] == 'd';
         if (bx.format[0] != bo.format[0] || (bx.format[0] != 'f' && !is_double)) {
             PyErr_SetString(PyExc_TypeError, "x and out must both be float32 or float64");
         } else {
             job.x = bx.buf;
             job.out = bo.buf;
-            job.rowmap = br.buf;
-            job.col_left = bl.buf;
-            job.col_right = bq.buf;
             job.ta = ba.buf;
             job.tb = bb.buf;
             job.tw = bw.buf;

@@ -42,7 +42,6 @@ use_compiled = True
 _local = threading.local()
 _pool_lock = threading.Lock()
 _pool = None
-_pool_size = 0
 _default_threads = None
 
 
@@ -214,18 +213,11 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
         # A signal stored as one column is one long row: chunks of it run in parallel.
         x, out, kernel = x.reshape(1, -1, x.shape[2]), out.reshape(1, -1, out.shape[2]), kernel.T
         dilations, offsets = dilations[::-1], offsets[::-1]
-    (k0, k1), (d0, d1), (o0, o1) = kernel.shape, dilations, offsets
+    k1, (d0, d1), (o0, o1) = kernel.shape[1], dilations, offsets
     rows, cols = np.nonzero(kernel)
     if len(rows) == 0:
         out.fill(0)
         return
-    rowmap = _index_map(np.arange(out.shape[0] + (k0 - 1) * d0) - o0, x.shape[0], boundary)
-    # Columns: only the positions outside the input are mapped; inside, p -> p - o1.
-    total, width = out.shape[1] + (k1 - 1) * d1, x.shape[1]
-    col_lo = min(o1, total)
-    col_hi = max(col_lo, min(total, o1 + width))
-    left = _index_map(np.arange(col_lo) - o1, width, boundary)
-    right = _index_map(np.arange(col_hi, total) - o1, width, boundary)
     # Border columns (whose windows leave the image) get chunks of their own, so
     # interior chunks read the input in place and only the borders are gathered.
     lo, hi = _inside(o1, x.shape[1], (k1 - 1) * d1 + 1, out.shape[1])
@@ -234,33 +226,27 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
     _cengine.correlate(
         x,
         out,
-        rowmap,
-        left,
-        right,
         rows.astype(np.int64),
         cols.astype(np.int64),
         kernel[rows, cols].astype(np.float64),
         np.array(starts, dtype=np.int64),
-        col_lo,
-        col_hi,
-        o1,
+        x.shape[0],
         x.shape[1],
         x.shape[2],
         out.shape[0],
         out.shape[1],
         d0,
         d1,
+        o0,
+        o1,
+        _BOUNDARY_CODES[boundary],
         float(cval),
         threads(),
     )
 
 
-def _index_map(positions, n, boundary):
-    """Input index of each position; -1 where ``constant`` applies."""
-    positions = positions.astype(np.int64)
-    if boundary == "constant":
-        return np.where((positions >= 0) & (positions < n), positions, -1)
-    return boundary_indices(positions, n, boundary).astype(np.int64)
+# The compiled engine's names for the boundaries (enum in _cengine.c).
+_BOUNDARY_CODES = {"constant": 0, "nearest": 1, "wrap": 2, "reflect": 3, "mirror": 4}
 
 
 def _correlate_numpy(x, kernel_plan, dilations, offsets, boundary, cval, out):
@@ -303,18 +289,37 @@ def _correlate_numpy(x, kernel_plan, dilations, offsets, boundary, cval, out):
         for block in blocks:
             run(block)
     else:
-        list(_thread_pool(workers).map(run, blocks))
+        parallel_map(run, blocks, workers)
 
 
-def _thread_pool(threads):
-    global _pool, _pool_size
+def parallel_map(function, items, workers=None):
+    """``[function(item) for item in items]`` on at most ``workers`` threads (default:
+    :func:`threads`), in order. One shared pool serves every caller, and is never
+    shut down or replaced, so calls from several threads at once are safe."""
+    items = list(items)
+    workers = min(workers or threads(), len(items))
+    if workers <= 1:
+        return [function(item) for item in items]
+
+    def share(start):
+        return [(k, function(items[k])) for k in range(start, len(items), workers)]
+
+    results = [None] * len(items)
+    for future in [_shared_pool().submit(share, start) for start in range(workers)]:
+        for k, value in future.result():
+            results[k] = value
+    return results
+
+
+def _shared_pool():
+    global _pool
     with _pool_lock:
-        if _pool is None or _pool_size != threads:
+        if _pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(threads, thread_name_prefix="dilcli"), threads
+            # Twice the cores: callers on two threads (compute, encode) never queue
+            # behind each other.
+            _pool = ThreadPoolExecutor(2 * (os.cpu_count() or 1), thread_name_prefix="dilcli")
         return _pool
 
 
@@ -423,12 +428,13 @@ def _weighted_sum(out, terms, scratch):
         elif weight2 == 1:
             np.subtract(second, first, out=out)
         else:
-            np.add(first, second, out=out)
-            np.negative(out, out=out)
+            np.multiply(first, dtype(-1), out=out)
+            np.subtract(out, second, out=out)
     elif weight == 1:
         np.copyto(out, first)
     elif weight == -1:
-        np.negative(first, out=out)
+        # Not np.negative: numpy 2.4 gets it wrong in place on strided float32 views.
+        np.multiply(first, dtype(-1), out=out)
     else:
         np.multiply(first, dtype(weight), out=out)
     for view, weight in rest:

@@ -82,7 +82,14 @@ def _alive(pid):
 
 
 def _read_umask():
-    # os.umask can only be read by setting it; do it once, before any threads start.
+    # Linux reports it without changing it; elsewhere os.umask can only read it by
+    # setting it, which another thread creating a file at that moment would see.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

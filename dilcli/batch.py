@@ -58,6 +58,7 @@ class Task:
     input: InputFile
     outputs: tuple[Path, ...]
     key: str
+    conflict: str | None = None  # why it must not run (it would replace an input)
 
 
 @dataclass
@@ -120,12 +121,13 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
             matches = sorted(glob.glob(spec, recursive=recursive))
             if not matches:
                 skipped.append(_failed(path, "no file matches this pattern"))
+            base = _glob_base(spec)
             for match in matches:
                 reason = _unusable(Path(match))
                 if reason:
                     skipped.append(_skipped(Path(match), reason))
                 elif not Path(match).is_dir():
-                    add(match, Path(match).name)
+                    add(match, os.path.relpath(match, base))  # mirrors 'tiles/**/*.tif'
             continue
         reason = _unusable(path)
         if reason and reason != "link to a folder, not followed":
@@ -139,6 +141,16 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
         else:
             add(path, path.name)
     return inputs, skipped
+
+
+def _glob_base(pattern):
+    """The folder a glob pattern starts from: its parts before the first wildcard."""
+    parts = []
+    for part in Path(pattern).parts[:-1]:
+        if _GLOB_CHARS & set(part):
+            break
+        parts.append(part)
+    return os.path.join(*parts) if parts else "."
 
 
 def _walk(folder, recursive, excluded=None):
@@ -237,22 +249,37 @@ def check_output_folder(out_dir, specs, *, allow_inside=False):
 def plan_tasks(inputs, out_dir, job):
     """One task per input: output paths under ``out_dir`` and a resume key.
 
-    Outputs mirror each input's sub-folder. Two inputs with the same stem in one folder
-    (``a.png``, ``a.jpg``) get their extension in the stem so neither is lost.
+    Outputs mirror each input's sub-folder. Inputs whose outputs would share names
+    are told apart, never overwritten: two with one stem in one folder (``a.png``,
+    ``a.jpg``) get their extension in the stem, and any that still collide (``x.png``
+    from two folders named on the command line) a number, ``x_2``. A task whose
+    output would replace another input of the batch gets a ``conflict``: it fails
+    instead of running.
     """
     out_dir = Path(out_dir)
     by_target = {}
     for item in inputs:
         by_target.setdefault((item.relative.parent, item.path.stem), []).append(item)
     signature = _canonical(job.signature())
-    tasks = []
+    sources = {os.path.realpath(item.path): item.path for item in inputs}
+    taken, tasks = set(), []
     for item in inputs:
         stem = item.path.stem
-        if len(by_target[(item.relative.parent, stem)]) > 1:
+        same_stem = by_target[(item.relative.parent, stem)]
+        if len({other.path.suffix.lower() for other in same_stem}) > 1:
             stem = f"{stem}_{item.path.suffix.lstrip('.').lower() or 'noext'}"
         folder = out_dir / item.relative.parent
-        outputs = tuple(folder / name for name in _output_names(job, item.path, stem))
-        tasks.append(Task(item, outputs, _task_key(item.path, outputs, signature)))
+        candidate, number = stem, 1
+        while True:
+            outputs = tuple(folder / name for name in _output_names(job, item.path, candidate))
+            if taken.isdisjoint(outputs):
+                break
+            number += 1
+            candidate = f"{stem}_{number}"
+        taken.update(outputs)
+        clashes = [sources[r] for r in map(os.path.realpath, outputs) if r in sources]
+        conflict = f"its output would overwrite the input {clashes[0]}" if clashes else None
+        tasks.append(Task(item, outputs, _task_key(item.path, outputs, signature), conflict))
     return tasks
 
 
@@ -305,7 +332,11 @@ class Record:
         self.path = Path(out_dir) / RECORD_NAME
         self.keys = set()
         if self.path.is_file():
-            for line in self.path.read_text(errors="replace").splitlines():
+            text = self.path.read_text(errors="replace")
+            if text and not text.endswith("\n"):  # torn by a kill: end it, keep the rest
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.write("\n")
+            for line in text.splitlines():
                 try:
                     self.keys.add(json.loads(line)["key"])
                 except (ValueError, KeyError, TypeError):
@@ -393,7 +424,9 @@ def run_batch(
 
     pending = []
     for task in tasks:
-        if not overwrite and record.is_done(task):
+        if task.conflict:
+            finish(task, TaskResult(task.input, "failed", reason=task.conflict))
+        elif not overwrite and record.is_done(task):
             finish(task, TaskResult(task.input, "skipped", task.outputs, reason="already done"))
         else:
             pending.append(task)
@@ -412,6 +445,7 @@ def run_batch(
         report.interrupted = True
     finally:
         results.close()
+        remove_stale_temporaries(out_dir)  # those of workers stopped mid-write
     report.seconds = time.perf_counter() - started
     return report
 
@@ -462,15 +496,23 @@ def _pool_results(tasks, job, jobs):
             pool.shutdown(wait=False, cancel_futures=True)
             for process in workers:
                 process.terminate()
+            for process in workers:
+                process.join(timeout=10)
 
 
 def _init_worker():
-    # The main process owns Ctrl-C: it stops the pool and reports.
+    # The main process owns Ctrl-C: it stops the pool and reports. Stopped by it
+    # (SIGTERM), a worker unwinds, so a file being written is removed, not left.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Processes already fill the cores; threads inside each would only compete.
     from dilcli import _engine
 
     _engine.set_threads(1)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _dask_results(tasks, job, address):

@@ -29,6 +29,8 @@ def parse_int_list(value, *, name="dilations", minimum=1):
         try:
             if "-" in part[1:]:
                 low, high = part.split("-", 1) if part[0] != "-" else (None, None)
+                if int(high) < int(low):
+                    raise click.BadParameter(f"the range {part!r} is empty (write low-high)")
                 items.extend(range(int(low), int(high) + 1))
             else:
                 items.append(int(part))
@@ -60,6 +62,8 @@ def load_kernel_option(spec, ndim=2):
             from dilcli.imageio import load_kernel_file
 
             return load_kernel_file(spec, ndim=ndim)
+        if os.sep in spec or os.path.splitext(spec)[1].lower() in (".npy", ".csv", ".txt"):
+            raise ValueError(f"no such kernel file: {spec}")
         return kernels.resolve_kernel(spec, ndim=ndim)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="'-k' / '--kernel'") from None
@@ -286,6 +290,11 @@ def run_file_batch(
         batch.check_output_folder(out_dir, inputs, allow_inside=allow_output_in_input)
     except batch.BatchError as error:
         raise click.UsageError(str(error)) from None
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise click.BadParameter(f"cannot create {out_dir}: {reason}", param_hint="'-o'") from None
     found, skipped = batch.find_inputs(
         inputs, recursive=recursive, extensions=extensions, sniff=sniff, exclude=out_dir
     )
@@ -303,9 +312,11 @@ def run_file_batch(
             log.write(result)
 
     with BatchConsole(len(tasks), quiet=quiet, verbose=verbose, label=label) as console:
-        for result in skipped:
+        for result in skipped:  # named at once if failed; skipped ones only with -v
             if result.status == "failed" or verbose:
                 on_result(result)
+            elif log:
+                log.write(result)
         try:
             report = batch.run_batch(
                 tasks,
@@ -322,9 +333,9 @@ def run_file_batch(
         finally:
             if log:
                 log.close()
-    report.results[:0] = [r for r in skipped if r.status == "failed"]
+    report.results[:0] = skipped
     if not found and not skipped:
-        console.print("no inputs found")
+        console.print(f"no inputs found in {', '.join(map(str, inputs))}")
     console.summary(report)
     sys.exit(report.exit_code)
 
@@ -602,11 +613,14 @@ def _load_context_weights(path, *, truncate):
     from dilcli.context import stack_from_arrays
 
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("not a .npz archive of named arrays (save it with numpy.savez)")
-        with archive:
-            arrays = {name: archive[name] for name in archive.files}
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":
+                raise ValueError("not a .npz archive of named arrays (save it with numpy.savez)")
+        with np.load(path, allow_pickle=False) as archive:
+            try:
+                arrays = {name: archive[name] for name in archive.files}
+            except ValueError:  # numpy's message suggests allow_pickle: never here
+                raise ValueError("holds Python objects, not numbers") from None
         return stack_from_arrays(arrays, truncate=truncate)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         reason = " ".join(str(error).split())
@@ -1088,6 +1102,7 @@ def _warn_holes(layers, rows, ndim):
         "reach the output",
         fg="yellow",
         err=True,
+        color=False if os.environ.get("NO_COLOR") else None,
     )
     kernels = [layer.kernel for layer in layers]
     strides = [layer.stride for layer in layers]

@@ -719,11 +719,22 @@ def load_kernel_file(path, ndim=2):
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem) or "custom"
     try:
         if path.suffix.lower() == ".npy":
-            kernel = kernel_from_array(np.load(path, allow_pickle=False), ndim=ndim)
+            with open(path, "rb") as handle:
+                if handle.read(6) != b"\x93NUMPY":
+                    raise ValueError(f"kernel file {path} is not a .npy array")
+            try:
+                weights = np.load(path, allow_pickle=False)
+            except ValueError:  # numpy's message suggests allow_pickle: never here
+                raise ValueError(f"kernel file {path} holds Python objects, not numbers") from None
+            kernel = kernel_from_array(weights, ndim=ndim)
         else:
             kernel = parse_kernel_text(path.read_text(encoding="utf-8"), ndim=ndim)
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise ValueError(f"cannot read kernel file {path}: {_reason(error)}") from None
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"kernel file {path}: {error}") from None
     return type(kernel)(name, kernel.parts, kernel.description)
 
 
@@ -737,8 +748,8 @@ def display_values(response, mapping, gain=1.0, scale=None, *, out=None):
     - ``abs``: ``|y| * gain`` (edge strength; 1.0 is white).
     - ``signed``: ``0.5 + y * gain / 2`` (zero is mid-grey, negative darker).
     - ``clip``: ``y * gain`` (for non-negative kernels: blurs, magnitudes).
-    - ``stretch``: ``|y| / scale`` where ``scale`` is given (one value for a whole
-      batch) or else this image's 99.9th percentile of ``|y|``.
+    - ``stretch``: ``|y| * gain / scale`` where ``scale`` is given (one value for a
+      whole batch) or else this image's 99.9th percentile of ``|y|``.
     - ``diverging``: like ``signed`` through a blue-white-red colour map (RGB out;
       colour input is averaged over channels first).
     All results are clipped to [0, 1]; NaN (from Inf - Inf in huge float input) becomes 0.
@@ -758,7 +769,7 @@ def display_values(response, mapping, gain=1.0, scale=None, *, out=None):
         if mapping == "stretch":
             if scale is None:
                 scale = float(np.percentile(out, STRETCH_PERCENTILE))
-            gain = np.float32(1.0 / scale) if scale > 0 else np.float32(0.0)
+            gain = np.float32(gain / scale) if scale > 0 else np.float32(0.0)
         np.multiply(out, gain, out=out)
     elif mapping == "signed":
         np.multiply(response, gain / 2, out=out)
@@ -890,10 +901,9 @@ def write_png(handle, pixels, compression=1):
     chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
     header = _ZLIB_HEADERS[max(k for k in _ZLIB_HEADERS if k <= compression)]
     checksum = 1
-    from dilcli._engine import threads
+    from dilcli._engine import parallel_map
 
-    blocks = map(deflate, starts) if threads() == 1 else _deflate_pool().map(deflate, starts)
-    for number, (data, adler, size) in enumerate(blocks):
+    for number, (data, adler, size) in enumerate(parallel_map(deflate, starts)):
         chunk(b"IDAT", header + data if number == 0 else data)
         checksum = _adler32_combine(checksum, adler, size)
     chunk(b"IDAT", struct.pack(">I", checksum))
@@ -907,16 +917,3 @@ def _adler32_combine(first, second, second_length):
     low = (first & 0xFFFF) + (second & 0xFFFF) + base - 1
     high = remainder * (first & 0xFFFF) % base + (first >> 16) + (second >> 16) + base - remainder
     return (low % base) | ((high % base) << 16)
-
-
-_pool = None
-
-
-def _deflate_pool():
-    global _pool
-    if _pool is None:
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dilcli-deflate")
-    return _pool

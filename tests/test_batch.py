@@ -131,9 +131,39 @@ def test_run_batch_failures_resume_and_record(tmp_path, jobs):
     assert batch.run_batch(changed, EchoJob(version=2), out_dir=out, jobs=jobs).count("done") == 2
 
 
-def test_record_ignores_a_torn_last_line(tmp_path):
+def test_record_ignores_a_torn_last_line_and_keeps_the_next(tmp_path):
     (tmp_path / batch.RECORD_NAME).write_text('{"key": "abc", "input": "x"}\n{"key": "de')
-    assert batch.Record(tmp_path).keys == {"abc"}
+    record = batch.Record(tmp_path)
+    assert record.keys == {"abc"}
+    item = batch.InputFile(tmp_path / "y.png", Path("y.png"))
+    record.add(batch.Task(item, (), "fgh"))
+    assert batch.Record(tmp_path).keys == {"abc", "fgh"}
+
+
+def test_same_names_from_different_folders_get_distinct_outputs(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(PNG)
+    inputs, _ = find(tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", tmp_path / "a")
+    tasks = batch.plan_tasks(inputs, tmp_path / "out", EchoJob())
+    names = [o.name for t in tasks for o in t.outputs]
+    assert names == ["x_x.out", "x_y.out", "x_2_x.out", "x_2_y.out"]
+
+
+def test_an_output_that_would_replace_another_input_is_a_conflict(tmp_path):
+    (tmp_path / "a.png").write_bytes(PNG)
+    (tmp_path / "a_x.out").write_bytes(PNG)  # an input, and a's future output
+    inputs, _ = find(tmp_path / "a.png", tmp_path / "a_x.out", sniff=True)
+    tasks = batch.plan_tasks(inputs, tmp_path, EchoJob())
+    assert "would overwrite the input" in tasks[0].conflict
+    report = batch.run_batch(tasks, EchoJob(), out_dir=tmp_path)
+    assert report.failures[0].input.path.name == "a.png"
+    assert (tmp_path / "a_x.out").read_bytes() == PNG
+
+
+def test_glob_matches_mirror_their_folders(tree):
+    inputs, _ = find(tree / "**" / "*.tif", recursive=True)
+    assert [i.relative.as_posix() for i in inputs] == ["sub/c.tif"]
 
 
 def test_unexpected_errors_are_named_as_such():

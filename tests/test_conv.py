@@ -248,3 +248,13 @@ def test_non_contiguous_input_gives_the_same_result():
         assert_array_equal(
             dilated_correlate(view, kernel, 2), dilated_correlate(view.copy(), kernel, 2)
         )
+
+
+@pytest.mark.parametrize("width", [3, 4, 5, 7])
+def test_kernels_of_minus_ones_on_narrow_float32_images(width):
+    # numpy 2.4's in-place np.negative on strided float32 views gave wrong sums here.
+    x = np.arange(6 * width, dtype=np.float32).reshape(6, width)
+    for kernel in (np.ones((3, 3)), -np.ones((3, 3)), -np.ones((2, 3))):
+        got = dilated_correlate(x, kernel, 1, boundary="constant")
+        want = direct_correlate(x, kernel, 1, boundary="constant")
+        assert_allclose(got, want, rtol=1e-6)
