@@ -191,8 +191,8 @@ class ConvolveJob(ImageInput):
                 if self.rendering.fmt == "png":  # feature maps: PNGs show the channel mean
                     response = _displayable(response)
                 elif self.montage:
-                    shown = imageio.display_values(_displayable(response), self._montage_mapping())
-                    collect(imageio.quantize(shown, 8))
+                    values = imageio.display_values(_displayable(response), self._montage_mapping())
+                    collect(imageio.quantize(values, 8))
                 if pending is not None:
                     collect(pending.result())
                 pending = writer.submit(

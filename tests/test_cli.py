@@ -188,3 +188,47 @@ def test_kernels_lists_every_named_kernel():
     assert laplacian["weights"] == [[[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]]
     table = run("kernels").output
     assert all(name in table for name in NAMED_KERNELS)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "tiff"])
+def test_montage_with_float_outputs(image_folder, tmp_path, fmt):
+    out = tmp_path / "out"
+    result = run(
+        "convolve", image_folder / "rgb.png", "-o", out, "-d", "1,2", "--format", fmt, "--montage"
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "rgb_laplacian_montage.png").is_file()
+
+
+def test_stretch_honours_gain(image_folder, tmp_path):
+    def mean_of(gain):
+        out = tmp_path / f"g{gain}"
+        args = ("convolve", image_folder / "gray.png", "-o", out, "-d", "2", "--map", "stretch")
+        assert run(*args, "--gain", gain).exit_code == 0
+        return np.asarray(pil(out / "gray_laplacian_d2.png"), float).mean()
+
+    assert mean_of("0.25") < 0.5 * mean_of("1")
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_usage_error(image_folder, tmp_path):
+    result = run("convolve", image_folder / "gray.png", "-o", image_folder / "gray.png" / "sub")
+    assert result.exit_code == 2
+    assert "cannot create" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"hello", "is not a .npy array"), (None, "no such kernel file")],
+)
+def test_bad_kernel_files_are_named(image_folder, tmp_path, content, message):
+    path = tmp_path / "k.npy"
+    if content is not None:
+        path.write_bytes(content)
+    result = run("convolve", image_folder / "gray.png", "-o", tmp_path / "o", "-k", path)
+    assert result.exit_code == 2
+    assert message in result.output and "k.npy" in result.output
+
+
+def test_an_empty_range_of_dilations_is_a_usage_error(image_folder, tmp_path):
+    result = run("convolve", image_folder, "-o", tmp_path / "o", "-d", "4-1")
+    assert result.exit_code == 2 and "the range '4-1' is empty" in result.output
