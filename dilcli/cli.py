@@ -870,97 +870,7 @@ def kernels(fmt, one_d):
 # --- receptive fields: rf-table, rf-map, rf-suggest -----------------------------------
 
 RF_FORMATS = ("table", "json", "csv", "markdown")
-RF_COLUMNS = (
-    "layer",
-    "kernel",
-    "dilation",
-    "stride",
-    "span",
-    "jump",
-    "rf",
-    "growth",
-    "coverage",
-    "params",
-    "total_params",
-    "hdc_m",
-    "hdc",
-)
 RF_MAP_SUFFIXES = (".png",)
-RF_HEADERS = {"rf": "RF", "total_params": "total", "hdc_m": "M_i", "hdc": "HDC"}
-
-
-def _rf_render(rows, columns, fmt, *, title=None, display=None, headers=None):
-    """Rows as json/csv/markdown (:func:`dilcli.tables.render_rows`), or for people.
-
-    ``display`` formats a row for people (markdown and tables), ``headers`` renames
-    columns in tables. People get a rich table on a terminal, plain aligned columns
-    in a pipe; neither truncates a number to fit.
-    """
-    from dilcli.tables import render_rows
-
-    if fmt in ("json", "csv"):
-        click.echo(render_rows(rows, columns, fmt), nl=False)
-        return
-    shown = [display(row) for row in rows] if display else rows
-    if fmt == "markdown":
-        if title:
-            click.echo(f"**{title}**\n")
-        click.echo(render_rows(shown, columns, fmt), nl=False)
-        return
-    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in shown]
-    names = [(headers or {}).get(c, c) for c in columns]
-    if not sys.stdout.isatty():
-        # A pipe or a file: plain aligned columns, no box drawing, and no rich to
-        # import (a third of the command's time).
-        widths = [max(len(n), *(len(line[i]) for line in cells)) for i, n in enumerate(names)]
-        if title:
-            click.echo(title)
-        for line in (names, ["-" * w for w in widths], *cells):
-            click.echo("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-        return
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
-    for line in cells:
-        table.add_row(*line)
-    # Never truncate a number to fit a narrow terminal: let long lines wrap instead.
-    needed = sum(max(len(n), *(len(line[i]) for line in cells)) + 2 for i, n in enumerate(names))
-    console = Console(highlight=False)
-    if needed > console.width:
-        console = Console(highlight=False, width=needed)
-    console.print(table)
-
-
-def _rf_display(ndim):
-    """Format one layer_stats row for people: 3x3, 67x67, percentages, the HDC reason."""
-    from dilcli.receptive import share_text
-
-    def size(n):
-        return f"{n}x{n}" if ndim == 2 else str(n)
-
-    def display(row):
-        shown = dict(row, kernel=size(row["kernel"]), rf=size(row["rf"]))
-        if row["covered"] is not None:
-            shown["coverage"] = share_text(row["covered"], row["rf"] ** ndim)
-        shown["params"] = f"{row['params']:,}"
-        shown["total_params"] = f"{row['total_params']:,}"
-        return shown
-
-    return display
-
-
-def _rf_columns(rows, channels, fmt):
-    """The columns each format shows: all for csv; for people, none that say nothing."""
-    if fmt == "csv":
-        return tuple(rows[0])
-    columns = [c for c in RF_COLUMNS if channels or c != "total_params"]
-    if fmt == "table" and all(row["stride"] == 1 for row in rows):
-        columns = [c for c in columns if c not in ("stride", "jump")]
-    return tuple(columns)
 
 
 def layer_options(*, required, example, kernel_default, kernel_example=""):
@@ -1060,85 +970,6 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
     return layers, channels, None
 
 
-def _rf_title(layers, ndim):
-    kernels = sorted({layer.kernel for layer in layers})
-    size = (
-        "x".join([str(kernels[0])] * ndim)
-        if len(kernels) == 1
-        else "kernels " + ",".join(str(x.kernel) for x in layers)
-    )
-    title = f"{size} at dilations {','.join(str(x.dilation) for x in layers)}"
-    if any(layer.stride > 1 for layer in layers):
-        title += f", strides {','.join(str(x.stride) for x in layers)}"
-    return title
-
-
-def _rf_command(layers, dilations, ndim):
-    """The rf-table command for the same stack with other dilations."""
-    kernels = {layer.kernel for layer in layers}
-    kernel = str(kernels.pop()) if len(kernels) == 1 else ",".join(str(x.kernel) for x in layers)
-    command = f"dilcli rf-table -k {kernel} -d {','.join(map(str, dilations))}"
-    if any(layer.stride > 1 for layer in layers):
-        command += f" -s {','.join(str(x.stride) for x in layers)}"
-    return command + (" --1d" if ndim == 1 else "")
-
-
-def _warn_holes(layers, rows, ndim):
-    """On stderr: the coverage of a gridded stack, and a hole-free schedule to use instead."""
-    from dilcli import receptive
-
-    last = rows[-1]
-    if last["hdc"] == "fail":
-        click.echo(f"HDC rule (Wang et al. 2018): fail, {last['hdc_note']}", err=True)
-    if last["covered"] is None or last["coverage"] == 1:
-        return
-    field = last["rf"]
-    size = f"{field}x{field}" if ndim == 2 else str(field)
-    what = "pixels" if ndim == 2 else "positions"
-    total = field**ndim
-    click.secho(
-        f"warning: holes (gridding): only {last['covered']} of {total} {what} "
-        f"({receptive.share_text(last['covered'], total)}) of the {size} receptive field "
-        "reach the output",
-        fg="yellow",
-        err=True,
-        color=False if os.environ.get("NO_COLOR") else None,
-    )
-    kernels = [layer.kernel for layer in layers]
-    strides = [layer.stride for layer in layers]
-    found = receptive.hole_free_schedules(kernels, field, strides=strides, count=1, effort=20_000)
-    if found:
-        better = receptive.layer_stats(receptive.make_stack(found[0], kernels, strides), ndim=ndim)[
-            -1
-        ]["rf"]
-        better_size = f"{better}x{better}" if ndim == 2 else str(better)
-        click.echo(
-            f"  without holes, {len(layers)} layers reach {better_size}: "
-            f"{_rf_command(layers, found[0], ndim)}",
-            err=True,
-        )
-        return
-    spatial = [k for k in kernels if k > 1]
-    click.echo(f"  no hole-free schedule of {len(layers)} such layers reaches {size}", err=True)
-    if len(set(spatial)) == 1 and set(strides) == {1}:
-        most = receptive.max_hole_free_field(spatial)
-        try:
-            depth, schedules = receptive.suggest_schedules(
-                field, spatial[0], max_layers=len(spatial) + 8, count=1
-            )
-        except ValueError:
-            return
-        layers_needed = receptive.make_stack(schedules[0], kernels=spatial[0])
-        kernel, most = (
-            (f"{spatial[0]}x{spatial[0]}", f"{most}x{most}") if ndim == 2 else (spatial[0], most)
-        )
-        click.echo(
-            f"  ({len(spatial)} layers of {kernel} reach at most {most} without holes); "
-            f"{depth} layers do: {_rf_command(layers_needed, schedules[0], ndim)}",
-            err=True,
-        )
-
-
 @cli.command("rf-table")
 @layer_options(
     required=False,
@@ -1195,11 +1026,11 @@ def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one
       dilcli rf-table -d 2,2,2 --compare
       dilcli rf-table --preset wavenet --repeat 3 --format json
     """
-    from dilcli import receptive
+    from dilcli import receptive, rfreport
 
     layers, channel_spec, title = _rf_stack(preset, dilations, kernels, strides, channels, repeat)
     ndim = 1 if one_d or preset == "wavenet" else 2
-    title = title or f"Receptive field: {_rf_title(layers, ndim)}"
+    title = title or f"Receptive field: {rfreport.stack_title(layers, ndim)}"
     rows = receptive.layer_stats(layers, channel_spec, ndim=ndim)
     if compare:
         per_pair = channel_spec
@@ -1220,12 +1051,18 @@ def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one
             return shown
 
         columns = ("design", "layers", "params", "rf", "resolution", "coverage")
-        _rf_render(table, columns, fmt, title=f"Ways to a {size} receptive field", display=display)
+        rfreport.print_rows(
+            table, columns, fmt, title=f"Ways to a {size} receptive field", display=display
+        )
     else:
-        columns = _rf_columns(rows, channel_spec, fmt)
-        display = _rf_display(ndim)
-        _rf_render(rows, columns, fmt, title=title, display=display, headers=RF_HEADERS)
-    _warn_holes(layers, rows, ndim)
+        columns = rfreport.columns_for(rows, channel_spec, fmt)
+        display = rfreport.row_display(ndim)
+        rfreport.print_rows(
+            rows, columns, fmt, title=title, display=display, headers=rfreport.RF_HEADERS
+        )
+    for text, is_warning in rfreport.hole_report(layers, rows, ndim):
+        color = False if os.environ.get("NO_COLOR") else None
+        click.secho(text, fg="yellow" if is_warning else None, err=True, color=color)
 
 
 @cli.command("rf-suggest")
@@ -1275,7 +1112,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
     Example:
       dilcli rf-suggest --target 129 -k 3
     """
-    from dilcli import receptive
+    from dilcli import receptive, rfreport
 
     try:
         depth, schedules = receptive.suggest_schedules(
@@ -1292,22 +1129,24 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
             {"dilations": list(dilations), "kernel": kernel, "rf": rows[-1]["rf"], "layers": rows}
         )
     if fmt == "json":
-        _rf_render(results, None, fmt)
+        rfreport.print_rows(results, None, fmt)
     elif fmt == "csv":
         flat = [
             {"schedule": number, **row}
             for number, result in enumerate(results, 1)
             for row in result["layers"]
         ]
-        _rf_render(flat, tuple(flat[0]), fmt)
+        rfreport.print_rows(flat, tuple(flat[0]), fmt)
     else:
         for number, result in enumerate(results, 1):
             size = f"{result['rf']}x{result['rf']}" if ndim == 2 else str(result["rf"])
             title = f"{number}. -d {','.join(map(str, result['dilations']))}: {size}, no holes"
             rows = result["layers"]
-            columns = _rf_columns(rows, channels, fmt)
-            display = _rf_display(ndim)
-            _rf_render(rows, columns, fmt, title=title, display=display, headers=RF_HEADERS)
+            columns = rfreport.columns_for(rows, channels, fmt)
+            display = rfreport.row_display(ndim)
+            rfreport.print_rows(
+                rows, columns, fmt, title=title, display=display, headers=rfreport.RF_HEADERS
+            )
             if number < len(results):
                 click.echo()
     fewer = kernel ** (depth - 1)
