@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 from dilcli import receptive
-from dilcli.tables import render_rows
 
 RF_COLUMNS = (
     "layer",
@@ -36,6 +35,8 @@ def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
     columns in tables. People get a rich table on a terminal, plain aligned columns
     in a pipe; neither truncates a number to fit.
     """
+    from dilcli.tables import render_rows  # json, csv: not needed for people's tables
+
     if fmt in ("json", "csv"):
         sys.stdout.write(render_rows(rows, columns, fmt))
         return

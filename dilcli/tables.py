@@ -5,11 +5,6 @@ One list of row dictionaries feeds every format, so they cannot disagree.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from fractions import Fraction
-
 
 def format_weights(weights):
     """Weights as short text rows: integers plain, others as small fractions if exact."""
@@ -22,6 +17,8 @@ def format_weights(weights):
 def _weight_text(value):
     if value.is_integer():
         return f"{value:g}"
+    from fractions import Fraction
+
     fraction = Fraction(value).limit_denominator(1024)
     return f"{fraction}" if abs(float(fraction) - value) < 1e-12 else f"{value:.4g}"
 
@@ -58,8 +55,13 @@ def kernel_table(kernels):
 def render_rows(rows, columns, fmt, *, title=None):
     """``rows`` (dicts) as a rich table on stdout, or as json/csv/markdown text."""
     if fmt == "json":
+        import json
+
         return json.dumps(rows, indent=2) + "\n"
     if fmt == "csv":
+        import csv
+        import io
+
         buffer = io.StringIO()
         writer = csv.DictWriter(
             buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
