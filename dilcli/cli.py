@@ -78,38 +78,60 @@ def _apply(decorators):
     return decorate
 
 
-def correlation_options(command):
-    """--mode, --boundary, --cval, --convolve: how the kernel meets the input."""
-    decorators = [
-        click.option(
+def correlation_options(*, signal=False):
+    """--mode, --boundary, --cval, --convolve: how the kernel meets the input.
+
+    Signals add the causal mode, whose boundary defaults differently.
+    """
+    if signal:
+        mode = click.option(
+            "--mode",
+            type=click.Choice(["same", "valid", "full", "causal"]),
+            default="same",
+            show_default=True,
+            help=(
+                "Output length: the input's; only where the kernel fits; every overlap; or causal, "
+                "the input's with y[i] seeing only x[<=i] (WaveNet, TCN)."
+            ),
+        )
+        boundary = click.option(
+            "--boundary",
+            type=click.Choice(BOUNDARY_CHOICES),
+            default=None,
+            help=(
+                "How the signal is extended past its ends (scipy.ndimage's meanings) [default: "
+                "reflect; in causal mode constant, and only constant or nearest are allowed]."
+            ),
+        )
+    else:
+        mode = click.option(
             "--mode",
             type=click.Choice(["same", "valid", "full"]),
             default="same",
             show_default=True,
             help="Output size: same as the input, only where the kernel fits, or every overlap.",
-        ),
-        click.option(
+        )
+        boundary = click.option(
             "--boundary",
             type=click.Choice(BOUNDARY_CHOICES),
             default="reflect",
             show_default=True,
             help="How the input is extended outside its edges (scipy.ndimage's meanings).",
-        ),
-        click.option(
-            "--cval",
-            type=float,
-            default=0.0,
-            show_default=True,
-            help="Value outside the input for --boundary constant.",
-        ),
-        click.option(
-            "--convolve",
-            "flip",
-            is_flag=True,
-            help="Flip the kernel (true convolution) instead of correlating.",
-        ),
-    ]
-    return _apply(decorators)(command)
+        )
+    cval = click.option(
+        "--cval",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help=f"Value outside the {'signal' if signal else 'input'} for --boundary constant.",
+    )
+    flip = click.option(
+        "--convolve",
+        "flip",
+        is_flag=True,
+        help="Flip the kernel (true convolution) instead of correlating.",
+    )
+    return _apply([mode, boundary, cval, flip])
 
 
 def rendering_options(command):
@@ -373,7 +395,7 @@ def cli():
     callback=_int_list_callback("dilations"),
     help="Dilations, one output each: e.g. 1,2,4,8 or 1-4.",
 )
-@correlation_options
+@correlation_options()
 @rendering_options
 @click.option(
     "--montage",
@@ -502,7 +524,7 @@ DEFAULT_STARLET_LEVELS = 5
         "off for -d stacks]."
     ),
 )
-@correlation_options
+@correlation_options()
 @rendering_options
 @click.option(
     "--final-only", is_flag=True, help="Write only the last layer (starlet: the residual c_J)."
@@ -667,38 +689,7 @@ def _print_stack(job):
     callback=_int_list_callback("dilations"),
     help="Dilations: one output each, or the layers of --stack.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["same", "valid", "full", "causal"]),
-    default="same",
-    show_default=True,
-    help=(
-        "Output length: the input's; only where the kernel fits; every overlap; or causal, the "
-        "input's with y[i] seeing only x[<=i] (WaveNet, TCN)."
-    ),
-)
-@click.option(
-    "--boundary",
-    type=click.Choice(BOUNDARY_CHOICES),
-    default=None,
-    help=(
-        "How the signal is extended past its ends (scipy.ndimage's meanings) [default: reflect; in"
-        " causal mode constant, and only constant or nearest are allowed]."
-    ),
-)
-@click.option(
-    "--cval",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Value outside the signal for --boundary constant.",
-)
-@click.option(
-    "--convolve",
-    "flip",
-    is_flag=True,
-    help="Flip the kernel (true convolution) instead of correlating.",
-)
+@correlation_options(signal=True)
 @click.option(
     "--stack",
     is_flag=True,
