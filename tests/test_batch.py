@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dilcli import batch
+from dilcli import batch, workers
 from dilcli.imageio import IMAGE_EXTENSIONS
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
@@ -167,5 +167,5 @@ def test_glob_matches_mirror_their_folders(tree):
 
 
 def test_unexpected_errors_are_named_as_such():
-    assert batch.describe_error(ValueError("bad  value\nhere")) == "bad value here"
-    assert batch.describe_error(KeyError("k")) == "unexpected KeyError: 'k'"
+    assert workers.describe_error(ValueError("bad  value\nhere")) == "bad value here"
+    assert workers.describe_error(KeyError("k")) == "unexpected KeyError: 'k'"

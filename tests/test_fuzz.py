@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from dilcli import batch, imageio
+from dilcli import batch, imageio, workers
 from dilcli.cli import cli
 from dilcli.imageio import ImageError, count_frames, iter_frames, load_image
 from dilcli.jobs import ConvolveJob, Rendering
@@ -210,7 +210,7 @@ def test_fuzz_convolve_fails_only_with_a_reason(workdir, mutant):
     for job in (JOB, ConvolveJob(named_kernel("sobel"), (2,), max_pixels=MAX_PIXELS)):
         inputs, _ = batch.find_inputs([path])
         (task,) = batch.plan_tasks(inputs, workdir / "out", job)
-        result = batch.execute(job, task)
+        result = workers.execute(job, task)
         assert result.status in ("done", "failed")
         if result.status == "failed":
             check_reason(result.reason)

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dilcli import batch
+from dilcli import batch, workers
 from dilcli.atomic import atomic_write
 from dilcli.cli import cli
 from dilcli.console import display_path
@@ -109,7 +109,7 @@ def test_control_characters_in_names_are_escaped_in_messages(tmp_path):
     assert str(folder / "bad\nname.png") in inputs  # the log keeps the real name
     assert display_path("a\nb\tc") == "a\\nb\\tc" and display_path("plain ü") == "plain ü"
     error = PermissionError(13, "Permission denied", "out/x\ny.png")
-    assert batch.describe_error(error) == "Permission denied: out/x\\ny.png"
+    assert workers.describe_error(error) == "Permission denied: out/x\\ny.png"
 
 
 def test_a_leading_dash_after_double_dash_and_odd_output_folders(hostile, tmp_path, monkeypatch):
