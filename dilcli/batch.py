@@ -17,7 +17,6 @@ as ``output_names(stem, suffix, frames=count)``.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -46,18 +45,38 @@ class BatchError(Exception):
 
 @dataclass(frozen=True)
 class InputFile:
-    """A file to process; ``relative`` is where its outputs go under the output folder."""
+    """A file to process.
+
+    ``path`` is absolute (workers in other processes, other folders or other machines
+    read the same file); ``relative`` is where its outputs go under the output folder,
+    never with ``..``; ``shown`` is how messages name it (as the user wrote it).
+    """
 
     path: Path
     relative: Path
+    shown: str = ""
+
+    @property
+    def name(self):
+        """The path for messages: as the user wrote it."""
+        return self.shown or str(self.path)
 
 
 @dataclass(frozen=True)
 class Task:
+    """One input's work: its outputs, and what the record knows it by.
+
+    ``maker`` names the input (its real path) and every parameter of the job: two
+    tasks with one maker write the same files from the same file. ``key`` adds the
+    input's size and time and the output names: a task with this key is done when its
+    recorded outputs are still on disk.
+    """
+
     input: InputFile
     outputs: tuple[Path, ...]
     key: str
     conflict: str | None = None  # why it must not run (it would replace an input)
+    maker: str = ""
 
 
 @dataclass
@@ -102,22 +121,25 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
     ``extensions`` or, with ``sniff``, their first bytes look like an image or array.
     A path named on its own that cannot be an input (a FIFO, a device, a broken link)
     is *failed*, not skipped: the user asked for it. A link to a folder named on its
-    own is followed; inside folders, such links are not (no loops).
+    own is followed; inside folders and under ``**``, such links are not, and no
+    folder is entered twice, so walks always end. Nothing under ``exclude`` (the
+    output folder) is ever an input.
     """
     inputs, skipped, seen = [], [], set()
     excluded = os.path.realpath(exclude) if exclude is not None else None
 
     def add(path, relative):
         real = os.path.realpath(path)
-        if real not in seen:
-            seen.add(real)
-            inputs.append(InputFile(Path(path), Path(relative)))
+        if real in seen or (excluded and _is_within(real, excluded)):
+            return
+        seen.add(real)
+        inputs.append(InputFile(Path(os.path.abspath(path)), _confined(relative, path), str(path)))
 
     for spec in specs:
         spec = str(spec)
         path = Path(spec)
         if not os.path.lexists(path) and _GLOB_CHARS & set(spec):
-            matches = sorted(glob.glob(spec, recursive=recursive))
+            matches = sorted(_glob(spec, recursive=recursive, excluded=excluded))
             if not matches:
                 skipped.append(_failed(path, "no file matches this pattern"))
             base = _glob_base(spec)
@@ -142,6 +164,23 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
     return inputs, skipped
 
 
+def _is_within(path, folder):
+    """Whether ``path`` is ``folder`` or lies below it (both absolute and normalised)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _confined(relative, path):
+    """``relative`` made safe to join to the output folder: no ``..``, never absolute.
+
+    A glob such as ``'in/*/../../*.png'`` matches files outside its fixed part; their
+    outputs go to the top of the output folder, under their own name.
+    """
+    relative = os.path.normpath(relative)
+    if os.path.isabs(relative) or relative == ".." or relative.startswith(".." + os.sep):
+        return Path(Path(path).name)
+    return Path(relative)
+
+
 def _glob_base(pattern):
     """The folder a glob pattern starts from: its parts before the first wildcard."""
     parts = []
@@ -152,16 +191,71 @@ def _glob_base(pattern):
     return os.path.join(*parts) if parts else "."
 
 
+def _glob(pattern, *, recursive, excluded=None):
+    """Paths matching ``pattern``, like :func:`glob.glob`, but walks that always end.
+
+    ``**`` (with ``recursive``) descends into real sub-folders only: links to folders
+    are not followed and no folder is entered twice, so link cycles cannot make it
+    loop. Names starting with ``.`` match only a pattern part starting with ``.``, as
+    in the shell; ``excluded`` (the output folder) is not entered.
+    """
+    import fnmatch
+
+    parts = Path(pattern).parts
+    root, parts = (parts[0], parts[1:]) if os.path.isabs(pattern) else ("", parts)
+    visited = set()
+
+    def entries(folder):
+        try:
+            with os.scandir(folder or ".") as listing:
+                return sorted(listing, key=lambda e: e.name)
+        except OSError:
+            return []
+
+    def walk(folder, index):
+        if index == len(parts):
+            yield folder
+            return
+        part = parts[index]
+        if recursive and part == "**":
+            real = os.path.realpath(folder or ".")
+            if real in visited or (excluded and _is_within(real, excluded)):
+                return
+            visited.add(real)
+            yield from walk(folder, index + 1)  # ** matches no folder too
+            for entry in entries(folder):
+                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    yield from walk(os.path.join(folder, entry.name), index)
+        elif not _GLOB_CHARS & set(part):
+            path = os.path.join(folder, part)
+            if index + 1 == len(parts) and os.path.lexists(path) or os.path.isdir(path):
+                yield from walk(path, index + 1)
+        else:
+            part = part.replace("**", "*")
+            for entry in entries(folder):
+                hidden = entry.name.startswith(".") and not part.startswith(".")
+                if not hidden and fnmatch.fnmatchcase(entry.name, part):
+                    yield from walk(os.path.join(folder, entry.name), index + 1)
+
+    # One match per path: '**/**' can reach a file by more than one route.
+    return list(dict.fromkeys(walk(root, 0)))
+
+
 def _walk(folder, recursive, excluded=None):
     """Yield (path, path relative to folder, reason to skip or None), sorted, no loops.
 
-    Links to folders are not followed (so no loops); ``excluded`` (the output folder,
-    when the user put it inside an input folder) is not entered.
+    Links to folders are not followed and no folder is entered twice (bind mounts),
+    so walks end; ``excluded`` (the output folder, when the user put it inside an
+    input folder) is not entered.
     """
-    stack = [Path()]
+    stack, visited = [Path()], set()
     while stack:
         sub = stack.pop()
         try:
+            info = os.stat(folder / sub)
+            if (info.st_dev, info.st_ino) in visited:
+                continue
+            visited.add((info.st_dev, info.st_ino))
             entries = sorted(os.scandir(folder / sub), key=lambda e: e.name)
         except OSError as error:
             yield folder / sub, sub, f"cannot list folder: {error.strerror or error}"
@@ -172,7 +266,7 @@ def _walk(folder, recursive, excluded=None):
                 continue
             path, relative = Path(entry.path), sub / entry.name
             if entry.is_dir(follow_symlinks=False):
-                if recursive and os.path.realpath(path) != excluded:
+                if recursive and not (excluded and _is_within(os.path.realpath(path), excluded)):
                     subfolders.append(relative)
                 continue
             reason = _unusable(path)
@@ -219,11 +313,15 @@ def _looks_like_data(path):
 
 
 def _skipped(path, reason):
-    return TaskResult(InputFile(Path(path), Path(Path(path).name)), "skipped", reason=reason)
+    return TaskResult(_unplanned(path), "skipped", reason=reason)
 
 
 def _failed(path, reason):
-    return TaskResult(InputFile(Path(path), Path(Path(path).name)), "failed", reason=reason)
+    return TaskResult(_unplanned(path), "failed", reason=reason)
+
+
+def _unplanned(path):
+    return InputFile(Path(os.path.abspath(path)), Path(Path(path).name), str(path))
 
 
 def check_output_folder(out_dir, specs, *, allow_inside=False):
@@ -255,7 +353,7 @@ def plan_tasks(inputs, out_dir, job):
     output would replace another input of the batch gets a ``conflict``: it fails
     instead of running.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))
     by_target = {}
     for item in inputs:
         by_target.setdefault((item.relative.parent, item.path.stem), []).append(item)
@@ -270,7 +368,8 @@ def plan_tasks(inputs, out_dir, job):
         folder = out_dir / item.relative.parent
         candidate, number = stem, 1
         while True:
-            outputs = tuple(folder / name for name in _output_names(job, item.path, candidate))
+            names = _output_names(job, item.path, candidate)
+            outputs = tuple(folder / name for name in names)
             if taken.isdisjoint(outputs):
                 break
             number += 1
@@ -278,8 +377,34 @@ def plan_tasks(inputs, out_dir, job):
         taken.update(outputs)
         clashes = [sources[r] for r in map(os.path.realpath, outputs) if r in sources]
         conflict = f"its output would overwrite the input {clashes[0]}" if clashes else None
-        tasks.append(Task(item, outputs, _task_key(item.path, outputs, signature), conflict))
+        outside = [
+            o for o, n in zip(outputs, names) if not os.path.isabs(n) and not _inside(o, out_dir)
+        ]
+        if outside:
+            conflict = f"its output {outside[0]} would lie outside the output folder {out_dir}"
+        maker = _digest([os.path.realpath(item.path), signature])
+        key = _task_key(item.path, maker, [_record_name(o, out_dir) for o in outputs])
+        tasks.append(Task(item, outputs, key, conflict, maker))
     return tasks
+
+
+def _inside(output, out_dir):
+    """Whether ``output`` lies inside ``out_dir``, links resolved as far as they exist.
+
+    The last part is not resolved: a link there is replaced, never followed. A name
+    the job made absolute (``signal --plot FILE``) is a place the user chose, and is
+    not checked.
+    """
+    real = os.path.join(os.path.realpath(os.path.dirname(output)), os.path.basename(output))
+    return _is_within(real, os.path.realpath(out_dir)) and _is_within(
+        os.path.normpath(output), os.path.normpath(out_dir)
+    )
+
+
+def _record_name(output, out_dir):
+    """How the record names an output: relative to the output folder (which may move)."""
+    relative = os.path.relpath(output, out_dir)
+    return Path(output).as_posix() if relative.startswith("..") else Path(relative).as_posix()
 
 
 def _output_names(job, path, stem):
@@ -307,48 +432,192 @@ def _json_default(value):
     raise TypeError(f"cannot record {type(value).__name__}")
 
 
-def _task_key(path, outputs, signature):
+def _task_key(path, maker, outputs):
     try:
         info = os.stat(path)
-        identity = [os.path.realpath(path), info.st_size, info.st_mtime_ns]
+        identity = [info.st_size, info.st_mtime_ns]
     except OSError:
-        identity = [os.path.realpath(path), None, None]
-    payload = json.dumps([identity, [str(o) for o in outputs], signature])
-    return hashlib.sha256(payload.encode()).hexdigest()
+        identity = [None, None]
+    return _digest([maker, identity, list(outputs)])
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()
 
 
 # --- the record of finished work ----------------------------------------------------
 
 
-class Record:
-    """Keys of finished tasks, one JSON line each, in the output folder.
+class Refused(BatchError):
+    """A batch that refused to start (its record is unusable, or locked): nothing ran."""
 
-    A line is appended only after all of a task's outputs are in place, so a task
-    whose key is here is complete; a torn last line (a kill mid-write) is ignored.
+
+class OutputConflict(Refused):
+    """Outputs a batch would write hold another run's results; nothing was run."""
+
+
+class Record:
+    """What finished tasks wrote, one JSON line each, in the output folder.
+
+    A line names a task's key and, for each of its outputs, the size, modification
+    time and SHA-256 of the file it wrote. A task counts as done only while every
+    output on disk is still that file (same size and time, or same content), so a
+    replaced, edited or deleted output is recomputed, never reported as done. The
+    latest line naming an output says whose result it holds: a task with another key
+    (other parameters, another input) must not silently replace it
+    (:meth:`conflicts`). Lines are appended only after a task's outputs are in place;
+    a torn last line (a kill mid-write) is ignored.
+
+    Open it as a context manager: it holds an exclusive lock on the record for the
+    whole run, so a second run into the same folder stops at once instead of mixing
+    its files with this one's. The record is never followed through a link.
     """
 
     def __init__(self, out_dir):
-        self.path = Path(out_dir) / RECORD_NAME
-        self.keys = set()
-        if self.path.is_file():
-            text = self.path.read_text(errors="replace")
-            if text and not text.endswith("\n"):  # torn by a kill: end it, keep the rest
-                with open(self.path, "a", encoding="utf-8") as handle:
-                    handle.write("\n")
-            for line in text.splitlines():
-                try:
-                    self.keys.add(json.loads(line)["key"])
-                except (ValueError, KeyError, TypeError):
-                    continue
+        self.out_dir = Path(os.path.abspath(out_dir))
+        self.path = self.out_dir / RECORD_NAME
+        self.done = {}  # key -> {output name: identity}
+        self.owner = {}  # output name -> (maker, identity, input)
+        self._fd = None
+
+    def __enter__(self):
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+            self._fd = os.open(self.path, flags, 0o666)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            if os.path.islink(self.path):
+                reason = "it is a symbolic link, which dilcli does not follow (remove it)"
+            raise Refused(f"cannot open the record {self.path}: {reason}") from None
+        try:
+            self._lock()
+            self._load()
+        except BaseException:
+            os.close(self._fd)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self._fd)  # and with it the lock
+        return False
+
+    def _lock(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Refused(
+                f"another dilcli run is writing into {self.out_dir}; wait for it to end "
+                "or choose another -o"
+            ) from None
+        except OSError:  # a file system without locks: go on unlocked
+            pass
+
+    def _load(self):
+        with open(self._fd, "rb", closefd=False) as handle:
+            data = handle.read()
+        if data and not data.endswith(b"\n"):  # torn by a kill: end it, keep the rest
+            self._append(b"\n")
+        for line in data.decode("utf-8", "replace").splitlines():
+            try:
+                entry = json.loads(line)
+                key, outputs = entry["key"], entry.get("outputs")
+                if not isinstance(outputs, dict):
+                    continue  # a record of an older dilcli: proves nothing
+                self.done[key] = outputs
+                for name, identity in outputs.items():
+                    self.owner[name] = (entry.get("maker"), identity, entry.get("input", "?"))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+
+    @property
+    def keys(self):
+        return set(self.done)
 
     def is_done(self, task):
-        return task.key in self.keys and all(o.is_file() for o in task.outputs)
+        """Whether every output of ``task`` is on disk as the record says it wrote it."""
+        written = self.done.get(task.key)
+        names = [_record_name(o, self.out_dir) for o in task.outputs]
+        if written is None or set(written) != set(names):
+            return False
+        return all(_unchanged(o, written[n]) for o, n in zip(task.outputs, names))
+
+    def conflicts(self, task):
+        """``(output, input it holds the result of)`` for each output of ``task`` that
+        holds, unchanged, what another maker (other parameters or input) wrote.
+
+        The same input changed since (edited, replaced) is the same maker: its outputs
+        are simply recomputed.
+        """
+        found = []
+        for output in task.outputs:
+            owner = self.owner.get(_record_name(output, self.out_dir))
+            if owner and owner[0] != task.maker and _unchanged(output, owner[1]):
+                found.append((output, owner[2]))
+        return found
 
     def add(self, task):
-        self.keys.add(task.key)
-        line = json.dumps({"key": task.key, "input": str(task.input.path)}) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        """Record ``task``'s outputs as they are on disk now (it has just written them)."""
+        outputs = {_record_name(o, self.out_dir): _identity(o) for o in task.outputs}
+        entry = {"key": task.key, "maker": task.maker, "input": str(task.input.path)}
+        entry["outputs"] = outputs
+        self._append((json.dumps(entry) + "\n").encode())
+        self.done[task.key] = outputs
+        for name, identity in outputs.items():
+            self.owner[name] = (task.maker, identity, str(task.input.path))
+
+    def _append(self, data):
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(28, "No space left on device")
+        except OSError as error:
+            raise BatchError(
+                f"cannot write the record {self.path}: {error.strerror or error}"
+            ) from None
+
+
+def _identity(path):
+    """What the record keeps of an output: its size, SHA-256, and where it sits."""
+    info = os.stat(path)
+    return {
+        "size": info.st_size,
+        "sha256": _sha256(path),
+        "stat": [info.st_ino, info.st_mtime_ns, info.st_ctime_ns],
+    }
+
+
+def _unchanged(path, identity):
+    """Whether ``path`` still holds the content recorded as ``identity``.
+
+    The same inode with the same modification and change times is the same file (a
+    change time cannot be set back by hand); anything else (a copied or restored
+    folder, a touched file) is judged by its content.
+    """
+    try:
+        info = os.lstat(path)
+        size, digest, where = identity["size"], identity["sha256"], identity["stat"]
+    except (OSError, TypeError, KeyError):
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+        return False
+    if [info.st_ino, info.st_mtime_ns, info.st_ctime_ns] == where:
+        return True
+    try:
+        return _sha256(path) == digest
+    except OSError:
+        return False
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- running ------------------------------------------------------------------------
@@ -369,25 +638,55 @@ def run_batch(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     from dilcli.atomic import remove_stale_temporaries
 
-    remove_stale_temporaries(out_dir)
-    record = Record(out_dir)
+    with Record(out_dir) as record:
+        remove_stale_temporaries(out_dir)
 
-    def finish(task, result):
-        if result.status == "done":
-            record.add(task)
-        report.results.append(result)
-        if on_result:
-            on_result(result)
+        def finish(task, result):
+            if result.status == "done":
+                record.add(task)
+            report.results.append(result)
+            if on_result:
+                on_result(result)
 
-    pending = []
-    for task in tasks:
-        if task.conflict:
-            finish(task, TaskResult(task.input, "failed", reason=task.conflict))
-        elif not overwrite and record.is_done(task):
-            finish(task, TaskResult(task.input, "skipped", task.outputs, reason="already done"))
-        else:
-            pending.append(task)
+        pending, ready = [], []
+        for task in tasks:
+            if task.conflict:
+                ready.append((task, TaskResult(task.input, "failed", reason=task.conflict)))
+            elif not overwrite and record.is_done(task):
+                done = TaskResult(task.input, "skipped", task.outputs, reason="already done")
+                ready.append((task, done))
+            else:
+                pending.append(task)
+        if not overwrite:
+            _refuse_conflicts(pending, record)
+        for task, result in ready:
+            finish(task, result)
+        _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _refuse_conflicts(tasks, record):
+    """Stop before anything runs if outputs hold another run's unchanged results."""
+    found = [pair for task in tasks for pair in record.conflicts(task)]
+    if not found:
+        return
+    from dilcli.console import display_path
+
+    output, source = found[0]
+    what = f"{display_path(output, short=True)}"
+    what += f" and {len(found) - 1} more outputs hold" if len(found) > 1 else " holds"
+    raise OutputConflict(
+        f"{what} the result of another run (other parameters, or another input: "
+        f"{display_path(source, short=True)}); rerun with --overwrite to replace, "
+        "or choose another -o"
+    )
+
+
+def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler):
+    """Run the tasks not done yet, calling ``finish(task, result)`` as each ends."""
     from dilcli import workers
+    from dilcli.atomic import remove_stale_temporaries
 
     if scheduler:
         results = workers.dask_results(pending, job, scheduler)
@@ -405,15 +704,37 @@ def run_batch(
     finally:
         results.close()
         remove_stale_temporaries(out_dir)  # those of workers stopped mid-write
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 class JsonLog:
-    """``--log FILE``: one JSON line per input, and one per output it wrote."""
+    """``--log FILE``: one JSON line per input, and one per output it wrote.
 
-    def __init__(self, path):
-        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+    ``-`` is standard output. The log is appended to, never through a link, and is
+    never one of the inputs or the record; a log that cannot be written stops the
+    batch with a :class:`BatchError` (finished outputs are kept).
+    """
+
+    def __init__(self, path, *, inputs=(), out_dir=None):
+        self.name = str(path)
+        if self.name == "-":
+            import sys
+
+            self.handle = sys.stdout
+            return
+        real = os.path.realpath(path)
+        protected = {os.path.realpath(item.path) for item in inputs}
+        if out_dir is not None:
+            protected.add(os.path.realpath(Path(out_dir) / RECORD_NAME))
+        if real in protected:
+            raise BatchError(f"the log {path} is an input or the record; name another file")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+            self.handle = os.fdopen(os.open(path, flags, 0o666), "a", encoding="utf-8")
+        except OSError as error:
+            reason = error.strerror or str(error)
+            if os.path.islink(path):
+                reason = "it is a symbolic link, which dilcli does not follow"
+            raise BatchError(f"cannot open the log {path}: {reason}") from None
 
     def write(self, result):
         entry = {
@@ -430,8 +751,17 @@ class JsonLog:
             for o in result.outputs
             if result.status == "done"
         ]
-        self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
-        self.handle.flush()
+        try:
+            self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
+            self.handle.flush()
+        except OSError as error:
+            raise BatchError(
+                f"cannot write the log {self.name}: {error.strerror or error}"
+            ) from None
 
     def close(self):
-        self.handle.close()
+        if self.name != "-":
+            import contextlib
+
+            with contextlib.suppress(OSError):  # a failed flush was reported by write()
+                self.handle.close()

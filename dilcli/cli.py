@@ -15,23 +15,44 @@ import click
 from dilcli import __version__
 
 BOUNDARY_CHOICES = ("reflect", "mirror", "nearest", "wrap", "constant")
+# Dilations, kernel sizes and strides past this are refused when parsed: the engines
+# index with 64-bit integers, and no image or signal needs more.
+MAX_INT_OPTION = 2**31 - 1
+
+
+class NothingRun(click.ClickException):
+    """A batch refused before it ran anything: one line, exit 2 like a usage error."""
+
+    exit_code = 2
 
 
 # --- option parsing shared by commands ------------------------------------------------
 
 
-def parse_int_list(value, *, name="dilations", minimum=1):
-    """``"1,2,4,8"`` -> (1, 2, 4, 8); ``"1-4"`` -> (1, 2, 3, 4); each >= ``minimum``."""
+def parse_int_list(value, *, name="dilations", minimum=1, maximum=MAX_INT_OPTION):
+    """``"1,2,4,8"`` -> (1, 2, 4, 8); ``"1-4"`` -> (1, 2, 3, 4); each in [minimum, maximum].
+
+    Empty items (``1,,2``, a trailing comma) are refused: they are typos, not values.
+    """
     items = []
-    for part in str(value).replace(" ", "").split(","):
+    parts = str(value).replace(" ", "").split(",")
+    if any(not part for part in parts) and parts != [""]:
+        raise click.BadParameter(f"{value!r} has an empty item (write e.g. 1,2,4,8)")
+    for part in parts:
         if not part:
             continue
         try:
             if "-" in part[1:]:
                 low, high = part.split("-", 1) if part[0] != "-" else (None, None)
-                if int(high) < int(low):
+                low, high = int(low), int(high)
+                if high < low:
                     raise click.BadParameter(f"the range {part!r} is empty (write low-high)")
-                items.extend(range(int(low), int(high) + 1))
+                if high > maximum or low < minimum:
+                    bad = high if high > maximum else low
+                    raise click.BadParameter(_out_of_range(name, bad, minimum, maximum))
+                if high - low >= 1_000_000:
+                    raise click.BadParameter(f"the range {part!r} has over a million items")
+                items.extend(range(low, high + 1))
             else:
                 items.append(int(part))
         except (TypeError, ValueError):
@@ -40,10 +61,14 @@ def parse_int_list(value, *, name="dilations", minimum=1):
             ) from None
     if not items:
         raise click.BadParameter(f"give at least one of the {name}, e.g. 1,2,4,8")
-    bad = [i for i in items if i < minimum]
+    bad = [i for i in items if not minimum <= i <= maximum]
     if bad:
-        raise click.BadParameter(f"{name} must be integers >= {minimum}, got {bad[0]}")
+        raise click.BadParameter(_out_of_range(name, bad[0], minimum, maximum))
     return tuple(items)
+
+
+def _out_of_range(name, value, minimum, maximum):
+    return f"{name} must be integers from {minimum} to {maximum}, got {value}"
 
 
 def _int_list_callback(name, minimum=1):
@@ -317,16 +342,17 @@ def run_file_batch(
     except OSError as error:
         reason = error.strerror or str(error)
         raise click.BadParameter(f"cannot create {out_dir}: {reason}", param_hint="'-o'") from None
+    # Absolute from here on: workers elsewhere (other processes, a Dask cluster whose
+    # workers run in other folders) must read and write the same files.
+    out_dir = os.path.abspath(out_dir)
     found, skipped = batch.find_inputs(
         inputs, recursive=recursive, extensions=extensions, sniff=sniff, exclude=out_dir
     )
     tasks = batch.plan_tasks(found, out_dir, job)
     try:
-        log = batch.JsonLog(log_path) if log_path else None
-    except OSError as error:
-        raise click.BadParameter(
-            f"cannot open log file: {error.strerror}", param_hint="'--log'"
-        ) from None
+        log = batch.JsonLog(log_path, inputs=found, out_dir=out_dir) if log_path else None
+    except batch.BatchError as error:
+        raise click.BadParameter(str(error), param_hint="'--log'") from None
 
     def on_result(result):
         console.on_result(result)
@@ -350,6 +376,8 @@ def run_file_batch(
                 on_result=on_result,
                 scheduler=scheduler,
             )
+        except batch.Refused as error:
+            raise NothingRun(str(error)) from None
         except batch.BatchError as error:
             raise click.ClickException(str(error)) from None
         finally:
@@ -512,7 +540,7 @@ DEFAULT_STARLET_LEVELS = 5
 )
 @click.option(
     "--levels",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 30),
     default=None,
     help=f"Wavelet planes for --preset starlet [default: {DEFAULT_STARLET_LEVELS}].",
 )

@@ -6,12 +6,23 @@ only on a terminal; ``NO_COLOR`` is honoured by rich itself.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
-def display_path(path):
-    """A path safe to print on one line: control characters (newlines) escaped."""
+def display_path(path, *, short=False):
+    """A path safe to print on one line: control characters (newlines) escaped.
+
+    ``short``: an absolute path below the working folder is shown relative to it.
+    """
     text = str(path)
+    if short and os.path.isabs(text):
+        import contextlib
+
+        with contextlib.suppress(ValueError, OSError):
+            relative = os.path.relpath(text)
+            if not relative.startswith(".."):
+                text = relative
     if text.isprintable():
         return text
     return text.encode("unicode_escape").decode("ascii")
@@ -66,7 +77,7 @@ class BatchConsole:
 
     def on_result(self, result):
         """Called as each input ends: advance the bar, name failures at once."""
-        name = display_path(result.input.path)
+        name = display_path(result.input.name)
         if result.status == "failed":
             self.print(f"error: {name}: {result.reason}", style="red")
         elif result.warnings and not self.quiet:
@@ -87,7 +98,7 @@ class BatchConsole:
         if failures and len(report.results) > 1 and not self.quiet:
             self.print(f"{len(failures)} input(s) failed:", style="red")
             for result in failures:
-                self.print(f"  {display_path(result.input.path)}: {result.reason}", style="red")
+                self.print(f"  {display_path(result.input.name)}: {result.reason}", style="red")
         if report.interrupted:
             self.print(
                 "interrupted: finished outputs are kept; rerun the command to resume",

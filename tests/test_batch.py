@@ -95,7 +95,8 @@ class EchoJob:
         if input_path.name.startswith("bad"):
             raise ValueError("bad by name")
         for path in output_paths:
-            path.write_bytes(input_path.read_bytes())
+            version = b"" if self.version == 1 else f"v{self.version}".encode()
+            path.write_bytes(input_path.read_bytes() + version)
 
 
 def test_same_stem_inputs_get_distinct_outputs(tmp_path):
@@ -126,18 +127,28 @@ def test_run_batch_failures_resume_and_record(tmp_path, jobs):
     (out / "one_x.out").unlink()
     third = batch.run_batch(tasks, EchoJob(), out_dir=out, jobs=jobs)
     assert [r.input.path.name for r in third.results if r.status == "done"] == ["one.png"]
-    # a changed parameter changes every key
+    # a changed parameter changes every key: its outputs would replace this run's, so
+    # the run refuses before doing anything, unless told to overwrite
     changed = batch.plan_tasks(inputs, out, EchoJob(version=2))
-    assert batch.run_batch(changed, EchoJob(version=2), out_dir=out, jobs=jobs).count("done") == 2
+    with pytest.raises(batch.OutputConflict, match="one_x.out and 3 more outputs"):
+        batch.run_batch(changed, EchoJob(version=2), out_dir=out, jobs=jobs)
+    assert (out / "two_y.out").read_bytes() == PNG + b"two"
+    redo = batch.run_batch(changed, EchoJob(version=2), out_dir=out, jobs=jobs, overwrite=True)
+    assert redo.count("done") == 2
+    # and now the first version's outputs are the other run's
+    with pytest.raises(batch.OutputConflict):
+        batch.run_batch(tasks, EchoJob(), out_dir=out, jobs=jobs)
 
 
 def test_record_ignores_a_torn_last_line_and_keeps_the_next(tmp_path):
-    (tmp_path / batch.RECORD_NAME).write_text('{"key": "abc", "input": "x"}\n{"key": "de')
-    record = batch.Record(tmp_path)
-    assert record.keys == {"abc"}
-    item = batch.InputFile(tmp_path / "y.png", Path("y.png"))
-    record.add(batch.Task(item, (), "fgh"))
-    assert batch.Record(tmp_path).keys == {"abc", "fgh"}
+    line = '{"key": "abc", "input": "x", "outputs": {}}\n'
+    (tmp_path / batch.RECORD_NAME).write_text(line + '{"key": "de')
+    with batch.Record(tmp_path) as record:
+        assert record.keys == {"abc"}
+        item = batch.InputFile(tmp_path / "y.png", Path("y.png"))
+        record.add(batch.Task(item, (), "fgh"))
+    with batch.Record(tmp_path) as record:
+        assert record.keys == {"abc", "fgh"}
 
 
 def test_same_names_from_different_folders_get_distinct_outputs(tmp_path):

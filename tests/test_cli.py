@@ -122,7 +122,7 @@ def test_valid_output_that_would_be_empty_is_a_clear_error(image_folder, tmp_pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-d", "0"], "dilations must be integers >= 1, got 0"),
+        (["-d", "0"], "dilations must be integers from 1 to 2147483647, got 0"),
         (["-d", "1,x"], "'x' is not an integer"),
         (["-k", "1,2;3"], "different lengths"),
         (["-k", "edges"], "unknown kernel 'edges'"),
@@ -170,13 +170,17 @@ def test_montage_shows_input_and_every_dilation(image_folder, tmp_path):
     assert montage.width > 4 * 18 and montage.mode == "RGB"
 
 
-def test_rerun_skips_and_parameter_change_recomputes(image_folder, tmp_path):
+def test_rerun_skips_and_parameter_change_refuses_until_overwrite(image_folder, tmp_path):
     out = tmp_path / "out"
     args = ["convolve", image_folder, "-o", out, "-d", "1", "-j", "1"]
     assert "4 done" in run(*args).output
+    before = (out / "gray_laplacian_d1.png").read_bytes()
     assert "0 done, 4 skipped" in run(*args).output
-    assert "4 done" in run(*args, "--gain", "2").output
+    refused = run(*args, "--gain", "2")
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    assert (out / "gray_laplacian_d1.png").read_bytes() == before  # nothing touched
     assert "4 done" in run(*args, "--gain", "2", "--overwrite").output
+    assert "0 done, 4 skipped" in run(*args, "--gain", "2").output
 
 
 def test_kernels_lists_every_named_kernel():

@@ -277,7 +277,7 @@ def test_channel_mismatch_fails_that_file_only_with_one_line(image_folder, tmp_p
         (["--preset", "starlet", "--mode", "valid"], "needs --mode same"),
         (["--preset", "starlet", "--no-truncate"], "starlet is linear"),
         (["-d", "1,2", "-k", "sobel"], "sobel is a gradient pair"),
-        (["-d", "1,0"], "dilations must be integers >= 1"),
+        (["-d", "1,0"], "dilations must be integers from 1 to"),
         (["--weights", "missing.npz"], "does not exist"),
     ],
 )
@@ -343,7 +343,7 @@ def test_random_init_is_reproducible_and_seeded(image_folder, tmp_path):
     assert not np.array_equal(a, c)
 
 
-def test_rerun_skips_and_a_changed_weights_file_recomputes(image_folder, tmp_path, rng):
+def test_rerun_skips_and_a_changed_weights_file_needs_overwrite(image_folder, tmp_path, rng):
     save_weights(tmp_path / "m.npz", rng, [1, 2, 1], [1, 2])
     args = [
         "context",
@@ -356,7 +356,9 @@ def test_rerun_skips_and_a_changed_weights_file_recomputes(image_folder, tmp_pat
     assert "1 done" in run(*args).output
     assert "0 done, 1 skipped" in run(*args).output
     save_weights(tmp_path / "m.npz", rng, [1, 2, 1], [1, 2])
-    assert "1 done" in run(*args).output
+    refused = run(*args)
+    assert refused.exit_code == 2 and "another run" in refused.output
+    assert "1 done" in run(*args, "--overwrite").output
 
 
 def test_pytorch_export_snippet_round_trips(tmp_path, rng):

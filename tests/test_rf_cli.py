@@ -158,7 +158,7 @@ def test_rf_table_compare():
     [
         ((), "give the dilations"),
         (("-d", "1,2", "--preset", "seed"), "not both"),
-        (("-d", "0,2"), ">= 1"),
+        (("-d", "0,2"), "from 1 to"),
         (("-d", "1,x"), "not an integer"),
         (("-d", "1,2,3", "-k", "3,3"), "2 kernels for 3 dilations"),
         (("-d", "1,2", "--repeat", "2"), "--repeat is for --preset wavenet"),

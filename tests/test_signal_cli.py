@@ -203,7 +203,7 @@ def test_signal_reruns_skip_finished_work(signal_folder, tmp_path):
         (["--activation", "relu"], "--activation applies between the layers of --stack"),
         (["--plot", "picture.jpg"], "the picture is a PNG"),
         (["-k", "no-such-kernel"], "unknown kernel 'no-such-kernel'"),
-        (["-d", "0"], "dilations must be integers >= 1"),
+        (["-d", "0"], "dilations must be integers from 1 to"),
     ],
 )
 def test_signal_usage_errors_exit_2(signal_folder, tmp_path, extra, message):
