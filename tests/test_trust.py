@@ -1,0 +1,303 @@
+"""Promises of a batch under abuse, as a user would type them.
+
+A rerun never reports a wrong file as done; runs with other parameters or inputs never
+silently replace each other's files; nothing is written outside ``-o``; walks end;
+the record and the log are never an input and never followed through a link; integer
+options are checked when parsed. Each test checks the bytes on disk and the exit code.
+"""
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dilcli import batch
+from dilcli.cli import cli
+
+
+def run(*args, cwd=None):
+    """The command as a user types it; never a Python traceback."""
+    if cwd is not None:
+        old = os.getcwd()
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+    finally:
+        if cwd is not None:
+            os.chdir(old)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def files(folder):
+    """{relative path: bytes} of every file under ``folder`` but the record."""
+    folder = Path(folder)
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink() and p.name != batch.RECORD_NAME
+    }
+
+
+def tree(folder):
+    """Every path under ``folder`` (links not followed)."""
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder)
+        for root, dirs, names in os.walk(folder)
+        for name in dirs + names
+    )
+
+
+@pytest.fixture
+def photo(tmp_path, rng):
+    path = tmp_path / "camera.png"
+    Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def reference(tmp_path, inputs, *options):
+    """Outputs of the command in a fresh folder: what a correct run leaves."""
+    out = tmp_path / f"ref{len(list(tmp_path.glob('ref*')))}"
+    assert run("convolve", *inputs, "-o", out, "-j", "1", *options).exit_code == 0
+    return files(out)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ("--gain", "4"),
+        ("--map", "signed"),
+        ("--mode", "valid"),
+        ("--boundary", "wrap"),
+        ("--bits", "16"),
+    ],
+)
+def test_a_rerun_with_other_parameters_refuses_and_the_first_stays_right(tmp_path, photo, changed):
+    out = tmp_path / "out"
+    first = ("convolve", photo, "-o", out, "-d", "1,2", "-j", "1")
+    expected = reference(tmp_path, [photo], "-d", "1,2")
+    assert run(*first).exit_code == 0
+    refused = run(*first, *changed)
+    assert refused.exit_code == 2
+    assert "camera_laplacian_d1.png and 1 more outputs hold" in refused.output
+    assert "--overwrite" in refused.output and len(refused.output.strip().splitlines()) == 1
+    assert files(out) == expected  # nothing was touched
+    again = run(*first)
+    assert "0 done, 1 skipped" in again.output and files(out) == expected
+    # --overwrite replaces; then the first command refuses in turn, and its own
+    # --overwrite restores exactly the first outputs
+    assert run(*first, *changed, "--overwrite").exit_code == 0
+    assert run(*first).exit_code == 2
+    assert run(*first, "--overwrite").exit_code == 0 and files(out) == expected
+
+
+def test_two_custom_kernels_never_share_outputs_silently(tmp_path, photo):
+    out = tmp_path / "out"
+    one = ("convolve", photo, "-o", out, "-d", "1", "-k", "1,0;0,-1")
+    assert run(*one).exit_code == 0
+    expected = files(out)
+    assert run("convolve", photo, "-o", out, "-d", "1", "-k", "0,1;-1,0").exit_code == 2
+    assert files(out) == expected
+    assert "1 skipped" in run(*one).output
+
+
+def test_an_input_alone_never_takes_over_a_namesake_s_outputs(tmp_path, rng):
+    for folder, seed in (("d1", 1), ("d2", 2)):
+        (tmp_path / folder).mkdir()
+        pixels = np.random.default_rng(seed).random((16, 16)) * 255
+        Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / folder / "x.png")
+    both = [tmp_path / "d1" / "x.png", tmp_path / "d2" / "x.png"]
+    out = tmp_path / "out"
+    assert run("convolve", *both, "-o", out, "-d", "1").exit_code == 0
+    expected = files(out)
+    assert sorted(expected) == ["x_2_laplacian_d1.png", "x_laplacian_d1.png"]
+    alone = run("convolve", both[1], "-o", out, "-d", "1")
+    assert alone.exit_code == 2 and "d1/x.png" in alone.output
+    assert files(out) == expected
+    assert "0 done, 2 skipped" in run("convolve", *both, "-o", out, "-d", "1").output
+
+
+def test_an_output_changed_on_disk_is_recomputed_not_reported_done(tmp_path, photo):
+    out = tmp_path / "out"
+    args = ("convolve", photo, "-o", out, "-d", "1,2")
+    assert run(*args).exit_code == 0
+    expected = files(out)
+    target = out / "camera_laplacian_d2.png"
+    target.write_bytes(expected["camera_laplacian_d1.png"])  # another image, same name
+    result = run(*args)
+    assert "1 done, 0 skipped" in result.output and files(out) == expected
+    # the same bytes with another time (a copied folder) still count as done
+    os.utime(target, ns=(1, 1))
+    assert "0 done, 1 skipped" in run(*args).output
+    # same size, same times, other bytes: the change time gives it away
+    info = os.stat(target)
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0xFF
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert "1 done" in run(*args).output and files(out) == expected
+
+
+def test_a_changed_input_is_recomputed_not_refused(tmp_path, photo, rng):
+    out = tmp_path / "out"
+    args = ("convolve", photo, "-o", out, "-d", "1")
+    assert run(*args).exit_code == 0
+    Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(photo)
+    assert "1 done" in run(*args).output
+    assert files(out) == reference(tmp_path, [photo], "-d", "1")
+
+
+def test_a_second_run_into_a_busy_folder_stops_at_once(tmp_path, photo):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / batch.RECORD_NAME, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run("convolve", photo, "-o", out, "-d", "1")
+    assert result.exit_code == 2 and "another dilcli run is writing into" in result.output
+    assert files(out) == {}
+
+
+def test_concurrent_runs_leave_a_state_each_rerun_repairs(tmp_path, image_folder):
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "dilcli", "convolve", str(image_folder), "-o", str(out)]
+    commands = [base + ["-d", "1,2,3,4", "-j", "1"], base + ["-d", "1,2,3,4", "--gain", "3"]]
+    runs = [subprocess.Popen(c, stderr=subprocess.PIPE, text=True) for c in commands]
+    codes = []
+    for process in runs:
+        with process:
+            codes.append((process.wait(timeout=120), process.communicate()[1]))
+    assert sorted(code for code, _ in codes) in ([0, 0], [0, 2]), codes
+    for command in commands:
+        rerun = subprocess.run(command + ["--overwrite"], capture_output=True, timeout=120)
+        assert rerun.returncode == 0
+        expected = reference(tmp_path, [image_folder], *command[command.index("-d") :])
+        assert files(out) == expected
+        again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "0 done, 4 skipped" in again.stderr
+
+
+def test_a_glob_with_dot_dot_writes_inside_the_output_folder(tmp_path, photo):
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    before = tree(tmp_path)
+    result = run("convolve", "in/*/../../*.png", "-o", "out", "-d", "1", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(set(tree(tmp_path)) - set(before)) == [
+        "out",
+        f"out/{batch.RECORD_NAME}",
+        "out/camera_laplacian_d1.png",
+    ]
+
+
+def test_a_recursive_glob_never_takes_its_own_outputs_as_inputs(tmp_path, photo):
+    (tmp_path / "sub").mkdir()
+    photo.rename(tmp_path / "sub" / "a.png")
+    for number in range(3):
+        result = run("convolve", "**/*.png", "-r", "-o", "out", "-d", "1", cwd=tmp_path)
+        assert result.exit_code == 0
+        assert ("1 done" if number == 0 else "0 done, 1 skipped") in result.output
+    assert files(tmp_path / "out") == {"sub/a_laplacian_d1.png": ANY_BYTES}
+
+
+class _AnyBytes:
+    def __eq__(self, other):
+        return isinstance(other, bytes) and len(other) > 0
+
+
+ANY_BYTES = _AnyBytes()
+
+
+def test_link_cycles_end_and_each_file_is_found_once(tmp_path, photo):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    photo.rename(folder / "p.png")
+    os.symlink(".", folder / "self")
+    os.symlink("..", folder / "up")
+    command = [sys.executable, "-m", "dilcli", "convolve", "d/**/*.png", "-r", "-o", "out"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "1 done" in done.stderr, done.stderr
+    walked = run("convolve", "d", "-r", "-o", "out2", cwd=tmp_path)
+    assert walked.exit_code == 0 and "1 done" in walked.output
+
+
+def test_an_output_folder_link_planted_in_out_is_not_followed(tmp_path, photo):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    photo.rename(tmp_path / "in" / "sub" / "x.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").mkdir()
+    os.symlink(elsewhere, tmp_path / "out" / "sub")
+    result = run("convolve", tmp_path / "in", "-r", "-o", tmp_path / "out", "-d", "1")
+    assert result.exit_code == 1 and "outside the output folder" in result.output
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_log_is_never_an_input_nor_followed_through_a_link(tmp_path, photo):
+    original = photo.read_bytes()
+    result = run("convolve", photo, "-o", tmp_path / "out", "--log", photo)
+    assert result.exit_code == 2 and "is an input" in result.output
+    assert photo.read_bytes() == original
+    target = tmp_path / "precious.txt"
+    target.write_text("keep")
+    os.symlink(target, tmp_path / "log.jsonl")
+    result = run("convolve", photo, "-o", tmp_path / "out", "--log", tmp_path / "log.jsonl")
+    assert result.exit_code == 2 and "symbolic link" in result.output
+    assert target.read_text() == "keep"
+
+
+def test_the_record_is_never_followed_through_a_link_or_a_folder(tmp_path, photo):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "precious.txt"
+    target.write_text("keep")
+    os.symlink(target, out / batch.RECORD_NAME)
+    result = run("convolve", photo, "-o", out, "-d", "1")
+    assert result.exit_code == 2 and "symbolic link" in result.output
+    assert target.read_text() == "keep" and files(out) == {}
+    os.unlink(out / batch.RECORD_NAME)
+    (out / batch.RECORD_NAME).mkdir()
+    result = run("convolve", photo, "-o", out, "-d", "1")
+    assert result.exit_code == 2 and "cannot open the record" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_log_that_cannot_be_written_stops_with_one_line(tmp_path, photo):
+    result = run("convolve", photo, "-o", tmp_path / "out", "--log", "/dev/full")
+    assert result.exit_code == 1
+    assert "cannot write the log /dev/full: No space left on device" in result.output
+
+
+def test_log_dash_writes_json_lines_to_stdout(tmp_path, photo):
+    result = CliRunner().invoke(
+        cli, ["convolve", str(photo), "-o", str(tmp_path / "out"), "-d", "1", "--log", "-"]
+    )
+    assert result.exit_code == 0 and not (Path.cwd() / "-").exists()
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0]["status"] == "done" and lines[0]["input"] == str(photo)
+    assert lines[1]["output"].endswith("camera_laplacian_d1.png")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-d", str(2**63)], "from 1 to 2147483647"),
+        (["-d", str(2**31)], "from 1 to 2147483647"),
+        (["-d", "1,2,,4"], "empty item"),
+        (["-d", "1-99999999999"], "from 1 to 2147483647"),
+    ],
+)
+def test_integer_options_are_checked_when_parsed(tmp_path, photo, args, message):
+    result = run("convolve", photo, "-o", tmp_path / "out", *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_starlet_levels_are_checked_when_parsed(tmp_path, photo):
+    result = run("context", photo, "--preset", "starlet", "--levels", "63", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "1<=x<=30" in result.output
