@@ -32,7 +32,10 @@ def atomic_write(path):
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp_name, 0o666 & ~_UMASK)
-        os.replace(temp_name, path)
+        try:
+            os.replace(temp_name, path)
+        except OSError as error:  # name the file the user knows, not the temporary
+            raise OSError(error.errno, error.strerror, str(path)) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
