@@ -2,15 +2,57 @@
 
 Each runner yields ``(task, result)`` as tasks end; :func:`execute` runs one task and
 turns any failure into a one-line reason, so a bad input never stops a batch.
+
+A batch ends however it is stopped: Ctrl-C (exit 130) and SIGTERM (exit 143, from
+``timeout``, a job scheduler, ``docker stop``) stop the workers and report; worker
+processes die with the main process even when it is killed outright.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import time
 
 from dilcli.batch import BatchError, TaskResult
+
+# Seconds a Dask cluster may have no live worker before the remaining tasks fail.
+DASK_NO_WORKER_TIMEOUT = 60.0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a batch: unwinds like Ctrl-C, but the exit code is 143."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """While inside, SIGTERM raises :class:`Terminated` in the main thread, once.
+
+    A second SIGTERM is ignored, so the first one's cleanup (stopping workers,
+    removing their temporaries) is not itself cut short. Outside the main thread
+    (no signal handlers there) this does nothing.
+    """
+    raised = False
+
+    def handler(signum, frame):
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def execute(job, task):
@@ -68,41 +110,176 @@ def local_results(tasks, job, cores):
         _engine.set_threads(before)
 
 
-def pool_results(tasks, job, jobs):
-    import concurrent.futures as futures
-    import multiprocessing
+# --- worker processes ---------------------------------------------------------------
 
-    # Not fork: this process may run threads (progress, engine, deflate). The fork
-    # server imports the heavy modules once, and every worker starts with them.
-    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-    if os.name == "posix":
-        context.set_forkserver_preload(
-            ["dilcli.jobs", "dilcli.conv", "dilcli.imageio", "PIL.Image"]
-        )
-    pool = futures.ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)), mp_context=context, initializer=_init_worker
-    )
-    submitted = {pool.submit(execute, job, task): task for task in tasks}
+
+def pool_results(tasks, job, jobs):
+    """In ``jobs`` worker processes, each single-threaded, one task at a time.
+
+    Each worker has its own pipe and holds one task, so a worker that dies (the OOM
+    killer, a crash in a decoder) costs only the input it held: that input is tried
+    once more in a fresh worker, and fails if it kills that one too. The dead worker
+    is replaced; every other input runs as usual.
+    """
+    from collections import deque
+    from multiprocessing.connection import wait
+
+    context = _worker_context()
+    queue = deque(tasks)
+    workers = []
     finished = False
     try:
-        for future in futures.as_completed(submitted):
-            task = submitted[future]
-            try:
-                result = future.result()
-            except futures.process.BrokenProcessPool:
-                result = TaskResult(task.input, "failed", reason="worker process died (killed?)")
-            yield task, result
+        workers = [_Worker(context, job) for _ in range(min(jobs, len(tasks)))]
+        while True:
+            for i, worker in enumerate(workers):
+                if worker.task is None and queue:
+                    if not worker.process.is_alive():  # died idle: it held nothing
+                        worker.stop()
+                        worker = workers[i] = _Worker(context, job)
+                    worker.give(queue.popleft())
+            busy = [w for w in workers if w.task is not None]
+            if not busy:
+                break
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                if worker.conn in ready:
+                    result = worker.receive()
+                    if result is not None:
+                        task, worker.task = worker.task, None
+                        yield task, result
+                        continue
+                elif worker.process.sentinel not in ready:
+                    continue
+                # The worker died holding a task: retry it once in a fresh worker.
+                task, retried = worker.task, worker.retry
+                worker.stop()
+                workers.remove(worker)
+                if retried:
+                    if queue:
+                        workers.append(_Worker(context, job))
+                    yield task, TaskResult(task.input, "failed", reason=worker.death())
+                else:
+                    fresh = _Worker(context, job)
+                    fresh.give(task, retry=True)
+                    workers.append(fresh)
         finished = True
     finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:  # interrupted or failing fast: stop the workers now
-            workers = list((pool._processes or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in workers:
-                process.terminate()
-            for process in workers:
-                process.join(timeout=10)
+        if finished:  # idle workers leave when their pipe closes
+            for worker in workers:
+                worker.conn.close()
+            for worker in workers:
+                worker.process.join(timeout=10)
+        # Interrupted or failing fast: stop them now, all at once. Stopped by SIGTERM,
+        # a worker unwinds, so the file it was writing is removed; the batch removes
+        # those of any that had to be killed.
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in workers:
+            worker.stop()
+
+
+class _Worker:
+    """A worker process, the pipe to it, and the task it holds (None when idle)."""
+
+    def __init__(self, context, job):
+        self.conn, child = context.Pipe()
+        # The job goes once, with the process; tasks and results go by the pipe.
+        self.process = context.Process(target=_serve, args=(child, job), daemon=True)
+        self.process.start()
+        child.close()
+        self.task, self.retry = None, False
+
+    def give(self, task, retry=False):
+        self.task, self.retry = task, retry
+        with contextlib.suppress(OSError):  # it just died: its sentinel will say so
+            self.conn.send(task)
+
+    def receive(self):
+        """The result it sent, or None if it died (its pipe closed) instead."""
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            return None
+
+    def stop(self):
+        """Stop it if alive: SIGTERM, then SIGKILL after a grace period."""
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        # Joined means reaped, unless the fork server died first (a SIGTERM to the
+        # whole group): then the worker is still being killed, and its temporary
+        # may be removed only once it is gone.
+        from dilcli.atomic import _alive
+
+        deadline = time.monotonic() + 5
+        while _alive(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def death(self):
+        code = self.process.exitcode
+        if code == -signal.SIGKILL:
+            return "worker process died (killed, out of memory?)"
+        if code is not None and code < 0:
+            return f"worker process died ({signal.Signals(-code).name})"
+        return f"worker process died (exit code {code})"
+
+
+def _worker_context():
+    import multiprocessing
+
+    if os.name != "posix":
+        return multiprocessing.get_context("spawn")
+    # Not fork: this process may run threads (progress, engine, deflate). The fork
+    # server imports the heavy modules once, and every worker starts with them.
+    context = multiprocessing.get_context("forkserver")
+    preload = ["dilcli.jobs", "dilcli.conv", "dilcli.imageio", "PIL.Image"]
+    _start_forkserver(context, preload)
+    return context
+
+
+def _start_forkserver(context, preload):
+    """Start the fork server so that it imports dilcli from the installation.
+
+    It runs as ``python -c``, which puts the working folder first on ``sys.path``:
+    a ``dilcli`` folder there (say, the parent of a clone) would be imported as an
+    empty namespace package, and every worker would fail. Python 3.11+ leaves the
+    working folder out under ``PYTHONSAFEPATH``; on 3.10 the fork server then imports
+    nothing of dilcli, and each worker imports it with this process's ``sys.path``.
+    """
+    from multiprocessing import forkserver
+
+    if sys.version_info < (3, 11):
+        if os.path.lexists("dilcli"):
+            preload = [name for name in preload if not name.startswith("dilcli")]
+        context.set_forkserver_preload(preload)
+        forkserver.ensure_running()
+        return
+    context.set_forkserver_preload(preload)
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if before is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
+
+
+def _serve(conn, job):
+    """A worker's life: take a task, send back its result, until the pipe closes."""
+    _init_worker()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        conn.send(execute(job, task))
 
 
 def _init_worker():
@@ -110,18 +287,42 @@ def _init_worker():
     # (SIGTERM), a worker unwinds, so a file being written is removed, not left.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _die_with_parent()
     # Processes already fill the cores; threads inside each would only compete.
     from dilcli import _engine
 
     _engine.set_threads(1)
 
 
+def _die_with_parent():
+    """On Linux, have the kernel kill this worker when its parent ends.
+
+    The parent is the fork server, which ends when the main process does, even if
+    that one is killed outright (SIGKILL): so no worker outlives the main process.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+# --- Dask ---------------------------------------------------------------------------
+
+
 def dask_results(tasks, job, address):
-    """The same tasks on a Dask cluster; its workers must see the same files."""
+    """The same tasks on a Dask cluster; its workers must see the same files.
+
+    If the cluster has no live worker for ``DILCLI_DASK_NO_WORKER_TIMEOUT`` seconds
+    (an environment variable; default 60), the remaining tasks fail with that
+    reason and the batch ends, instead of waiting for workers that never come.
+    """
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -132,18 +333,66 @@ def dask_results(tasks, job, address):
         raise BatchError(
             f"cannot reach the Dask scheduler at {address}: {describe_error(error)}"
         ) from None
+    limit = _no_worker_timeout()
     futures = {}
     try:
         futures = {client.submit(execute, job, task, pure=False): task for task in tasks}
-        for future in as_completed(futures):
-            task = futures[future]
-            try:
-                result = future.result()
-            except Exception as error:  # a worker lost mid-task
-                result = TaskResult(
-                    task.input, "failed", reason=f"Dask worker failed: {describe_error(error)}"
-                )
-            yield task, result
+        remaining = dict(futures)
+        ended = as_completed(futures)
+        seen = checked = time.monotonic()  # when a worker was last known alive
+        while remaining:
+            got = False
+            for future in ended.next_batch(block=False):
+                result = _dask_result(future, futures[future])
+                if result is None:  # its worker died before the result left it
+                    ended.add(future)  # it runs again, when a worker can take it
+                    continue
+                got = True
+                yield remaining.pop(future), result
+            now = time.monotonic()
+            if got:
+                seen = now
+                continue
+            if now - checked >= 1:
+                checked = now
+                if _has_workers(client):
+                    seen = now
+                elif now - seen >= limit:
+                    reason = f"no Dask worker alive for {limit:g} s"
+                    for task in remaining.values():
+                        yield task, TaskResult(task.input, "failed", reason=reason)
+                    return
+            time.sleep(0.1)
     finally:
         client.cancel(list(futures))
         client.close()
+
+
+def _dask_result(future, task):
+    """The task's result; None if it cannot be fetched now (the task is rerun)."""
+    import asyncio
+
+    try:
+        return future.result(timeout=5)
+    except (TimeoutError, asyncio.TimeoutError):
+        return None
+    except Exception as error:  # a worker lost mid-task
+        return TaskResult(
+            task.input, "failed", reason=f"Dask worker failed: {describe_error(error)}"
+        )
+
+
+def _has_workers(client):
+    try:
+        return bool(client.nthreads())
+    except Exception:  # the scheduler is gone too: no worker reachable
+        return False
+
+
+def _no_worker_timeout():
+    text = os.environ.get("DILCLI_DASK_NO_WORKER_TIMEOUT", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return DASK_NO_WORKER_TIMEOUT
+    return value if value > 0 else DASK_NO_WORKER_TIMEOUT
