@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RECORD_NAME = ".dilcli-record.jsonl"
+NAME_MAX = 255  # bytes in one file name, on every common file system
 _GLOB_CHARS = set("*?[")
 _MAGIC = (
     b"\x89PNG\r\n\x1a\n",
@@ -93,7 +94,8 @@ class TaskResult:
 class BatchReport:
     results: list[TaskResult] = field(default_factory=list)
     seconds: float = 0.0
-    interrupted: bool = False
+    # The signal that stopped the batch: 2 (SIGINT, Ctrl-C) or 15 (SIGTERM); 0 if none.
+    interrupted: int = 0
 
     def count(self, status):
         return sum(1 for r in self.results if r.status == status)
@@ -105,7 +107,7 @@ class BatchReport:
     @property
     def exit_code(self):
         if self.interrupted:
-            return 130
+            return 128 + self.interrupted  # as the shell reports a process the signal ended
         return 1 if self.failures else 0
 
 
@@ -382,6 +384,13 @@ def plan_tasks(inputs, out_dir, job):
         ]
         if outside:
             conflict = f"its output {outside[0]} would lie outside the output folder {out_dir}"
+        too_long = [o.name for o in outputs if len(os.fsencode(o.name)) > NAME_MAX]
+        if too_long:
+            size = len(os.fsencode(too_long[0]))
+            conflict = (
+                f"its output name {too_long[0]} is {size} bytes long; file systems allow "
+                f"{NAME_MAX} (rename the input)"
+            )
         maker = _digest([os.path.realpath(item.path), signature])
         key = _task_key(item.path, maker, [_record_name(o, out_dir) for o in outputs])
         tasks.append(Task(item, outputs, key, conflict, maker))
@@ -666,6 +675,21 @@ def run_batch(
     return report
 
 
+def remove_if_unused(out_dir):
+    """Remove the output folder if it holds nothing but an empty record.
+
+    For a folder this run created and wrote nothing into; a folder with anything else
+    in it is left as it is.
+    """
+    import contextlib
+
+    record = Path(out_dir) / RECORD_NAME
+    with contextlib.suppress(OSError):
+        if record.is_file() and not record.is_symlink() and record.stat().st_size == 0:
+            record.unlink()
+        Path(out_dir).rmdir()  # fails, as it should, unless empty
+
+
 def _refuse_conflicts(tasks, record):
     """Stop before anything runs if outputs hold another run's unchanged results."""
     found = [pair for task in tasks for pair in record.conflicts(task)]
@@ -684,7 +708,11 @@ def _refuse_conflicts(tasks, record):
 
 
 def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler):
-    """Run the tasks not done yet, calling ``finish(task, result)`` as each ends."""
+    """Run the tasks not done yet, calling ``finish(task, result)`` as each ends.
+
+    Ctrl-C and SIGTERM stop it the same way: workers are stopped, their temporaries
+    removed, and ``report.interrupted`` names the signal.
+    """
     from dilcli import workers
     from dilcli.atomic import remove_stale_temporaries
 
@@ -694,16 +722,18 @@ def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, schedul
         results = workers.pool_results(pending, job, jobs)
     else:
         results = workers.local_results(pending, job, jobs)
-    try:
-        for task, result in results:
-            finish(task, result)
-            if fail_fast and result.status == "failed":
-                break
-    except KeyboardInterrupt:
-        report.interrupted = True
-    finally:
-        results.close()
-        remove_stale_temporaries(out_dir)  # those of workers stopped mid-write
+    with workers.stop_on_sigterm():
+        try:
+            try:
+                for task, result in results:
+                    finish(task, result)
+                    if fail_fast and result.status == "failed":
+                        break
+            finally:
+                results.close()  # stops the workers
+                remove_stale_temporaries(out_dir)  # those of workers stopped mid-write
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as workers.Terminated
+            report.interrupted = int(getattr(stop, "signum", 2))
 
 
 class JsonLog:

@@ -92,7 +92,7 @@ class BatchConsole:
             rate = (task.completed + 1) / task.elapsed if task.elapsed else 0
             self.progress.update(self.task_id, advance=1, rate=f"{rate:.1f}/s")
 
-    def summary(self, report):
+    def summary(self, report, out_dir=None):
         """The closing lines: counts, time, throughput, and every failure again."""
         failures = report.failures
         if failures and len(report.results) > 1 and not self.quiet:
@@ -107,11 +107,12 @@ class BatchConsole:
         if self.quiet:
             return
         done, skipped = report.count("done"), report.count("skipped")
-        rate = done / report.seconds if report.seconds > 0 else 0.0
-        self.print(
-            f"{done} done, {skipped} skipped, {len(failures)} failed "
-            f"in {report.seconds:.1f} s ({rate:.1f} files/s)"
-        )
+        line = f"{done} done, {skipped} skipped, {len(failures)} failed in {report.seconds:.1f} s"
+        if done and report.seconds > 0:
+            line += f" ({done / report.seconds:.1f} files/s)"
+        if out_dir is not None and (done or skipped):
+            line += f"; outputs in {display_path(out_dir, short=True)}"
+        self.print(line)
 
 
 def error(message):
