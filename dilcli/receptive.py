@@ -13,6 +13,16 @@ at any size and needs no numpy. Square k x k layers with the same dilation on bo
 axes have the Cartesian square of the 1-D footprint as their 2-D footprint, so 2-D
 coverage is the square of the 1-D coverage.
 
+Sizes are bounded so every answer comes in seconds and in little memory: a stack has
+at most :data:`MAX_LAYERS` layers and a receptive field and jump of at most
+:data:`MAX_FIELD` (:func:`make_stack` and :func:`as_layers` refuse more, with a
+ValueError); coverage is computed while the field is at most :data:`MAX_FOOTPRINT`
+positions wide and following the footprint takes at most :data:`MAX_FOOTPRINT_WORK`
+bit operations (the footprint is kept as a gcd, a head and a full middle run, see
+:class:`_Footprint`, so hole-free stacks cost nothing per layer); dense arrays (the
+2-D footprint, the effective receptive field) have at most :data:`MAX_DENSE_CELLS`
+cells.
+
 Pure Python: numpy is imported only inside the functions that return arrays, so
 printing a table stays fast.
 """
@@ -39,6 +49,12 @@ PRESETS = ("context-basic", "context-large", "seed", "wavenet")
 _SEARCH_NODE_LIMIT = 200_000
 _SEARCH_MAX_DEPTH = 200  # deeper stacks get the greedy schedule (no recursion limit)
 
+#: Most layers in a stack: :func:`make_stack` and :func:`as_layers` refuse more.
+MAX_LAYERS = 100_000
+#: Largest receptive field and jump (input pixels) of a stack: past it, refused. Far past
+#: 2**63 (sizes are exact Python ints), yet every number still prints in 101 digits.
+MAX_FIELD = 10**100
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -51,6 +67,8 @@ class Layer:
     def __post_init__(self):
         for name in ("kernel", "dilation", "stride"):
             value = getattr(self, name)
+            if type(value) is int and value >= 1:
+                continue  # the usual case, without the slower abstract type check
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
             object.__setattr__(self, name, int(value))  # numpy integers become int
@@ -70,6 +88,7 @@ def make_stack(dilations, kernels=3, strides=1):
     dilations = list(dilations)
     if not dilations:
         raise ValueError("a stack needs at least one layer")
+    _check_length(len(dilations))
     columns = {}
     for name, values in (("kernels", kernels), ("strides", strides)):
         values = [values] * len(dilations) if isinstance(values, int) else list(values)
@@ -80,18 +99,53 @@ def make_stack(dilations, kernels=3, strides=1):
                 f"{len(values)} {name} for {len(dilations)} dilations: give one, or one per layer"
             )
         columns[name] = values
-    return [
+    layers = [
         Layer(k, d, s)
         for k, d, s in zip(columns["kernels"], dilations, columns["strides"], strict=True)
     ]
+    _check_sizes(layers)
+    return _Checked(layers)
 
 
 def as_layers(layers):
-    """A list of :class:`Layer` from layers or ``(kernel, dilation[, stride])`` tuples."""
+    """A list of :class:`Layer` from layers or ``(kernel, dilation[, stride])`` tuples.
+
+    Raises ValueError for an empty stack, more than :data:`MAX_LAYERS` layers, or a
+    receptive field or jump past :data:`MAX_FIELD`.
+    """
+    if isinstance(layers, _Checked):
+        return layers
     result = [layer if isinstance(layer, Layer) else Layer(*layer) for layer in layers]
     if not result:
         raise ValueError("a stack needs at least one layer")
-    return result
+    _check_length(len(result))
+    _check_sizes(result)
+    return _Checked(result)
+
+
+class _Checked(list):
+    """A list of layers :func:`as_layers` has checked, so it is not checked again."""
+
+    __slots__ = ()
+
+
+def _check_length(count):
+    if count > MAX_LAYERS:
+        raise ValueError(f"{count} layers: dilcli takes stacks of at most {MAX_LAYERS} layers")
+
+
+def _check_sizes(layers):
+    """Refuse a stack whose receptive field or jump passes :data:`MAX_FIELD`."""
+    field, jump = 1, 1
+    for index, layer in enumerate(layers, 1):
+        field += (layer.kernel - 1) * layer.dilation * jump
+        jump *= layer.stride
+        if field > MAX_FIELD or jump > MAX_FIELD:
+            what = "receptive field" if field > MAX_FIELD else "jump (product of the strides)"
+            raise ValueError(
+                f"the {what} passes 10**100 input pixels at layer {index}: "
+                "dilcli takes stacks up to that size"
+            )
 
 
 def context_module(*, large=False, channels=DEFAULT_CONTEXT_CHANNELS):
@@ -105,6 +159,9 @@ def wavenet_stack(repeat=1):
     """WaveNet's causal stack: kernel 2 at dilations 1, 2, ..., 512, ``repeat`` times."""
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
+    most = MAX_LAYERS // len(WAVENET_DILATIONS)
+    if repeat > most:
+        raise ValueError(f"repeat must be at most {most} (a stack has at most {MAX_LAYERS} layers)")
     return make_stack(WAVENET_DILATIONS * repeat, kernels=2)
 
 
@@ -168,59 +225,274 @@ def output_positions(layers, *, causal=False):
 
 # --- footprint and coverage ---------------------------------------------------------
 
-#: Widest receptive field whose footprint is computed (2**24 bits is 2 MiB per layer).
+#: Widest receptive field whose footprint (and so coverage) is computed, in positions
+#: per axis; a dense footprint bit set is at most this many bits (2 MiB).
 MAX_FOOTPRINT = 1 << 24
+#: Most bit operations spent following one stack's footprint (about a second): past
+#: them coverage is unknown (None in :func:`layer_stats`, ValueError elsewhere). Only
+#: stacks whose holes never close over thousands of wide layers come near it.
+MAX_FOOTPRINT_WORK = 1 << 34
+#: Most bits :func:`footprint_masks` returns over all layers (32 MiB).
+MAX_FOOTPRINT_LIST = 1 << 28
+#: Most cells of a dense array: :func:`footprint_2d` (bools) and
+#: :func:`effective_receptive_field` (float64, 32 MiB); 2048 x 2048 in 2-D.
+MAX_DENSE_CELLS = 1 << 22
+#: Most multiply-adds :func:`effective_receptive_field` spends (a few seconds).
+MAX_EFFECTIVE_WORK = 1 << 30
+
+
+def _shift_union(bits, step, taps, mask=None):
+    """``bits | bits << step | ... | bits << (taps - 1) * step``, in about 2 log2(taps)
+    shifts (the progression doubles), each cut to ``mask`` when one is given."""
+    done = 1
+    while 2 * done <= taps:
+        bits |= bits << (done * step)
+        if mask is not None:
+            bits &= mask
+        done *= 2
+    if done < taps:
+        bits |= bits << ((taps - done) * step)
+        if mask is not None:
+            bits &= mask
+    return bits
+
+
+def _shift_cost(taps):
+    return 2 * max(1, taps.bit_length())
+
+
+def _spread(bits, factor):
+    """Bit ``i`` of ``bits`` moved to bit ``i * factor``."""
+    if factor == 1 or bits <= 1:
+        return bits
+    return int(("0" * (factor - 1)).join(format(bits, "b")), 2)
+
+
+class _Footprint:
+    """The 1-D footprint of a stack, layer by layer, in time and memory that follow its
+    irregular part, not the width of its box.
+
+    Every footprint is a Minkowski sum of progressions symmetric about their middle, so
+    it is symmetric about the middle of its box too. It is kept as: ``unit``, the gcd of
+    the steps so far (every position is a multiple of it; 0 before a spatial layer);
+    ``span``, the box's last position in units; and ``head``, the bits of its first
+    ``size`` positions, with every position of ``[size, span - size]`` reached and the
+    end the mirror image of the head. When the middle position is a hole there is no
+    such run: then ``size`` is ``span + 1`` and ``head`` is the whole set.
+
+    A layer whose step (in units) is at most the length of that middle run keeps it one
+    run: the run grows arithmetically and only the head is shifted onto itself (cut at
+    ``size``), so a hole-free stack costs nothing per layer however wide its field. A
+    longer step, or a finer unit (the gcd drops), needs the whole set as a bit set: at
+    most :data:`MAX_FOOTPRINT` bits. Past that, or past :data:`MAX_FOOTPRINT_WORK` bit
+    operations in all, :attr:`known` turns False for good.
+    """
+
+    __slots__ = ("unit", "span", "size", "head", "whole", "reached", "work", "known")
+
+    def __init__(self):
+        self.unit, self.span, self.size, self.head = 0, 0, 0, 0
+        self.whole, self.reached = 1, 1  # the whole set while it is at hand, its count
+        self.work, self.known = 0, True
+
+    def add(self, kernel, step):
+        """One more layer: ``kernel`` taps ``step`` input pixels apart."""
+        if kernel == 1 or not self.known:
+            return
+        unit = math.gcd(self.unit, step)
+        if self.unit and unit != self.unit:
+            factor = self.unit // unit
+            span = self.span * factor
+            # Spreading bits goes through text: a few hundred times slower than a shift.
+            if span >= MAX_FOOTPRINT or not self._charge(span * 256 + self._whole_cost()):
+                self.known = False
+                return
+            self._keep(_spread(self._whole(), factor), span)
+        self.unit = unit
+        step //= unit
+        if step <= self.span - 2 * self.size + 1:  # the middle run stays one run
+            self.span += (kernel - 1) * step
+            self.whole = None
+            if self.size:
+                taps = min(kernel, -(-self.size // step))  # taps landing in the head
+                if not self._charge(self.size * (_shift_cost(taps) + 4)):
+                    return
+                head = _shift_union(self.head, step, taps, (1 << self.size) - 1)
+                self.size = (~head & ((1 << self.size) - 1)).bit_length()
+                self.head = head & ((1 << self.size) - 1)
+            self.reached = 2 * self.head.bit_count() + self.span - 2 * self.size + 1
+            return
+        span = self.span + (kernel - 1) * step
+        cost = span * (_shift_cost(kernel) + 6) + self._whole_cost()
+        if span >= MAX_FOOTPRINT or not self._charge(cost):
+            self.known = False
+            return
+        self._keep(_shift_union(self._whole(), step, kernel), span)
+
+    def count(self):
+        """Positions reached (None when not :attr:`known`)."""
+        return self.reached if self.known else None
+
+    def full(self):
+        """True when every position of the box is reached."""
+        return self.known and self.size == 0 and (self.span == 0 or self.unit == 1)
+
+    def mask(self):
+        """The footprint as a bit set over the box, in input pixels."""
+        return _spread(self._whole(), max(1, self.unit))
+
+    def _charge(self, bits):
+        self.work += bits
+        if self.work > MAX_FOOTPRINT_WORK:
+            self.known = False
+        return self.known
+
+    def _whole_cost(self):
+        return 0 if self.whole is not None else 8 * (self.span + 1)
+
+    def _whole(self):
+        if self.whole is None:
+            size, span = self.size, self.span
+            middle = ((1 << (span - 2 * size + 1)) - 1) << size
+            tail = _reverse(self.head, size) << (span - size + 1) if size else 0
+            self.whole = self.head | middle | tail
+        return self.whole
+
+    def _keep(self, bits, span):
+        """Keep ``bits`` (a footprint over ``[0, span]``) as head and middle run."""
+        self.span, self.whole, self.reached = span, bits, bits.bit_count()
+        self.size = (~bits & ((1 << (span // 2 + 1)) - 1)).bit_length()
+        if 2 * self.size > span:  # the middle position is a hole: keep it all
+            self.size, self.head = span + 1, bits
+        else:
+            self.head = bits & ((1 << self.size) - 1)
+
+
+_BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
+
+
+def _reverse(bits, size):
+    """The ``size`` low bits of ``bits`` in reverse order (bit i to bit size - 1 - i)."""
+    length = (size + 7) // 8
+    data = bits.to_bytes(length, "little").translate(_BIT_REVERSED)
+    return int.from_bytes(data, "big") >> (8 * length - size)
+
+
+def _footprints(layers):
+    """A :class:`_Footprint` after each layer, the same object updated in place."""
+    footprint = _Footprint()
+    for layer, step in zip(layers, steps(layers), strict=True):
+        footprint.add(layer.kernel, step)
+        yield footprint
+
+
+def _final_footprint(layers):
+    """The stack's :class:`_Footprint`; ValueError when it cannot be followed."""
+    layers = as_layers(layers)
+    field = receptive_fields(layers)[-1]
+    if field > MAX_FOOTPRINT:
+        raise ValueError(
+            f"receptive field {field} is too wide to map (at most {MAX_FOOTPRINT} positions)"
+        )
+    footprint = None
+    for footprint in _footprints(layers):
+        if not footprint.known:
+            raise ValueError(
+                f"the footprint of these {len(layers)} layers takes over "
+                f"{MAX_FOOTPRINT_WORK} bit operations to follow"
+            )
+    return footprint
+
+
+def iter_footprint_masks(layers):
+    """The 1-D footprint after each layer, as int bit sets, one at a time.
+
+    Raises ValueError past :data:`MAX_FOOTPRINT` positions (before the first).
+    """
+    layers = as_layers(layers)
+    field = receptive_fields(layers)[-1]
+    if field > MAX_FOOTPRINT:
+        raise ValueError(
+            f"receptive field {field} is too wide to map (at most {MAX_FOOTPRINT} positions)"
+        )
+    mask = 1
+    for layer, step in zip(layers, steps(layers), strict=True):
+        mask = _shift_union(mask, step, layer.kernel)
+        yield mask
 
 
 def footprint_masks(layers):
     """The 1-D footprint after each layer, as int bit sets (bit i: position i of the box).
 
-    Raises ValueError past :data:`MAX_FOOTPRINT` positions.
+    Raises ValueError past :data:`MAX_FOOTPRINT` positions, or when the masks of all
+    layers together pass :data:`MAX_FOOTPRINT_LIST` bits (use
+    :func:`iter_footprint_masks`, or :func:`layer_stats` for the counts).
     """
-    if receptive_fields(layers)[-1] > MAX_FOOTPRINT:
+    layers = as_layers(layers)
+    masks = iter_footprint_masks(layers)  # refuses a field too wide at the first mask
+    total = sum(receptive_fields(layers))
+    if total > MAX_FOOTPRINT_LIST:
+        next(masks)
         raise ValueError(
-            f"receptive field {receptive_fields(layers)[-1]} is too wide to map "
-            f"(at most {MAX_FOOTPRINT} positions)"
+            f"the footprints of these {len(layers)} layers take {total} bits together "
+            f"(at most {MAX_FOOTPRINT_LIST} are listed)"
         )
-    masks, mask = [], 1
-    for layer, step in zip(as_layers(layers), steps(layers), strict=True):
-        grown = 0
-        for tap in range(layer.kernel):
-            grown |= mask << (tap * step)
-        mask = grown
-        masks.append(mask)
-    return masks
+    return list(masks)
 
 
 def footprint_mask(layers):
-    """The stack's 1-D footprint as an int bit set."""
-    return footprint_masks(layers)[-1]
+    """The stack's 1-D footprint as an int bit set.
+
+    Raises ValueError past :data:`MAX_FOOTPRINT` positions or
+    :data:`MAX_FOOTPRINT_WORK` bit operations.
+    """
+    return _final_footprint(layers).mask()
 
 
 def footprint_1d(layers):
     """Which positions of the receptive-field box reach the output, left to right.
 
+    Raises ValueError past :data:`MAX_DENSE_CELLS` positions.
+
     >>> footprint_1d([(3, 2), (3, 2)])
     [True, False, True, False, True, False, True, False, True]
     """
+    _check_dense(receptive_fields(layers)[-1], 1, "footprint")
     mask = footprint_mask(layers)
     return [bool(mask >> i & 1) for i in range(mask.bit_length())]
 
 
 def footprint_2d(layers):
-    """Boolean ``(RF, RF)`` numpy array: input pixels that reach the output."""
+    """Boolean ``(RF, RF)`` numpy array: input pixels that reach the output.
+
+    Raises ValueError past :data:`MAX_DENSE_CELLS` pixels (2048 x 2048).
+    """
     import numpy as np
 
+    _check_dense(receptive_fields(layers)[-1], 2, "footprint")
     row = np.array(footprint_1d(layers), dtype=bool)
     return np.logical_and.outer(row, row)
 
 
+def _check_dense(field, ndim, what):
+    if field**ndim > MAX_DENSE_CELLS:
+        side = math.isqrt(MAX_DENSE_CELLS) if ndim == 2 else MAX_DENSE_CELLS
+        raise ValueError(
+            f"receptive field {field} is too wide for a dense {ndim}-D {what} "
+            f"(at most {side} per axis)"
+        )
+
+
 def coverage_fraction(layers, ndim=2):
-    """Exact share of the receptive-field box that reaches the output, a Fraction."""
+    """Exact share of the receptive-field box that reaches the output, a Fraction.
+
+    Raises ValueError past :data:`MAX_FOOTPRINT` positions or
+    :data:`MAX_FOOTPRINT_WORK` bit operations.
+    """
     from fractions import Fraction
 
-    mask = footprint_mask(layers)
-    return Fraction(mask.bit_count(), mask.bit_length()) ** ndim
+    footprint = _final_footprint(layers)
+    return Fraction(footprint.count(), footprint.span * max(1, footprint.unit) + 1) ** ndim
 
 
 def coverage(layers, ndim=2):
@@ -234,8 +506,7 @@ def coverage(layers, ndim=2):
 
 def is_hole_free(layers):
     """True if every pixel of the receptive-field box reaches the output."""
-    mask = footprint_mask(layers)
-    return mask & (mask + 1) == 0
+    return _final_footprint(layers).full()
 
 
 def share_text(part, whole):
@@ -286,24 +557,65 @@ def hdc_verdict(layers):
     factor above 1. It is stated for stacks of one kernel size; for mixed sizes the
     verdict is 'n/a' (the coverage column is exact either way).
     """
-    layers = as_layers(layers)
-    spatial = [
-        (layer, rate) for layer, rate in zip(layers, steps(layers), strict=True) if layer.kernel > 1
-    ]
-    if not spatial:
-        return "pass", "no spatial layers"
-    sizes = {layer.kernel for layer, _ in spatial}
-    if len(sizes) > 1:
-        return "n/a", "mixed kernel sizes"
-    kernel = sizes.pop()
-    factor = math.gcd(*(rate for _, rate in spatial))
-    if factor > 1:
-        return "fail", f"common factor {factor}"
-    if len(spatial) > 1:
-        m2 = hdc_values([layer for layer, _ in spatial])[1]
-        if m2 > kernel:
-            return "fail", f"M2 = {m2} > {kernel}"
-    return "pass", ""
+    return _hdc_verdicts(as_layers(layers))[-1]
+
+
+def _hdc_verdicts(layers):
+    """:func:`hdc_verdict` of every prefix of the stack, in one pass.
+
+    ``M_2`` of the prefix ending at spatial layer ``L`` applies ``M_i = max(|M_{i+1} -
+    2 r_i|, r_i)`` from ``M_L = r_L`` down; as soon as ``r_i <= M_{i+1} <= 3 r_i``,
+    ``M_i = r_i``, which is where the prefix ending at ``i`` starts, so its ``M_2`` is
+    the answer. Runs of equal rates are crossed in one step. Most prefixes stop at once.
+    """
+    rates, m2s, run_starts = [], [None], []
+    sizes, factor, verdicts = set(), 0, []
+    for layer, rate in zip(layers, steps(layers), strict=True):
+        if layer.kernel > 1:
+            same = bool(rates) and rates[-1] == rate
+            run_starts.append(run_starts[-1] if same else len(rates))
+            rates.append(rate)
+            sizes.add(layer.kernel)
+            factor = math.gcd(factor, rate)
+            if len(rates) >= 2:
+                m2s.append(_prefix_m2(rates, m2s, run_starts))
+        if not rates:
+            verdicts.append(("pass", "no spatial layers"))
+        elif len(sizes) > 1:
+            verdicts.append(("n/a", "mixed kernel sizes"))
+        elif factor > 1:
+            verdicts.append(("fail", f"common factor {factor}"))
+        elif len(rates) > 1 and m2s[-1] > next(iter(sizes)):
+            verdicts.append(("fail", f"M2 = {m2s[-1]} > {next(iter(sizes))}"))
+        else:
+            verdicts.append(("pass", ""))
+    return verdicts
+
+
+def _prefix_m2(rates, m2s, run_starts):
+    """``M_2`` of the spatial rates ``rates`` (0-based ``M[1]``); ``m2s[j]`` holds it for
+    the prefix ending at ``j`` (j >= 1), ``run_starts[j]`` where ``rates[j]``'s run of
+    equal rates starts."""
+    value, i = rates[-1], len(rates) - 2  # value is M[i + 1]
+    while i >= 1:
+        rate = rates[i]
+        if rate <= value <= 3 * rate:
+            return m2s[i]
+        low = max(run_starts[i], 1)  # rates[low..i] are all equal to rate
+        if value < rate:
+            value = 2 * rate - value  # in (rate, 2 rate): the next equal rate resets
+            if i - 1 >= low:
+                return m2s[i - 1]
+            i -= 1
+            continue
+        length = i - low + 1
+        steps_down = -(-(value - 3 * rate) // (2 * rate))  # value > 3 rate until then
+        if steps_down >= length:
+            value -= 2 * rate * length
+            i = low - 1
+        else:
+            return m2s[i - steps_down]
+    return value
 
 
 # --- the table ------------------------------------------------------------------------
@@ -325,7 +637,8 @@ def layer_stats(layers, channels=None, *, ndim=2):
     dilated kernel, ``(k-1)d+1``), ``jump`` (output spacing in input pixels, ``J_l``),
     ``rf`` (per axis), ``growth`` (``rf`` added by this layer), ``covered`` (input
     pixels reaching the output), ``coverage`` (``covered / rf**ndim``; both None past
-    :data:`MAX_FOOTPRINT`), ``params``,
+    :data:`MAX_FOOTPRINT` positions per axis, or once following the footprint has
+    taken :data:`MAX_FOOTPRINT_WORK` bit operations), ``params``,
     ``total_params``, ``hdc_m`` (``M_i`` of the whole stack; None for 1x1 layers),
     ``hdc`` ('pass' / 'fail' / 'n/a' for the layers up to this one) and ``hdc_note``.
     """
@@ -334,19 +647,24 @@ def layer_stats(layers, channels=None, *, ndim=2):
         raise ValueError(f"ndim must be 1 or 2, got {ndim!r}")
     pairs = _channel_pairs(channels, len(layers))
     fields = receptive_fields(layers)
-    mapped = sum(1 for field in fields if field <= MAX_FOOTPRINT)
-    masks = (footprint_masks(layers[:mapped]) if mapped else []) + [None] * (len(layers) - mapped)
-    m_values = hdc_values(layers)
     rows, previous, total = [], 1, 0
-    for index, (layer, jump, field, mask, m_value) in enumerate(
-        zip(layers, jumps(layers), fields, masks, m_values, strict=True)
+    for index, (layer, jump, field, footprint, m_value, (verdict, note)) in enumerate(
+        zip(
+            layers,
+            jumps(layers),
+            fields,
+            _footprints(layers),
+            hdc_values(layers),
+            _hdc_verdicts(layers),
+            strict=True,
+        )
     ):
         params = layer.kernel**ndim
         if pairs is not None:
             params *= pairs[index][0] * pairs[index][1]
         total += params
-        covered = None if mask is None else mask.bit_count() ** ndim
-        verdict, note = hdc_verdict(layers[: index + 1])
+        reached = footprint.count() if field <= MAX_FOOTPRINT else None
+        covered = None if reached is None else reached**ndim
         rows.append(
             {
                 "layer": index + 1,
@@ -358,7 +676,7 @@ def layer_stats(layers, channels=None, *, ndim=2):
                 "rf": field,
                 "growth": field - previous,
                 "covered": covered,
-                "coverage": None if mask is None else covered / field**ndim,
+                "coverage": None if covered is None else covered / field**ndim,
                 "params": params,
                 "total_params": total,
                 "hdc_m": m_value,
@@ -374,14 +692,14 @@ def _channel_pairs(channels, count):
     if channels is None:
         return None
     if isinstance(channels, int) and not isinstance(channels, bool):
-        if channels < 1:
-            raise ValueError(f"channels must be >= 1, got {channels}")
+        if not 1 <= channels <= MAX_FIELD:
+            raise ValueError(f"channels must be from 1 to 10**100, got {channels}")
         return [(channels, channels)] * count
     pairs = [tuple(pair) for pair in channels]
     if len(pairs) != count or any(len(pair) != 2 for pair in pairs):
         raise ValueError(f"channels must be one int or {count} (c_in, c_out) pairs")
-    if any(not isinstance(c, int) or c < 1 for pair in pairs for c in pair):
-        raise ValueError("channel counts must be integers >= 1")
+    if any(not isinstance(c, int) or not 1 <= c <= MAX_FIELD for pair in pairs for c in pair):
+        raise ValueError("channel counts must be integers from 1 to 10**100")
     return pairs
 
 
@@ -401,36 +719,76 @@ def compare_designs(layers, channels=None, *, ndim=2):
     layers = as_layers(layers)
     target = receptive_fields(layers)[-1]
     kernel = max(layer.kernel for layer in layers)
+    if channels is not None and not 1 <= channels <= MAX_FIELD:
+        raise ValueError(f"channels must be from 1 to 10**100, got {channels}")
     pair_count = channels**2 if channels else 1
 
     def size(n):
         return f"{n}x{n}" if ndim == 2 else f"{n}"
 
-    def row(design, stack):
+    def row(design, count, weights, field, jump, reached=-1):
+        # reached: positions per axis, None if unknown, -1 for one run (no holes).
+        if field > MAX_FOOTPRINT or reached is None:
+            share = None
+        else:
+            share = 1.0 if reached == -1 else _share(reached, field, ndim)
         return {
             "design": design,
-            "layers": len(stack),
-            "params": pair_count * sum(layer.kernel**ndim for layer in stack if layer.stride == 1),
-            "rf": receptive_fields(stack)[-1],
-            "resolution": f"1/{jumps(stack)[-1]}",
-            "coverage": (
-                coverage(stack, ndim) if receptive_fields(stack)[-1] <= MAX_FOOTPRINT else None
-            ),
+            "layers": count,
+            "params": pair_count * weights,
+            "rf": field,
+            "resolution": f"1/{jump}",
+            "coverage": share,
         }
 
     rows = []
     if kernel > 1:
-        count = max(1, math.ceil((target - 1) / (kernel - 1)))
-        rows.append(row(f"{size(kernel)} convolutions", [Layer(kernel)] * count))
-        pooled = [Layer(kernel)]
-        while receptive_fields(pooled)[-1] < target:
-            pooled += [Layer(2, 1, 2), Layer(kernel)]
-        rows.append(row(f"{size(kernel)} conv + {size(2)} pool", pooled))
-    rows.append(row(f"one {size(target)} kernel", [Layer(target)]))
-    dilated = row("dilated stack", layers)
-    dilated["params"] = pair_count * sum(layer.kernel**ndim for layer in layers)
-    rows.append(dilated)
+        # Counted, not built: reaching a wide field takes very many plain layers.
+        count = max(1, -(-(target - 1) // (kernel - 1)))
+        rows.append(
+            row(
+                f"{size(kernel)} convolutions",
+                count,
+                count * kernel**ndim,
+                1 + count * (kernel - 1),
+                1,
+            )
+        )
+        count, field, jump = 1, kernel, 1  # k x k, then (2x2 pool stride 2, k x k) ...
+        while field < target:
+            field += jump + (kernel - 1) * 2 * jump
+            jump *= 2
+            count += 2
+        convolutions = (count + 1) // 2  # the pools have no weights
+        rows.append(
+            row(
+                f"{size(kernel)} conv + {size(2)} pool",
+                count,
+                convolutions * kernel**ndim,
+                field,
+                jump,
+            )
+        )
+    rows.append(row(f"one {size(target)} kernel", 1, target**ndim, target, 1))
+    footprint = None
+    if target <= MAX_FOOTPRINT:
+        *_, footprint = _footprints(layers)
+    rows.append(
+        row(
+            "dilated stack",
+            len(layers),
+            sum(layer.kernel**ndim for layer in layers),
+            target,
+            jumps(layers)[-1],
+            footprint and footprint.count(),
+        )
+    )
     return rows
+
+
+def _share(reached, field, ndim):
+    """``(reached / field) ** ndim`` as a float, exactly rounded."""
+    return reached**ndim / field**ndim
 
 
 # --- hole-free schedules ----------------------------------------------------------------
@@ -470,45 +828,42 @@ def hole_free_schedules(kernels, target, *, strides=1, count=3, effort=_SEARCH_N
     layers = make_stack([1] * len(kernels), kernels=kernels, strides=strides)
     entry_jumps = [1, *jumps(layers)[:-1]]
     need = target - 1  # span to reach
+    # threshold[i]: least span before layer i from which the greedy rest (each layer
+    # the largest step that keeps the stack whole) reaches ``need``: the search prunes
+    # in O(1) what it used to check by running the greedy rest.
+    threshold = _greedy_thresholds(kernels, entry_jumps, need, capped=False)
+    least_rest = [0] * (len(kernels) + 1)  # span added by the rest at dilation 1
+    for index in reversed(range(len(kernels))):
+        least_rest[index] = least_rest[index + 1] + (kernels[index] - 1) * entry_jumps[index]
     found = []
     nodes = 0
+    dilations = []
 
-    def best_span_after(index, span):
-        # Greedy: each layer takes the largest step that keeps the stack whole.
-        for k, jump in zip(kernels[index:], entry_jumps[index:], strict=True):
-            if k > 1:
-                step = (span + 1) // jump * jump
-                if step == 0:
-                    return -1
-                span += (k - 1) * step
-        return span
-
-    def least_span_after(index, span):
-        return span + sum(
-            (k - 1) * j for k, j in zip(kernels[index:], entry_jumps[index:], strict=True)
-        )
-
-    def walk(index, span, dilations):
+    def walk(index, span, ratios):
+        # ratios: (largest, smallest) growth ratio of the spatial dilations so far, the
+        # last spatial dilation; as _unevenness() computes them.
         nonlocal nodes
         nodes += 1
         if index == len(kernels):
             if span >= need:
-                key = (span, _unevenness(dilations, kernels), max(dilations), tuple(dilations))
+                key = (span, _ratio_spread(ratios), max(dilations), tuple(dilations))
                 found.append(key)
                 found.sort()
                 del found[count:]
             return
-        if nodes > effort or best_span_after(index, span) < need:
+        if nodes > effort or span < threshold[index]:
             return
         if len(found) >= count:
             # No completion can beat the worst kept: the field only grows, and the
             # unevenness of a prefix only grows as ratios are added.
-            bound = (max(least_span_after(index, span), need), _unevenness(dilations, kernels))
+            bound = (max(span + least_rest[index], need), _ratio_spread(ratios))
             if bound > found[-1][:2]:
                 return
         k, jump = kernels[index], entry_jumps[index]
         if k == 1:
-            walk(index + 1, span, [*dilations, 1])
+            dilations.append(1)
+            walk(index + 1, span, ratios)
+            dilations.pop()
             return
         lowest = 1
         previous = index - 1
@@ -516,43 +871,95 @@ def hole_free_schedules(kernels, target, *, strides=1, count=3, effort=_SEARCH_N
             previous -= 1
         if previous >= 0 and (kernels[previous], entry_jumps[previous]) == (k, jump):
             lowest = dilations[previous]
-        for dilation in range(lowest, (span + 1) // jump + 1):
-            walk(index + 1, span + (k - 1) * dilation * jump, [*dilations, dilation])
+        largest, smallest, last = ratios
+        highest = (span + 1) // jump
+        if index == len(kernels) - 1:
+            # The last layer: only the ``count`` smallest dilations reaching ``need``
+            # can be kept (the field grows with the dilation), so try only those.
+            lowest = max(lowest, -(-(need - span) // ((k - 1) * jump)))
+            highest = min(highest, lowest + count - 1)
+        for dilation in range(lowest, highest + 1):
+            if nodes > effort:
+                break  # past the effort every call returns at once: stop asking
+            if last is None:
+                grown = (largest, smallest, dilation)
+            else:
+                ratio = dilation / last
+                grown = (
+                    ratio if largest is None else max(largest, ratio),
+                    ratio if smallest is None else min(smallest, ratio),
+                    dilation,
+                )
+            dilations.append(dilation)
+            walk(index + 1, span + (k - 1) * dilation * jump, grown)
+            dilations.pop()
 
     if len(kernels) <= _SEARCH_MAX_DEPTH:
-        walk(0, 0, [])
-    if not found and best_span_after(0, 0) >= need:
+        walk(0, 0, (None, None, None))
+    if not found and threshold[0] <= 0:
         found.append((_capped_greedy(kernels, entry_jumps, need),))
     return [key[-1] for key in found]
+
+
+def _ratio_spread(ratios):
+    largest, smallest, _ = ratios
+    return 1.0 if largest is None else round(largest / smallest, 9)
+
+
+def _greedy_thresholds(kernels, entry_jumps, need, *, capped):
+    """``t[i]``: the least span before layer ``i`` from which the greedy rest of the
+    stack reaches span ``need`` (``t[len]`` is ``need``); the greedy is monotone.
+
+    A layer of ``k`` taps at entry jump ``J`` takes the step ``(s + 1) // J * J`` after
+    span ``s`` (when that is 0 the greedy fails, or with ``capped`` takes ``J``).
+    """
+    if need < 0 and not capped:
+        need = -1  # the greedy's failure (-1) already reaches it: any span will do
+    result = [need]
+    for k, jump in zip(reversed(kernels), reversed(entry_jumps), strict=True):
+        goal = result[-1]
+        if k == 1 or (need == -1 and not capped):
+            result.append(goal if k == 1 else 0)
+            continue
+        result.append(_least_span(k, jump, goal, capped))
+    result.reverse()
+    return [max(0, value) for value in result]
+
+
+def _least_span(k, jump, goal, capped):
+    """Least ``s >= 0`` with ``s + (k - 1) * a * jump >= goal``, ``a = (s + 1) // jump``
+    (``a >= 1`` needed, or with ``capped`` ``a = max(1, ...)``)."""
+    if capped:
+        small = max(0, goal - (k - 1) * jump)  # a = 0 treated as 1: s < jump - 1
+        if small <= jump - 2:
+            return small
+    # With s + 1 = a jump + b (0 <= b < jump): s + (k - 1) a jump = k jump a + b - 1.
+    a = max(1, -(-(goal + 1) // (k * jump)))
+    if a > 1:
+        b = max(0, goal + 1 - k * jump * (a - 1))
+        if b < jump:
+            return (a - 1) * jump + b - 1
+    return a * jump - 1
 
 
 def _capped_greedy(kernels, entry_jumps, need):
     """A whole stack reaching span ``need`` when the search ran out of effort (or depth).
 
-    Each layer takes the largest step that keeps the stack whole, but no more than the
-    remaining span asks for; equal stride-1 layers are then put in increasing order,
-    which keeps them whole.
+    Each layer takes the smallest dilation from which the greedy rest (the largest
+    step that keeps the stack whole, at least the entry jump) still reaches ``need``;
+    equal stride-1 layers are then put in increasing order, which keeps them whole.
     """
+    threshold = _greedy_thresholds(kernels, entry_jumps, need, capped=True)
     dilations, span = [], 0
     for index, (k, jump) in enumerate(zip(kernels, entry_jumps, strict=True)):
         if k == 1:
             dilations.append(1)
             continue
         largest = max(1, (span + 1) // jump)
-        # Smallest dilation from which the greedy rest still reaches the target.
-        low, high = 1, largest
-        while low < high:
-            middle = (low + high) // 2
-            rest = span + (k - 1) * middle * jump
-            for k2, jump2 in zip(kernels[index + 1 :], entry_jumps[index + 1 :], strict=True):
-                if k2 > 1:
-                    rest += (k2 - 1) * max(1, (rest + 1) // jump2) * jump2
-            if rest >= need:
-                high = middle
-            else:
-                low = middle + 1
-        dilations.append(low)
-        span += (k - 1) * low * jump
+        wanted = -(-(threshold[index + 1] - span) // ((k - 1) * jump))
+        dilation = min(max(1, wanted), largest)
+        dilations.append(dilation)
+        span += (k - 1) * dilation * jump
     if len(set(kernels)) == 1 and set(entry_jumps) == {1}:
         dilations.sort()
     return tuple(dilations)
@@ -569,7 +976,8 @@ def suggest_schedules(target, kernel=3, *, max_layers=16, count=3):
     """Hole-free dilation schedules of k x k layers reaching ``target`` in fewest layers.
 
     Returns ``(layers_needed, [dilation tuples])``. Raises ValueError when
-    ``max_layers`` layers cannot reach ``target`` without holes (at most ``k**L``).
+    ``max_layers`` layers cannot reach ``target`` without holes (at most ``k**L``), or
+    for a ``target`` past :data:`MAX_FIELD`.
 
     >>> suggest_schedules(13, 3, count=1)
     (3, [(1, 2, 3)])
@@ -578,7 +986,14 @@ def suggest_schedules(target, kernel=3, *, max_layers=16, count=3):
         raise ValueError("kernel must be >= 2 to grow a receptive field")
     if target < 2:
         raise ValueError("target must be >= 2")
-    depth = 1
+    if target > MAX_FIELD:
+        raise ValueError(
+            "target must be at most 10**100 (the largest receptive field dilcli takes)"
+        )
+    # Fewest layers: the least depth with kernel**depth >= target, from an estimate.
+    depth = max(1, int((target.bit_length() - 1) / math.log2(kernel)) - 1)
+    while depth > 1 and kernel ** (depth - 1) >= target:
+        depth -= 1
     while kernel**depth < target:
         depth += 1
     if depth > max_layers:
@@ -589,6 +1004,14 @@ def suggest_schedules(target, kernel=3, *, max_layers=16, count=3):
     while depth <= max_layers:
         schedules = hole_free_schedules([kernel] * depth, target, count=count)
         if schedules:
+            # A field just past the target can pass MAX_FIELD when the target is near it.
+            fields = [1 + (kernel - 1) * sum(dilations) for dilations in schedules]
+            schedules = [s for s, f in zip(schedules, fields, strict=True) if f <= MAX_FIELD]
+            if not schedules:
+                raise ValueError(
+                    "the hole-free schedules reaching the target pass 10**100, "
+                    "the widest receptive field dilcli takes"
+                )
             return depth, schedules
         depth += 1
     raise ValueError(f"no hole-free schedule of up to {max_layers} layers reaches {target}")
@@ -617,31 +1040,100 @@ def effective_receptive_field(layers, kernels=None, *, ndim=2, absolute=False):
         field box, the same orientation as :func:`footprint_2d`. For correlation
         ``y[i] = sum_t w[t] x[i + t d - o]`` a single layer's response is its kernel,
         unflipped, with ``d - 1`` zeros between taps.
+
+    Raises ValueError past :data:`MAX_DENSE_CELLS` cells (2048 x 2048 in 2-D) or
+    :data:`MAX_EFFECTIVE_WORK` multiply-adds. 2-D kernels that are outer products of
+    two 1-D kernels (the uniform ones, binomial, Gaussian, box ...) are followed as two
+    1-D responses, so only the result is 2-D.
+    """
+    layers = as_layers(layers)
+    ((_, response),) = iter_effective_responses(layers, kernels, ndim=ndim, absolute=absolute)
+    return response
+
+
+def iter_effective_responses(layers, kernels=None, *, ndim=2, absolute=False, wanted=None):
+    """:func:`effective_receptive_field` of the stack's first layers, in one pass.
+
+    Yields ``(index, response of layers[: index + 1])`` for each index in ``wanted``
+    (default: the last layer only), in increasing order; a response is dense only when
+    it is yielded. Same limits as :func:`effective_receptive_field`, for the whole
+    stack, checked before this returns.
     """
     import numpy as np
 
     layers = as_layers(layers)
     if ndim not in (1, 2):
         raise ValueError(f"ndim must be 1 or 2, got {ndim!r}")
+    wanted = {len(layers) - 1} if wanted is None else set(wanted)
+    if kernels is not None:
+        kernels = [np.asarray(k, dtype=np.float64) for k in kernels]
+        if len(kernels) != len(layers):
+            raise ValueError(f"{len(kernels)} kernels for {len(layers)} layers: give one per layer")
+        for index, (layer, weights) in enumerate(zip(layers, kernels, strict=True)):
+            if weights.shape != (layer.kernel,) * ndim:
+                raise ValueError(
+                    f"kernel {index + 1} has shape {weights.shape}; layer {index + 1} "
+                    f"needs {(layer.kernel,) * ndim}"
+                )
+        if absolute:
+            kernels = [np.abs(weights) for weights in kernels]
+    fields = receptive_fields(layers)
+    _check_dense(fields[-1], ndim, "effective receptive field")
     if kernels is None:
-        line = np.ones(1)
-        for layer, step in zip(layers, steps(layers), strict=True):
-            line = _grow(line, np.full(layer.kernel, 1.0 / layer.kernel), step, 1)
-        return line if ndim == 1 else np.multiply.outer(line, line)
-    kernels = [np.asarray(k, dtype=np.float64) for k in kernels]
-    if len(kernels) != len(layers):
-        raise ValueError(f"{len(kernels)} kernels for {len(layers)} layers: give one per layer")
-    response = np.ones((1,) * ndim)
-    for index, (layer, step, weights) in enumerate(
-        zip(layers, steps(layers), kernels, strict=True)
+        factors = [[np.full(layer.kernel, 1.0 / layer.kernel)] * ndim for layer in layers]
+    elif ndim == 1:
+        factors = [[weights] for weights in kernels]
+    else:
+        factors = [_outer_factors(weights) for weights in kernels]
+        if any(pair is None for pair in factors):
+            factors = None  # one kernel is not separable: follow the 2-D response
+    # Work: each layer adds k^ndim (or ndim * k when separable) shifted copies of the
+    # response so far; wanted separable responses are one outer product each.
+    if factors is None:
+        work = sum(layer.kernel**2 * field**2 for layer, field in zip(layers, fields))
+    else:
+        work = sum(ndim * layer.kernel * field for layer, field in zip(layers, fields))
+        work += len(wanted) * fields[-1] ** ndim
+    if work > MAX_EFFECTIVE_WORK:
+        raise ValueError(
+            f"the effective receptive field of these {len(layers)} layers takes about "
+            f"{work:.2g} multiply-adds (at most {MAX_EFFECTIVE_WORK:.2g})"
+        )
+    return _effective_steps(steps(layers), kernels, factors, ndim, wanted)
+
+
+def _effective_steps(steps_, kernels, factors, ndim, wanted):
+    import numpy as np
+
+    if factors is None:
+        response = np.ones((1, 1))
+        for index, (step, weights) in enumerate(zip(steps_, kernels, strict=True)):
+            response = _grow(response, weights, step, 2)
+            if index in wanted:
+                yield index, response
+        return
+    lines = [np.ones(1)] * ndim
+    for index, (step, pair) in enumerate(zip(steps_, factors, strict=True)):
+        lines = [_grow(line, weights, step, 1) for line, weights in zip(lines, pair)]
+        if index in wanted:
+            yield index, lines[0] if ndim == 1 else np.multiply.outer(*lines)
+
+
+def _outer_factors(weights):
+    """``(a, b)`` with ``outer(a, b) == weights`` (to 1e-12, zeros exact), else None."""
+    import numpy as np
+
+    row, column = np.unravel_index(np.argmax(np.abs(weights)), weights.shape)
+    pivot = weights[row, column]
+    if pivot == 0:
+        return np.zeros(weights.shape[0]), np.zeros(weights.shape[1])
+    a, b = weights[:, column], weights[row, :] / pivot
+    product = np.multiply.outer(a, b)
+    if np.array_equal(product == 0, weights == 0) and np.allclose(
+        product, weights, rtol=1e-12, atol=0
     ):
-        if weights.shape != (layer.kernel,) * ndim:
-            raise ValueError(
-                f"kernel {index + 1} has shape {weights.shape}; layer {index + 1} "
-                f"needs {(layer.kernel,) * ndim}"
-            )
-        response = _grow(response, np.abs(weights) if absolute else weights, step, ndim)
-    return response
+        return a, b
+    return None
 
 
 def _grow(response, weights, step, ndim):
@@ -653,6 +1145,8 @@ def _grow(response, weights, step, ndim):
     grown = np.zeros((size,) * ndim)
     n = response.shape[0]
     for taps in np.ndindex(*weights.shape):
+        if weights[taps] == 0:
+            continue
         where = tuple(slice(t * step, t * step + n) for t in taps)
         grown[where] += weights[taps] * response
     return grown

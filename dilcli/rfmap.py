@@ -4,6 +4,10 @@ Drawn with Pillow from the exact footprints of :mod:`dilcli.receptive`: one pane
 layer for images (holes of a gridded stack stay visible, every pixel a cell), or, for
 signals, the dependency diagram of one output sample (which positions each layer's
 kernel uses at its dilation), as in the seed notebook's figure and WaveNet's.
+
+Pictures are bounded (:data:`MAX_PICTURE_FIELD`, :data:`MAX_PANELS`,
+:data:`MAX_PICTURE_PIXELS`, :data:`MAX_DIAGRAM_LINES`): past a bound a deep stack gets
+fewer panels, or a ValueError naming the bound, never an unbounded image.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dilcli import receptive
 from dilcli.atomic import atomic_write
+from dilcli.rfreport import LISTED, list_text
 
 #: Widest receptive field drawn (a panel has at least one screen pixel per input pixel).
 MAX_PICTURE_FIELD = 2048
+#: Most panels in a picture: deeper stacks get panels for layers spread evenly.
+MAX_PANELS = 16
+#: Most pixels in a picture (75 MB as RGB): fewer panels, or a refused diagram, past it.
+MAX_PICTURE_PIXELS = 25_000_000
+#: Most lines in a --1d diagram (one per kernel tap of every sample reaching the output).
+MAX_DIAGRAM_LINES = 200_000
+LABEL_HEIGHT = 40
 PANEL_SIZE = 300  # target panel side in pixels; cells are whole pixels
 MAX_CELL = 24
 MIN_PANEL_WIDTH = 170
@@ -47,47 +59,83 @@ def coverage_picture(layers, *, effective=False, kernels=None, absolute=False):
     ``effective`` colours reached pixels by the effective receptive field (impulse
     response of the stack up to that layer, uniform weights unless ``kernels`` are
     given; magnitude, scaled to each panel's peak); holes stay flat.
+
+    The picture is bounded: a receptive field of at most :data:`MAX_PICTURE_FIELD`
+    pixels, at most :data:`MAX_PANELS` panels and :data:`MAX_PICTURE_PIXELS` pixels in
+    all. A deeper stack gets panels for layers spread evenly from the first to the last
+    (the final footprint is always drawn), and the summary line says how many of its
+    layers are shown. Raises ValueError for a field too wide to draw.
     """
     layers = receptive.as_layers(layers)
     fields = receptive.receptive_fields(layers)
     _check_size(fields[-1])
-    masks = receptive.footprint_masks(layers)
     positions = receptive.output_positions(layers)
     field, centre = fields[-1], positions[-1]
     cell = max(1, min(MAX_CELL, PANEL_SIZE // field))
     side = field * cell
     width = max(side, MIN_PANEL_WIDTH)
     fonts = _fonts()
-
-    panels = []
-    for index, (layer, size, mask, position) in enumerate(
-        zip(layers, fields, masks, positions, strict=True)
-    ):
-        canvas = panel_cells(layers, index, effective=effective, kernels=kernels, absolute=absolute)
-        image = _upscale(canvas, cell, grid=cell >= 6)
-        draw = ImageDraw.Draw(image)
-        offset = centre - position
-        low, high = offset * cell - 1, (offset + size) * cell
-        draw.rectangle([low, low, high, high], outline=BOX)
-        _mark_output(draw, centre, cell)
-        covered = mask.bit_count() ** 2
-        title = f"layer {index + 1}: {_size(layer.kernel)}, d={layer.dilation}"
-        if layer.stride > 1:
-            title += f", stride {layer.stride}"
-        detail = f"RF {size}x{size}, {receptive.share_text(covered, size * size)} reached"
-        panels.append((title, detail, image))
-
-    final_mask = masks[-1]
-    covered, total = final_mask.bit_count() ** 2, field * field
     heading = f"{_describe(layers)}: input pixels reaching the centre output"
     if effective:
         heading = f"{_describe(layers)}: effective receptive field of the centre output"
+    legend = _heat_legend(fonts) if effective else _legend(fonts)
+    count = min(len(layers), MAX_PANELS)
+    while count > 1 and _layout_size(count, width, side, heading, legend, fonts)[2] > (
+        MAX_PICTURE_PIXELS
+    ):
+        count -= 1
+    chosen = panel_layers(len(layers), count)
+    wanted = set(chosen)
+
+    masks = {}
+    for index, mask in enumerate(receptive.iter_footprint_masks(layers)):
+        if index in wanted:
+            masks[index] = mask
+    responses = None
+    if effective:  # checked now, computed a panel at a time
+        responses = receptive.iter_effective_responses(
+            layers, kernels, ndim=2, absolute=absolute, wanted=wanted
+        )
+
+    final_mask = masks[len(layers) - 1]
+    covered, total = final_mask.bit_count() ** 2, field * field
     share = receptive.share_text(covered, total)
     summary = f"receptive field {field}x{field}: {covered} of {total} pixels reached ({share})"
     if covered < total:
         summary += f"; {total - covered} holes (gridding)"
-    legend = _heat_legend(fonts) if effective else _legend(fonts)
-    return _layout(panels, width, side, heading, summary, legend, fonts)
+    if len(chosen) < len(layers):
+        summary += f"; panels for {len(chosen)} of the {len(layers)} layers"
+    canvas, place = _layout(len(chosen), width, side, heading, summary, legend, fonts)
+    draw = ImageDraw.Draw(canvas)
+    for number, index in enumerate(chosen):
+        layer, size, mask, position = layers[index], fields[index], masks[index], positions[index]
+        offset = centre - position
+        cells = _panel(field, offset, size, mask, responses and next(responses)[1])
+        image = _upscale(cells, cell, grid=cell >= 6)
+        panel = ImageDraw.Draw(image)
+        low, high = offset * cell - 1, (offset + size) * cell
+        panel.rectangle([low, low, high, high], outline=BOX)
+        _mark_output(panel, centre, cell)
+        reached = mask.bit_count() ** 2
+        title = f"layer {index + 1}: {_size(layer.kernel)}, d={layer.dilation}"
+        if layer.stride > 1:
+            title += f", stride {layer.stride}"
+        detail = f"RF {size}x{size}, {receptive.share_text(reached, size * size)} reached"
+        x, y = place(number)
+        draw.text((x, y), title, fill=TEXT, font=fonts["label"])
+        draw.text((x, y + 18), detail, fill=MUTED_TEXT, font=fonts["small"])
+        canvas.paste(image, (x + (width - image.width) // 2, y + LABEL_HEIGHT))
+    return canvas
+
+
+def panel_layers(count, panels):
+    """Which of ``count`` layers get one of ``panels`` panels: all when they fit, else
+    spread evenly from the first to the last (0-based, increasing)."""
+    if panels >= count:
+        return list(range(count))
+    if panels <= 1:
+        return [count - 1]
+    return sorted({round(i * (count - 1) / (panels - 1)) for i in range(panels)})
 
 
 def panel_cells(layers, index, *, effective=False, kernels=None, absolute=False):
@@ -95,28 +143,39 @@ def panel_cells(layers, index, *, effective=False, kernels=None, absolute=False)
 
     The box of layers ``0..index`` sits where the output pixel aligns with the final
     box: :data:`REACHED` or :data:`HOLE` inside it (or a colour-mapped weight with
-    ``effective``; zero weight is a hole), :data:`OUTSIDE` beyond it.
+    ``effective``), :data:`OUTSIDE` beyond it. Holes come from the exact footprint:
+    a reached pixel whose weight is 0 (cancelled, or too small for a float past some
+    hundred layers) takes the bottom colour of the scale, not the hole colour.
     """
     layers = receptive.as_layers(layers)
     stack = layers[: index + 1]
-    size = receptive.receptive_fields(stack)[-1]
     field = receptive.receptive_fields(layers)[-1]
+    _check_size(field)
+    size = receptive.receptive_fields(stack)[-1]
+    weights = None
     if effective:
         chosen = None if kernels is None else kernels[: index + 1]
-        weights = np.abs(
-            receptive.effective_receptive_field(stack, chosen, ndim=2, absolute=absolute)
-        )
+        weights = receptive.effective_receptive_field(stack, chosen, ndim=2, absolute=absolute)
+    offset = receptive.output_positions(layers)[-1] - receptive.output_positions(stack)[-1]
+    return _panel(field, offset, size, receptive.footprint_mask(stack), weights)
+
+
+def _panel(field, offset, size, mask, weights=None):
+    """The cells of one panel: the ``size`` box of a layer at ``offset`` in the final
+    ``field``; reached / hole from the 1-D footprint ``mask``, reached pixels coloured
+    by ``weights`` when given."""
+    row = np.array([mask >> i & 1 for i in range(size)], dtype=bool)
+    box = np.logical_and.outer(row, row)
+    if weights is not None:
+        weights = np.abs(weights)
         peak = weights.max()
         pixels = _colormap(weights / peak if peak > 0 else weights)
-        pixels[weights == 0] = HOLE
     else:
-        box = receptive.footprint_2d(stack)
         pixels = np.empty((size, size, 3), dtype=np.uint8)
         pixels[box] = REACHED
-        pixels[~box] = HOLE
+    pixels[~box] = HOLE
     canvas = np.empty((field, field, 3), dtype=np.uint8)
     canvas[:] = OUTSIDE
-    offset = receptive.output_positions(layers)[-1] - receptive.output_positions(stack)[-1]
     canvas[offset : offset + size, offset : offset + size] = pixels
     return canvas
 
@@ -160,7 +219,7 @@ def _heat_legend(fonts):
         ("image", Image.fromarray(ramp)),
         ("text", "weight on the output, 0 to the panel's peak"),
         ("swatch", HOLE),
-        ("text", "hole (weight 0)"),
+        ("text", "hole: never reaches it"),
         ("swatch", None),
         ("text", "the output pixel"),
     ]
@@ -204,31 +263,35 @@ def _row_of(parts, fonts):
     return image
 
 
-def _layout(panels, width, side, heading, summary, legend, fonts):
-    """Panels in rows of up to COLUMNS, under a heading, a summary line and a legend."""
-    columns = min(COLUMNS, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    label_height = 40
+def _layout_size(count, width, side, heading, legend, fonts):
+    """``(columns, header, pixels, (total_width, total_height))`` of ``count`` panels."""
+    columns = min(COLUMNS, count)
+    rows = math.ceil(count / columns)
     header = 72 + legend.height
     total_width = max(
         2 * MARGIN + columns * width + (columns - 1) * GAP,
         2 * MARGIN + legend.width,
         2 * MARGIN + int(_text_width(heading, fonts["title"])),
     )
-    total_height = header + rows * (label_height + side + GAP) + MARGIN
-    canvas = Image.new("RGB", (total_width, total_height), BACKGROUND)
+    total_height = header + rows * (LABEL_HEIGHT + side + GAP) + MARGIN
+    return columns, header, total_width * total_height, (total_width, total_height)
+
+
+def _layout(count, width, side, heading, summary, legend, fonts):
+    """A canvas for ``count`` panels in rows of up to COLUMNS, under a heading, a summary
+    line and a legend; and ``place(number)``: where panel ``number``'s title goes."""
+    columns, header, _, shape = _layout_size(count, width, side, heading, legend, fonts)
+    canvas = Image.new("RGB", shape, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     draw.text((MARGIN, 14), heading, fill=TEXT, font=fonts["title"])
     draw.text((MARGIN, 38), summary, fill=MUTED_TEXT, font=fonts["small"])
     canvas.paste(legend, (MARGIN, 60))
-    for number, (title, detail, image) in enumerate(panels):
+
+    def place(number):
         row, column = divmod(number, columns)
-        x = MARGIN + column * (width + GAP)
-        y = header + row * (label_height + side + GAP)
-        draw.text((x, y), title, fill=TEXT, font=fonts["label"])
-        draw.text((x, y + 18), detail, fill=MUTED_TEXT, font=fonts["small"])
-        canvas.paste(image, (x + (width - image.width) // 2, y + label_height))
-    return canvas
+        return MARGIN + column * (width + GAP), header + row * (LABEL_HEIGHT + side + GAP)
+
+    return canvas, place
 
 
 # --- signals: the dependency diagram of one output sample ------------------------------
@@ -240,6 +303,10 @@ def signal_picture(layers, *, causal=False, effective=False, kernels=None, absol
     Lines join every sample that reaches the output to the positions its layer's
     kernel uses at that dilation; filled dots reach the output, hollow ones do not.
     With ``effective``, bars under the input show each position's weight on the output.
+
+    Raises ValueError past :data:`MAX_PICTURE_FIELD` positions, a diagram of more than
+    :data:`MAX_PICTURE_PIXELS` pixels (about 100 layers at the widest field) or more
+    than :data:`MAX_DIAGRAM_LINES` lines; nothing is drawn before these checks.
     """
     layers = receptive.as_layers(layers)
     fields = receptive.receptive_fields(layers)
@@ -248,8 +315,6 @@ def signal_picture(layers, *, causal=False, effective=False, kernels=None, absol
     jumps = [1, *receptive.jumps(layers)]
     centre = receptive.output_positions(layers, causal=causal)[-1]
     fonts = _fonts()
-
-    reached, edges = signal_reach(layers, causal=causal)
 
     spacing = max(3, min(36, 1400 // field))
     radius = max(1.0, min(7.0, spacing * 0.3))
@@ -262,6 +327,21 @@ def signal_picture(layers, *, causal=False, effective=False, kernels=None, absol
     padding = " (causal)" if causal else ""
     heading = f"{_describe(layers, one_d=True)}{padding}: inputs reaching one output"
     width = max(width, 2 * MARGIN + int(_text_width(heading, fonts["title"])))
+    if width * height > MAX_PICTURE_PIXELS:
+        raise ValueError(
+            f"a diagram of {len(layers)} layers would be {width}x{height} pixels (at most "
+            f"{MAX_PICTURE_PIXELS // 10**6} megapixels); 'dilcli rf-table --1d' reports it"
+        )
+    lines = diagram_lines(layers, causal=causal)
+    if lines > MAX_DIAGRAM_LINES:
+        raise ValueError(
+            f"a diagram of these layers would draw {lines} lines (at most "
+            f"{MAX_DIAGRAM_LINES}); 'dilcli rf-table --1d' reports it in numbers"
+        )
+    if effective:  # checked before drawing
+        responses = receptive.iter_effective_responses(layers, kernels, ndim=1, absolute=absolute)
+
+    reached, edges = signal_reach(layers, causal=causal)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
 
@@ -309,9 +389,8 @@ def signal_picture(layers, *, causal=False, effective=False, kernels=None, absol
     for position, text in ticks.items():
         draw.text((x_of(position), base), text, fill=MUTED_TEXT, font=fonts["small"], anchor="mt")
     if effective:
-        weights = np.abs(
-            receptive.effective_receptive_field(layers, kernels, ndim=1, absolute=absolute)
-        )
+        ((_, weights),) = responses
+        weights = np.abs(weights)
         peak = weights.max() or 1.0
         floor = base + 18 + bars - 8
         draw.text(
@@ -350,6 +429,21 @@ def signal_reach(layers, *, causal=False):
     return reached, edges
 
 
+def diagram_lines(layers, *, causal=False):
+    """How many lines :func:`signal_reach` finds (one per tap of every reached sample),
+    counted with bit sets, without listing them."""
+    layers = receptive.as_layers(layers)
+    positions = [0, *receptive.output_positions(layers, causal=causal)]
+    steps = receptive.steps(layers)
+    reached, lines = 1 << positions[-1], 0
+    for row in range(len(layers), 0, -1):
+        kernel = layers[row - 1].kernel
+        lines += reached.bit_count() * kernel
+        before = positions[row] - positions[row - 1]
+        reached = receptive._shift_union(reached >> before, steps[row - 1], kernel)
+    return lines
+
+
 # --- shared helpers ----------------------------------------------------------------------
 
 
@@ -384,13 +478,16 @@ def _size(kernel, one_d=False):
 
 
 def _describe(layers, one_d=False):
+    """The stack in words; long lists cut in the middle (the picture's width follows)."""
     kernels = {layer.kernel for layer in layers}
-    dilations = ",".join(str(layer.dilation) for layer in layers)
+    dilations = list_text(layer.dilation for layer in layers)
     if len(kernels) == 1:
         what = f"kernel {layers[0].kernel}" if one_d else f"{_size(layers[0].kernel)} layers"
     else:
-        what = "kernels " + ",".join(str(layer.kernel) for layer in layers)
+        what = "kernels " + list_text(layer.kernel for layer in layers)
     text = f"{what} at dilations {dilations}"
     if any(layer.stride > 1 for layer in layers):
-        text += ", strides " + ",".join(str(layer.stride) for layer in layers)
+        text += ", strides " + list_text(layer.stride for layer in layers)
+    if len(layers) > LISTED:
+        text += f" ({len(layers)} layers)"
     return text

@@ -28,33 +28,52 @@ RF_COLUMNS = (
 RF_HEADERS = {"rf": "RF", "total_params": "total", "hdc_m": "M_i", "hdc": "HDC"}
 
 
+#: Tables longer than this print as plain aligned columns even on a terminal: rich
+#: would hold (and take seconds to lay out) every cell of every row.
+MAX_RICH_ROWS = 1000
+
+
 def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
     """Rows as json/csv/markdown (:func:`dilcli.tables.render_rows`), or for people.
 
     ``display`` formats a row for people (markdown and tables), ``headers`` renames
-    columns in tables. People get a rich table on a terminal, plain aligned columns
-    in a pipe; neither truncates a number to fit.
+    columns in tables. People get a rich table on a terminal (up to
+    :data:`MAX_RICH_ROWS` rows), plain aligned columns in a pipe or for longer tables;
+    neither truncates a number to fit. Text is written a row at a time.
     """
-    from dilcli.tables import render_rows  # json, csv: not needed for people's tables
+    from dilcli.tables import iter_rendered_rows  # json, csv: not needed for people
 
     if fmt in ("json", "csv"):
-        sys.stdout.write(render_rows(rows, columns, fmt))
+        for text in iter_rendered_rows(rows, columns, fmt):
+            sys.stdout.write(text)
         return
-    shown = [display(row) for row in rows] if display else rows
+
+    def shown():
+        return (display(row) for row in rows) if display else iter(rows)
+
     if fmt == "markdown":
         if title:
             print(f"**{title}**\n")
-        sys.stdout.write(render_rows(shown, columns, fmt))
+        for text in iter_rendered_rows(shown(), columns, fmt):
+            sys.stdout.write(text)
         return
-    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in shown]
+
+    def cells():
+        for row in shown():
+            yield ["" if row.get(c) is None else str(row.get(c)) for c in columns]
+
     names = [(headers or {}).get(c, c) for c in columns]
-    if not sys.stdout.isatty():
+    widths = [len(name) for name in names]
+    for line in cells():  # a first pass for the widths: no copy of every cell is kept
+        widths = [max(width, len(cell)) for width, cell in zip(widths, line, strict=True)]
+    if not sys.stdout.isatty() or len(rows) > MAX_RICH_ROWS:
         # A pipe or a file: plain aligned columns, no box drawing, and no rich to
         # import (a third of the command's time).
-        widths = [max(len(n), *(len(line[i]) for line in cells)) for i, n in enumerate(names)]
         if title:
             print(title)
-        for line in (names, ["-" * w for w in widths], *cells):
+        for line in (names, ["-" * w for w in widths]):
+            print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
+        for line in cells():
             print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
         return
     from rich import box
@@ -64,10 +83,10 @@ def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
-    for line in cells:
+    for line in cells():
         table.add_row(*line)
     # Never truncate a number to fit a narrow terminal: let long lines wrap instead.
-    needed = sum(max(len(n), *(len(line[i]) for line in cells)) + 2 for i, n in enumerate(names))
+    needed = sum(width + 2 for width in widths)
     console = Console(highlight=False)
     if needed > console.width:
         console = Console(highlight=False, width=needed)
@@ -102,16 +121,31 @@ def columns_for(rows, channels, fmt):
     return tuple(columns)
 
 
+#: Longest list of per-layer values written out in titles; longer ones are cut.
+LISTED = 12
+
+
+def list_text(values, most=LISTED):
+    """``1,2,4,8``; past ``most`` values the first and last few around ``...``."""
+    values = [str(value) for value in values]
+    if len(values) > most:
+        values = [*values[: most - 4], "...", *values[-3:]]
+    return ",".join(values)
+
+
 def stack_title(layers, ndim):
+    """The stack in words: kernel size, dilations (long lists cut), strides."""
     kernels = sorted({layer.kernel for layer in layers})
     size = (
         "x".join([str(kernels[0])] * ndim)
         if len(kernels) == 1
-        else "kernels " + ",".join(str(x.kernel) for x in layers)
+        else "kernels " + list_text(x.kernel for x in layers)
     )
-    title = f"{size} at dilations {','.join(str(x.dilation) for x in layers)}"
+    title = f"{size} at dilations {list_text(x.dilation for x in layers)}"
     if any(layer.stride > 1 for layer in layers):
-        title += f", strides {','.join(str(x.stride) for x in layers)}"
+        title += f", strides {list_text(x.stride for x in layers)}"
+    if len(layers) > LISTED:
+        title += f" ({len(layers)} layers)"
     return title
 
 
@@ -148,10 +182,14 @@ def hole_report(layers, rows, ndim):
     kernels = [layer.kernel for layer in layers]
     strides = [layer.stride for layer in layers]
     found = receptive.hole_free_schedules(kernels, field, strides=strides, count=1, effort=20_000)
+    try:  # a field just past this one may pass receptive.MAX_FIELD: then no suggestion
+        better = (
+            found
+            and receptive.receptive_fields(receptive.make_stack(found[0], kernels, strides))[-1]
+        )
+    except ValueError:
+        return
     if found:
-        better = receptive.layer_stats(receptive.make_stack(found[0], kernels, strides), ndim=ndim)[
-            -1
-        ]["rf"]
         better_size = f"{better}x{better}" if ndim == 2 else str(better)
         yield (
             (

@@ -54,25 +54,8 @@ def kernel_table(kernels):
 
 def render_rows(rows, columns, fmt, *, title=None):
     """``rows`` (dicts) as a rich table on stdout, or as json/csv/markdown text."""
-    if fmt == "json":
-        import json
-
-        return json.dumps(rows, indent=2) + "\n"
-    if fmt == "csv":
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.DictWriter(
-            buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-        return "\n".join(lines) + "\n"
+    if fmt in ("json", "csv", "markdown"):
+        return "".join(iter_rendered_rows(rows, columns, fmt))
     from rich.console import Console
     from rich.table import Table
 
@@ -83,6 +66,68 @@ def render_rows(rows, columns, fmt, *, title=None):
         table.add_row(*(_cell(row.get(c)) for c in columns))
     Console().print(table)
     return ""
+
+
+def iter_rendered_rows(rows, columns, fmt):
+    """:func:`render_rows` text for json, csv or markdown, a row at a time: memory for
+    one row, not for the whole text (the same text, joined)."""
+    if fmt == "json":
+        # json.dumps(rows, indent=2) builds the whole text from millions of pieces in
+        # pure Python: each row alone, indented, gives the same text.
+        first = True
+        for row in rows:
+            yield ("[\n  " if first else ",\n  ") + _json_row(row)
+            first = False
+        yield "[]\n" if first else "\n]\n"
+    elif fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            if buffer.tell() > 1 << 16:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+    elif fmt == "markdown":
+        yield "| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns) + "\n"
+        for row in rows:
+            yield "| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n"
+    else:
+        raise ValueError(f"no text format {fmt!r}: json, csv or markdown")
+
+
+def _json_row(row):
+    """``json.dumps(row, indent=2)`` indented one level more; flat rows of str keys and
+    plain values (most rows) without json's pure-Python indenting encoder."""
+    import json
+
+    items = []
+    if type(row) is dict:
+        for key, value in row.items():
+            kind = type(value)
+            if type(key) is not str:
+                break
+            if kind is str:
+                text = json.encoder.encode_basestring_ascii(value)
+            elif kind is int:
+                text = int.__repr__(value)
+            elif kind is float and value - value == 0:  # finite
+                text = float.__repr__(value)
+            elif value is None or kind is bool:
+                text = json.dumps(value)
+            else:
+                break
+            items.append(f"{json.encoder.encode_basestring_ascii(key)}: {text}")
+        else:
+            return "{\n    " + ",\n    ".join(items) + "\n  }" if items else "{}"
+    return json.dumps(row, indent=2).replace("\n", "\n  ")
 
 
 def _cell(value):
