@@ -3,12 +3,14 @@
  *
  *   out[i, j, c] = sum_t w_t * x_ext[i + a_t*d0 - o0, j + b_t*d1 - o1, c]
  *
- * x_ext is x extended by the boundary rule, computed per position (boundary_index). Work items are (row, chunk of columns), the chunks cut so that
- * border columns are chunks of their own; items run on OpenMP
- * threads with the GIL released. Within an item, each tap's source is a pointer
- * straight into x when its columns are a plain run of the input (the interior),
- * and a small gathered copy only at the borders. Outputs are accumulated in tiles
- * that stay in registers, so each output is written once.
+ * x_ext is x extended by the boundary rule, computed per position (boundary_index).
+ * Work items are (row, chunk of columns), the chunks cut so that border columns are
+ * chunks of their own; items run on OpenMP threads with the GIL released. Within an
+ * item, each tap's source is a pointer straight into x when its columns are a plain
+ * run of the input (the interior), and a small gathered copy only at the borders.
+ * Outputs are accumulated in tiles that stay in registers, so each output is written
+ * once per group of taps: the taps whose gathered copies fit SCRATCH_VALUES (all of
+ * them for any ordinary kernel), so memory never grows with taps x samples.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,6 +39,10 @@ typedef struct {
     const int64_t *starts; /* column chunks: [starts[k], starts[k + 1]) */
     Py_ssize_t nchunks;
 } job_t;
+
+/* Values of gathered (border) sources a thread holds at once: 2 MiB of doubles. Taps
+ * beyond what fits run in further groups, so memory is independent of the kernel. */
+#define SCRATCH_VALUES ((Py_ssize_t)1 << 18)
 
 /* Tiles of 8 vectors of 32 bytes: GCC vector extensions keep the accumulators in
  * registers across the loop over taps (a plain array would be kept in memory). */
@@ -76,13 +82,15 @@ static inline Py_ssize_t boundary_index(Py_ssize_t p, Py_ssize_t n, int boundary
     typedef T NAME##_uvec __attribute__((vector_size(32), aligned(sizeof(T))));       \
     enum { NAME##_LANES = 32 / sizeof(T), NAME##_TILE = 8 * (32 / sizeof(T)) };       \
     FAST_CLONES static void NAME##_tiles(T *dst, const T *const *src, const T *w,    \
-                                         Py_ssize_t ntaps, Py_ssize_t n) {           \
+                                         Py_ssize_t ntaps, Py_ssize_t n, int add) {  \
         const Py_ssize_t L = NAME##_LANES;                                            \
         Py_ssize_t k0 = 0;                                                            \
         for (; k0 + NAME##_TILE <= n; k0 += NAME##_TILE) {                            \
             NAME##_vec a[8];                                                          \
             const T *s = src[0] + k0;                                                 \
             for (int v = 0; v < 8; v++) a[v] = w[0] * *(const NAME##_uvec *)(s + v * L); \
+            if (add)                                                                  \
+                for (int v = 0; v < 8; v++) a[v] += *(const NAME##_uvec *)(dst + k0 + v * L); \
             for (Py_ssize_t t = 1; t < ntaps; t++) {                                  \
                 const T *st = src[t] + k0;                                            \
                 const T wt = w[t];                                                    \
@@ -92,13 +100,14 @@ static inline Py_ssize_t boundary_index(Py_ssize_t p, Py_ssize_t n, int boundary
         }                                                                             \
         for (Py_ssize_t k = k0; k < n; k++) {                                         \
             T acc = w[0] * src[0][k];                                                 \
+            if (add) acc += dst[k];                                                   \
             for (Py_ssize_t t = 1; t < ntaps; t++) acc += w[t] * src[t][k];           \
             dst[k] = acc;                                                             \
         }                                                                             \
     }                                                                                 \
                                                                                       \
     static void NAME##_item(const job_t *job, Py_ssize_t item, T *scratch,            \
-                            const T **src, T *w) {                                    \
+                            const T **src, T *w, Py_ssize_t group) {                  \
         const Py_ssize_t C = job->C, W = job->W;                                      \
         const Py_ssize_t i = item / job->nchunks;                                     \
         const Py_ssize_t j0 = job->starts[item % job->nchunks];                       \
@@ -106,28 +115,35 @@ static inline Py_ssize_t boundary_index(Py_ssize_t p, Py_ssize_t n, int boundary
         const Py_ssize_t cols = j1 - j0, n = cols * C;                                \
         const T *x = (const T *)job->x;                                               \
         T *out = (T *)job->out + (i * job->Wo + j0) * C;                              \
-        for (Py_ssize_t t = 0; t < job->ntaps; t++) {                                 \
-            const Py_ssize_t r =                                                      \
-                boundary_index(i + job->ta[t] * job->d0 - job->o0, job->H, job->boundary); \
-            const Py_ssize_t p0 = j0 + job->tb[t] * job->d1 - job->o1;                \
-            w[t] = (T)job->tw[t];                                                     \
-            if (r >= 0 && p0 >= 0 && p0 + cols <= W) {                                \
-                /* columns inside the input: read it where it lies */                 \
-                src[t] = x + (r * W + p0) * C;                                        \
-                continue;                                                             \
-            }                                                                         \
-            T *buffer = scratch + t * n;                                              \
-            for (Py_ssize_t q = 0; q < cols; q++) {                                   \
-                const Py_ssize_t col = boundary_index(p0 + q, W, job->boundary);      \
-                if (r < 0 || col < 0) {                                               \
-                    for (Py_ssize_t c = 0; c < C; c++) buffer[q * C + c] = (T)job->cval; \
-                } else {                                                              \
-                    memcpy(buffer + q * C, x + (r * W + col) * C, C * sizeof(T));     \
+        /* Taps in groups that fit the scratch; later groups add to the outputs. */   \
+        for (Py_ssize_t t0 = 0; t0 < job->ntaps; t0 += group) {                       \
+            const Py_ssize_t g = job->ntaps - t0 < group ? job->ntaps - t0 : group;   \
+            for (Py_ssize_t u = 0; u < g; u++) {                                      \
+                const Py_ssize_t t = t0 + u;                                          \
+                const Py_ssize_t r =                                                  \
+                    boundary_index(i + job->ta[t] * job->d0 - job->o0, job->H,        \
+                                   job->boundary);                                    \
+                const Py_ssize_t p0 = j0 + job->tb[t] * job->d1 - job->o1;            \
+                w[u] = (T)job->tw[t];                                                 \
+                if (r >= 0 && p0 >= 0 && p0 + cols <= W) {                            \
+                    /* columns inside the input: read it where it lies */             \
+                    src[u] = x + (r * W + p0) * C;                                    \
+                    continue;                                                         \
                 }                                                                     \
+                T *buffer = scratch + u * n;                                          \
+                for (Py_ssize_t q = 0; q < cols; q++) {                               \
+                    const Py_ssize_t col = boundary_index(p0 + q, W, job->boundary);  \
+                    if (r < 0 || col < 0) {                                           \
+                        for (Py_ssize_t c = 0; c < C; c++)                            \
+                            buffer[q * C + c] = (T)job->cval;                         \
+                    } else {                                                          \
+                        memcpy(buffer + q * C, x + (r * W + col) * C, C * sizeof(T)); \
+                    }                                                                 \
+                }                                                                     \
+                src[u] = buffer;                                                      \
             }                                                                         \
-            src[t] = buffer;                                                          \
+            NAME##_tiles(out, src, w, g, n, t0 > 0);                                  \
         }                                                                             \
-        NAME##_tiles(out, src, w, job->ntaps, n);                                     \
     }
 
 DEFINE_ENGINE(float, f32)
@@ -138,14 +154,20 @@ static int run(const job_t *job, int is_double, int threads) {
     const size_t item_size = is_double ? sizeof(double) : sizeof(float);
     Py_ssize_t widest = 0;
     for (Py_ssize_t k = 0; k < job->nchunks; k++)
-        if (job->starts[k + 1] - job->starts[k] > widest) widest = job->starts[k + 1] - job->starts[k];
-    const size_t values = (size_t)job->ntaps * (size_t)(widest * job->C);
+        if (job->starts[k + 1] - job->starts[k] > widest)
+            widest = job->starts[k + 1] - job->starts[k];
+    /* Scratch for at most SCRATCH_VALUES gathered values (and at least one tap). */
+    const Py_ssize_t width = widest * job->C > 0 ? widest * job->C : 1;
+    Py_ssize_t group = SCRATCH_VALUES / width;
+    if (group < 1) group = 1;
+    if (group > job->ntaps) group = job->ntaps;
+    const size_t values = (size_t)group * (size_t)width;
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1 && items > 1)
     {
         void *scratch = malloc(values * item_size);
-        const void **src = malloc(sizeof(void *) * (size_t)job->ntaps);
-        void *w = malloc(item_size * (size_t)job->ntaps);
+        const void **src = malloc(sizeof(void *) * (size_t)group);
+        void *w = malloc(item_size * (size_t)group);
         const int ready = scratch && src && w;
         if (!ready) {
 #pragma omp atomic write
@@ -156,9 +178,9 @@ static int run(const job_t *job, int is_double, int threads) {
         for (Py_ssize_t item = 0; item < items; item++) {
             if (!ready) continue;
             if (is_double)
-                f64_item(job, item, (double *)scratch, (const double **)src, (double *)w);
+                f64_item(job, item, (double *)scratch, (const double **)src, (double *)w, group);
             else
-                f32_item(job, item, (float *)scratch, (const float **)src, (float *)w);
+                f32_item(job, item, (float *)scratch, (const float **)src, (float *)w, group);
         }
         free(scratch);
         free((void *)src);

@@ -219,10 +219,14 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
         out.fill(0)
         return
     # Border columns (whose windows leave the image) get chunks of their own, so
-    # interior chunks read the input in place and only the borders are gathered.
+    # interior chunks read the input in place and only the borders are gathered. Every
+    # chunk is at most CHUNK_VALUES wide: the engine's scratch for gathered border
+    # values is sized by the widest chunk (a short signal under a wide kernel is all
+    # border).
     lo, hi = _inside(o1, x.shape[1], (k1 - 1) * d1 + 1, out.shape[1])
     step = max(1, CHUNK_VALUES // x.shape[2])
-    starts = sorted({0, lo, hi, out.shape[1], *range(lo, hi, step)})
+    pieces = (range(0, lo, step), range(lo, hi, step), range(hi, out.shape[1], step))
+    starts = sorted({0, lo, hi, out.shape[1]}.union(*pieces))
     _cengine.correlate(
         x,
         out,
@@ -341,31 +345,35 @@ def _block(context, r0, r1, c0, c1, inside):
     x, p, (d0, d1), (o0, o1), span1, boundary, cval, out = context
     target = out[r0:r1, c0:c1]
     src_cols = (c0 - o1, c1 - o1 + span1 - 1)
-    sources = {}
+    last = [None, None]  # the latest source: taps of one kernel row share it
 
     def source(a):
-        """Input rows ``r + a*d0 - o0`` for the block's rows, with their columns."""
-        if a not in sources:
+        """Input rows ``r + a*d0 - o0`` for the block's rows, with their columns.
+
+        Only the latest is kept: a kernel of many rows (a long 1-D kernel is one
+        column) must not hold a gathered copy per tap at once.
+        """
+        if last[0] != a:
             rows = (r0 + a * d0 - o0, r1 + a * d0 - o0)
             if inside:
-                sources[a] = x[rows[0] : rows[1], src_cols[0] : src_cols[1]]
+                last[:] = a, x[rows[0] : rows[1], src_cols[0] : src_cols[1]]
             else:
-                sources[a] = _gather(x, rows, src_cols, boundary, cval)
-        return sources[a]
+                last[:] = a, _gather(x, rows, src_cols, boundary, cval)
+        return last[1]
 
     width = c1 - c0
     scratch = _scratch("product", target.shape, out.dtype)
     if p.taps:
         _weighted_sum(
             target,
-            [(source(a)[:, b * d1 : b * d1 + width], w) for a, b, w in p.taps],
+            [(lambda a=a, b=b: source(a)[:, b * d1 : b * d1 + width], w) for a, b, w in p.taps],
             scratch,
         )
         return
     wide = (r1 - r0, src_cols[1] - src_cols[0], x.shape[2])
     vertical = _scratch("vertical", wide, out.dtype)
     wide_scratch = _scratch("wide", wide, out.dtype)
-    _weighted_sum(vertical, [(source(a), w) for a, w in p.column], wide_scratch)
+    _weighted_sum(vertical, [(lambda a=a: source(a), w) for a, w in p.column], wide_scratch)
     _weighted_sum(target, [(vertical[:, b * d1 : b * d1 + width], w) for b, w in p.row], scratch)
     if p.scale != 1:
         target *= target.dtype.type(p.scale)
@@ -414,8 +422,12 @@ def _gather(x, rows, cols, boundary, cval):
 
 
 def _weighted_sum(out, terms, scratch):
-    """``out = sum(w * view)`` with as few passes as possible: ±1 weights are adds."""
-    ordered = sorted(terms, key=lambda t: abs(t[1]) != 1)
+    """``out = sum(w * view)`` with as few passes as possible: ±1 weights are adds.
+
+    A view may be given as a function returning it, called only when its term is
+    added, so gathered sources need not all exist at once.
+    """
+    ordered = [(_view(v), w) if i < 2 else (v, w) for i, (v, w) in enumerate(_by_weight(terms))]
     dtype = out.dtype.type
     first, weight = ordered[0]
     rest = ordered[1:]
@@ -438,6 +450,7 @@ def _weighted_sum(out, terms, scratch):
     else:
         np.multiply(first, dtype(weight), out=out)
     for view, weight in rest:
+        view = _view(view)
         if weight == 1:
             np.add(out, view, out=out)
         elif weight == -1:
@@ -445,3 +458,13 @@ def _weighted_sum(out, terms, scratch):
         else:
             np.multiply(view, dtype(weight), out=scratch)
             np.add(out, scratch, out=out)
+
+
+def _by_weight(terms):
+    # Stable: terms of one kernel row stay together, so each source is gathered once
+    # per weight class.
+    return sorted(terms, key=lambda t: abs(t[1]) != 1)
+
+
+def _view(term):
+    return term() if callable(term) else term
