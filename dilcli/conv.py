@@ -20,6 +20,13 @@ from dilcli._engine import boundary_indices
 
 MODES = ("same", "valid", "full", "causal")
 BOUNDARIES = ("reflect", "mirror", "nearest", "wrap", "constant")
+# The largest dilation: 2**31 - 1, the int32 range that PyTorch and cuDNN use too. With
+# it, positions ``i + t*d - o`` stay far inside int64 for any kernel that fits in
+# memory, so the engines can never overflow; larger values raise ValueError.
+MAX_DILATION = 2**31 - 1
+# Mode 'full' grows the output by the dilated span on each axis: it may add at most
+# this many bytes beyond the input's size (a small input must not cost gigabytes).
+MAX_FULL_GROWTH_BYTES = 1 << 30
 
 
 def dilated_correlate(
@@ -42,13 +49,15 @@ def dilated_correlate(
     kernel : array_like
         1-D or 2-D weights, any (odd or even) length per axis.
     dilation : int or tuple of int
-        Spacing between kernel taps, >= 1; one value, or one per spatial axis.
+        Spacing between kernel taps, 1 to ``MAX_DILATION`` (2**31 - 1); one value, or
+        one per spatial axis.
     mode : {'same', 'valid', 'full', 'causal'}
         Output size. ``same`` keeps the input size and centres the kernel, with the
         extra sample of an even span on the right (PyTorch's ``padding='same'``);
         ``valid`` uses only positions where the dilated kernel fits;
-        ``full`` returns every position it overlaps; ``causal`` (1-D only) makes
-        ``y[i]`` depend on ``x[<= i]`` alone.
+        ``full`` returns every position it overlaps (refused when that adds more than
+        ``MAX_FULL_GROWTH_BYTES``, 1 GiB, to the input's size); ``causal`` (1-D only)
+        makes ``y[i]`` depend on ``x[<= i]`` alone.
     boundary : {'reflect', 'mirror', 'nearest', 'wrap', 'constant'}, optional
         How ``x`` is extended, as in scipy.ndimage: ``reflect`` (d c b a | a b c d),
         ``mirror`` (d c b | a b c d), ``nearest``, ``wrap``, ``constant`` (``cval``).
@@ -94,6 +103,7 @@ def dilated_correlate(
 
     geometry = [axis_geometry(n, k, d, mode) for n, k, d in zip(x.shape, kernel.shape, dilations)]
     out_shape = tuple(size for _, _, size in geometry) + x.shape[spatial:]
+    _check_growth(x, out_shape, dtype)
     # The engine works on (rows, columns, channels): a 1-D signal is one column.
     if spatial == 1:
         x3 = x.reshape(x.shape[0], 1, -1)
@@ -122,7 +132,14 @@ def apply_kernel(x, kernel, dilation=1, **options):
 
 def normalize_dilation(dilation, ndim):
     """One positive int per spatial axis, from an int or a sequence."""
-    values = tuple(np.atleast_1d(np.asarray(dilation)).tolist())
+    # Element by element: numpy would turn (1, np.uint64(2**63)) into floats.
+    if isinstance(dilation, np.ndarray):
+        values = tuple(dilation.ravel().tolist())
+    elif isinstance(dilation, (list, tuple)):
+        values = tuple(dilation)
+    else:
+        values = (dilation,)
+    values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
     if len(values) == 1:
         values = values * ndim
     if len(values) != ndim:
@@ -130,7 +147,26 @@ def normalize_dilation(dilation, ndim):
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"dilation must be a positive integer, got {value!r}")
+        if value > MAX_DILATION:
+            raise ValueError(
+                f"dilation must be at most 2**31 - 1 = {MAX_DILATION:,}, got {value:,}"
+            )
     return values
+
+
+def _check_growth(x, out_shape, dtype):
+    """Refuse an output that adds more than MAX_FULL_GROWTH_BYTES to the input's size."""
+    out_values = 1
+    for size in out_shape:
+        out_values *= size
+    grown = (out_values - x.size) * dtype.itemsize
+    if grown > MAX_FULL_GROWTH_BYTES:
+        shape = "x".join(map(str, out_shape))
+        raise ValueError(
+            f"the output would be {shape} values, {grown:,} bytes more than the input, over "
+            f"the limit of {MAX_FULL_GROWTH_BYTES:,} (the dilated kernel is too wide for "
+            "mode 'full')"
+        )
 
 
 def axis_geometry(n, k, d, mode):
