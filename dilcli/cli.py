@@ -79,7 +79,11 @@ def _int_list_callback(name, minimum=1):
 
 
 def load_kernel_option(spec, ndim=2):
-    """A named kernel, weights as text, or a .npy/.csv/.txt file; usage error if bad."""
+    """A named kernel, weights as text, or a .npy/.csv/.txt file; usage error if bad.
+
+    Custom kernels are limited to ``dilcli.kernels.MAX_KERNEL_TAPS`` taps (text files
+    to ``MAX_KERNEL_TEXT_BYTES``), checked before the weights are allocated.
+    """
     from dilcli import kernels
 
     try:
@@ -91,7 +95,8 @@ def load_kernel_option(spec, ndim=2):
             raise ValueError(f"no such kernel file: {spec}")
         return kernels.resolve_kernel(spec, ndim=ndim)
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="'-k' / '--kernel'") from None
+        reason = " ".join(str(error).split())
+        raise click.BadParameter(reason, param_hint="'-k' / '--kernel'") from None
 
 
 def _apply(decorators):
@@ -655,25 +660,34 @@ def context(
 
 
 def _load_context_weights(path, *, truncate):
-    """The layers of a weights .npz file; a usage error naming the file if it is bad."""
-    import zipfile
+    """The layers of a weights .npz file; a usage error naming the file if it is bad.
 
-    import numpy as np
-
-    from dilcli.context import stack_from_arrays
+    Read by :func:`dilcli.arrays.read_npz` within the limits of :mod:`dilcli.context`
+    (``MAX_WEIGHTS_BYTES`` decompressed, ``MAX_WEIGHTS_LAYERS``,
+    ``MAX_WEIGHTS_KERNEL_SIDE``), checked from the zip directory and each array's
+    header before anything is decompressed.
+    """
+    from dilcli import arrays
+    from dilcli.context import (
+        MAX_WEIGHTS_BYTES,
+        MAX_WEIGHTS_LAYERS,
+        check_weights_header,
+        stack_from_arrays,
+    )
 
     try:
-        with open(path, "rb") as handle:
-            if handle.read(4) != b"PK\x03\x04":
-                raise ValueError("not a .npz archive of named arrays (save it with numpy.savez)")
-        with np.load(path, allow_pickle=False) as archive:
-            try:
-                arrays = {name: archive[name] for name in archive.files}
-            except ValueError:  # numpy's message suggests allow_pickle: never here
-                raise ValueError("holds Python objects, not numbers") from None
-        return stack_from_arrays(arrays, truncate=truncate)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        reason = " ".join(str(error).split())
+        named = arrays.read_npz(
+            path,
+            max_total_bytes=MAX_WEIGHTS_BYTES,
+            max_members=2 * MAX_WEIGHTS_LAYERS + 1,
+            check=check_weights_header,
+        )
+        return stack_from_arrays(named, truncate=truncate)
+    except (OSError, ValueError, MemoryError) as error:
+        reason = "not enough memory" if isinstance(error, MemoryError) else str(error)
+        if isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        reason = " ".join(reason.split())
         raise click.BadParameter(f"{path}: {reason}", param_hint="'--weights'") from None
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dilcli.conv import axis_geometry, dilated_correlate, extend
+from dilcli.conv import MAX_DILATION, axis_geometry, dilated_correlate, extend
 from dilcli.kernels import B3SPLINE
 
 # Table 1 of the paper: dilation and kernel size per layer, and the large module's
@@ -39,6 +39,14 @@ LARGE_NOISE = 1e-3
 RANDOM_KERNEL_SCALE = 0.1
 # Output rows are mixed in strips whose temporaries stay small (and in cache).
 _STRIP_BYTES = 1 << 21
+# Limits on trained weights (stack_from_arrays; ``dilcli context --weights`` checks them
+# from each array's header, before anything is decompressed): the arrays together at
+# most MAX_WEIGHTS_BYTES (256 MiB) decompressed; at most MAX_WEIGHTS_LAYERS layers; a
+# kernel side of at most MAX_WEIGHTS_KERNEL_SIDE (the largest published large-kernel
+# CNNs use 31 to 51); dilations up to dilcli.conv.MAX_DILATION.
+MAX_WEIGHTS_BYTES = 1 << 28
+MAX_WEIGHTS_LAYERS = 256
+MAX_WEIGHTS_KERNEL_SIDE = 64
 
 
 class ChannelError(ValueError):
@@ -367,9 +375,13 @@ def stack_from_arrays(arrays, *, truncate=True):
     ``dilations`` (one int per layer), ``weight_0 ... weight_{L-1}`` shaped
     ``(C_out, C_in, k, k)`` and optional ``bias_0 ...`` shaped ``(C_out,)``. With
     ``truncate``, a ReLU follows every layer but the last. Any other name is refused,
-    so a mistyped array is not silently ignored.
+    so a mistyped array is not silently ignored. The limits (``MAX_WEIGHTS_*`` above)
+    are checked by :func:`check_weights_header` on each array.
     """
     arrays = dict(arrays)
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        check_weights_header(name, array.shape, array.dtype)
     if "dilations" not in arrays:
         raise ValueError("weights need an array 'dilations' (one int per layer)")
     dilations = np.asarray(arrays["dilations"])
@@ -378,6 +390,12 @@ def stack_from_arrays(arrays, *, truncate=True):
             f"'dilations' must be a 1-D array of integers, got {dilations.dtype} {dilations.shape}"
         )
     count = dilations.size
+    too_large = dilations[dilations > MAX_DILATION]
+    if too_large.size:
+        raise ValueError(
+            f"'dilations' holds {int(too_large[0]):,}; a dilation must be at most 2**31 - 1 "
+            f"= {MAX_DILATION:,}"
+        )
     expected = (
         {"dilations"} | {f"weight_{i}" for i in range(count)} | {f"bias_{i}" for i in range(count)}
     )
@@ -406,6 +424,29 @@ def stack_from_arrays(arrays, *, truncate=True):
             )
         layers.append(layer)
     return layers
+
+
+def check_weights_header(name, shape, dtype):
+    """The limits of one array of a weights file, from its name, shape and dtype alone.
+
+    Raises ValueError naming the array and the limit; called on each ``.npz`` member's
+    header before its data is read, and by :func:`stack_from_arrays`.
+    """
+    if dtype.hasobject:
+        return  # the reader refuses it: Python objects are never unpickled
+    if dtype.kind not in "biuf" or dtype.fields:
+        raise ValueError(f"'{name}' holds {dtype} values, not real numbers")
+    if name == "dilations" and len(shape) == 1 and shape[0] > MAX_WEIGHTS_LAYERS:
+        raise ValueError(
+            f"'dilations' lists {shape[0]:,} layers, over the limit of {MAX_WEIGHTS_LAYERS}"
+        )
+    if name.startswith("weight_") and len(shape) == 4:
+        side = max(shape[2], shape[3])
+        if side > MAX_WEIGHTS_KERNEL_SIDE:
+            raise ValueError(
+                f"'{name}' has {shape[2]}x{shape[3]} kernels, over the limit of "
+                f"{MAX_WEIGHTS_KERNEL_SIDE} taps a side"
+            )
 
 
 def starlet_layers(levels):

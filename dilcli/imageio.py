@@ -256,38 +256,35 @@ def _npy_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
 
 
 def _load_npy(path, max_pixels, allow_truncated):
-    fmt = np.lib.format
+    """An .npy image through :func:`dilcli.arrays.read_npy`: shape and pixels checked
+    from the header, before anything is allocated; a short file is padded only with
+    ``allow_truncated`` (and only up to its own size, or 1 MB)."""
+    from dilcli import arrays
+
     notes = []
-    with open(path, "rb") as handle:
-        try:
-            version = fmt.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran_order, dtype = fmt.read_array_header_1_0(handle)
-            else:
-                shape, fortran_order, dtype = fmt.read_array_header_2_0(handle)
-        except Exception as error:  # numpy parses the header with ast/tokenize: many types
-            raise ImageError(f"damaged .npy header: {_reason(error)}") from None
+
+    def check(shape, dtype):
         if len(shape) not in (2, 3) or dtype.kind not in "biuf" or dtype.fields or 0 in shape:
             raise ImageError(
                 f"expected a non-empty real (H, W) or (H, W, C) array, got {dtype} {shape}"
             )
         _check_pixels(shape[1], shape[0], max_pixels, shape[2] if len(shape) == 3 else 1)
-        count = int(np.prod(shape, dtype=object))
-        available = (os.fstat(handle.fileno()).st_size - handle.tell()) // dtype.itemsize
-        if available < count:
-            promised = f"the header promises {count * dtype.itemsize:,} bytes of {dtype} {shape}"
-            holds = f"the file holds {available * dtype.itemsize:,}"
-            if not allow_truncated:
-                raise ImageError(f"truncated .npy: {promised}, {holds}{TRUNCATED_HINT}")
-            if count - available > max(available, _PAD_LIMIT // dtype.itemsize):
-                raise ImageError(f"truncated .npy: {promised}, {holds}; {_NOT_PADDED}")
-            notes.append(f"truncated .npy ({promised}, {holds}): missing values are 0")
-        flat = np.zeros(count, dtype)
-        values = np.fromfile(handle, dtype=dtype, count=min(count, available))
-        flat[: len(values)] = values
-    array = flat.reshape(shape, order="F" if fortran_order else "C")
+
+    def truncated(message, promised, held):
+        if not allow_truncated:
+            raise ImageError(message + TRUNCATED_HINT)
+        if promised - held > max(held, _PAD_LIMIT):
+            raise ImageError(f"{message}; {_NOT_PADDED}")
+        notes.append(f"{message}: missing values are 0")
+
+    try:
+        array = arrays.read_npy(path, check=check, on_truncated=truncated)
+    except arrays.ArrayError as error:
+        raise ImageError(str(error)) from None
+    except MemoryError:
+        raise ImageError("not enough memory to decode") from None
     with np.errstate(over="ignore"):  # float64 beyond float32's range: Inf, then 0 below
-        data = array.astype(np.float32)
+        data = np.ascontiguousarray(array, dtype=np.float32)
     return LoadedImage(_finite(data, notes), None, 32, tuple(notes))
 
 
@@ -335,8 +332,9 @@ def _tiff_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
             if index >= count:
                 raise ImageError(f"has no frame {index} (it has {count})")
             page = _guarded(lambda index=index: tif.pages[index].aspage(), "TIFF")
-            _check_pixels(page.imagewidth, page.imagelength, max_pixels, page.samplesperpixel)
-            if page.imagedepth > 1:
+            width, height, samples, depth = _tiff_sizes(page)
+            _check_pixels(width, height, max_pixels, samples)
+            if depth > 1:
                 raise ImageError("volumetric TIFF pages (ImageDepth > 1) are not supported")
             notes = []
             try:
@@ -350,6 +348,23 @@ def _tiff_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
                 array = _padded_tiff_page(path, index, page, reason)
                 notes.append(f"{reason}; decoded what could be read, the rest is 0")
             yield _from_tiff_array(array, page, notes)
+
+
+def _tiff_sizes(page):
+    """Width, height, samples per pixel and depth of a TIFF page, each checked to be a
+    number: a damaged tag (a count of 0, or several values) gives tifffile a tuple."""
+    sizes = []
+    for name, tag in (
+        ("imagewidth", "ImageWidth"),
+        ("imagelength", "ImageLength"),
+        ("samplesperpixel", "SamplesPerPixel"),
+        ("imagedepth", "ImageDepth"),
+    ):
+        value = _guarded(lambda name=name: getattr(page, name), "TIFF")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ImageError(f"damaged TIFF file: its {tag} tag is {value!r}, not a size")
+        sizes.append(int(value))
+    return sizes
 
 
 def _padded_tiff_page(path, index, page, reason):
@@ -712,8 +727,22 @@ def load_kernel_file(path, ndim=2):
     """A custom kernel from a ``.npy`` array or a ``.csv``/``.txt`` text file.
 
     The kernel is named after the file's stem, so outputs say which kernel made them.
+    Limits (:mod:`dilcli.kernels`): at most ``MAX_KERNEL_TAPS`` taps, checked from an
+    ``.npy`` header before anything is allocated; text files of at most
+    ``MAX_KERNEL_TEXT_BYTES``, checked before they are read.
     """
-    from dilcli.kernels import kernel_from_array, parse_kernel_text
+    from dilcli import arrays
+    from dilcli.kernels import (
+        MAX_KERNEL_TEXT_BYTES,
+        check_kernel_taps,
+        kernel_from_array,
+        parse_kernel_text,
+    )
+
+    def check(shape, dtype):
+        if not dtype.hasobject and (dtype.kind not in "biuf" or dtype.fields):
+            raise ValueError(f"holds {dtype} values, not real numbers")
+        check_kernel_taps(shape)
 
     path = Path(path)
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem) or "custom"
@@ -722,19 +751,23 @@ def load_kernel_file(path, ndim=2):
             with open(path, "rb") as handle:
                 if handle.read(6) != b"\x93NUMPY":
                     raise ValueError(f"kernel file {path} is not a .npy array")
-            try:
-                weights = np.load(path, allow_pickle=False)
-            except ValueError:  # numpy's message suggests allow_pickle: never here
-                raise ValueError(f"kernel file {path} holds Python objects, not numbers") from None
-            kernel = kernel_from_array(weights, ndim=ndim)
+            kernel = kernel_from_array(arrays.read_npy(path, check=check), ndim=ndim)
         else:
+            size = os.stat(path).st_size
+            if size > MAX_KERNEL_TEXT_BYTES:
+                raise ValueError(
+                    f"{size:,} bytes, over the limit of {MAX_KERNEL_TEXT_BYTES:,} bytes for a "
+                    "text kernel (save a larger kernel as .npy)"
+                )
             kernel = parse_kernel_text(path.read_text(encoding="utf-8"), ndim=ndim)
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise ValueError(f"cannot read kernel file {path}: {_reason(error)}") from None
+    except MemoryError:
+        raise ValueError(f"kernel file {path}: not enough memory to read it") from None
     except ValueError as error:
         if str(path) in str(error):
             raise
-        raise ValueError(f"kernel file {path}: {error}") from None
+        raise ValueError(f"kernel file {path}: {_reason(error)}") from None
     return type(kernel)(name, kernel.parts, kernel.description)
 
 

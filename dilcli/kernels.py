@@ -6,7 +6,16 @@ gradient magnitude (``sobel``, ``scharr``, ``prewitt``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Limits on custom kernels (files, and weights given as text), checked before anything
+# the size of the kernel is allocated: at most MAX_KERNEL_TAPS weights per kernel
+# (1-D or 2-D: 65,536 taps, e.g. 256x256; dilated kernels have a handful), and text of
+# at most MAX_KERNEL_TEXT_BYTES (that many taps at up to 64 characters each).
+MAX_KERNEL_TAPS = 1 << 16
+MAX_KERNEL_TEXT_BYTES = 1 << 22
+_TOKEN = re.compile(r"#[^\n]*|[^\s,;#]+")
 
 # Weights as plain Python, so listing kernels never has to import numpy (start-up);
 # numpy arrays of them (LAPLACIAN, NAMED_KERNELS, ...) are built on first use.
@@ -143,6 +152,7 @@ def parse_kernel_text(text, ndim=None):
     single row becomes a 1xN kernel; with ``ndim=1`` a single column is flattened.
     Lines starting with '#' are comments.
     """
+    _check_text_taps(text)
     rows = []
     for line in text.replace(";", "\n").splitlines():
         line = line.split("#", 1)[0].strip()
@@ -165,10 +175,37 @@ def parse_kernel_text(text, ndim=None):
     return kernel_from_array(weights, ndim=ndim)
 
 
+def check_kernel_taps(shape):
+    """Raise ValueError for a kernel shape with more than ``MAX_KERNEL_TAPS`` taps."""
+    taps = 1
+    for size in shape:
+        taps *= int(size)
+    if taps > MAX_KERNEL_TAPS:
+        sizes = "x".join(str(int(size)) for size in shape)
+        raise ValueError(
+            f"the kernel has {taps:,} taps ({sizes}), over the limit of {MAX_KERNEL_TAPS:,}"
+        )
+
+
+def _check_text_taps(text):
+    """Count the values in kernel text, stopping past the limit: nothing is split first."""
+    count = 0
+    for match in _TOKEN.finditer(text):
+        if not match.group().startswith("#"):
+            count += 1
+            if count > MAX_KERNEL_TAPS:
+                raise ValueError(
+                    f"the kernel text holds more than {MAX_KERNEL_TAPS:,} values, over the limit "
+                    f"of {MAX_KERNEL_TAPS:,} taps"
+                )
+
+
 def kernel_from_array(weights, name="custom", ndim=None):
-    """A :class:`Kernel` from an array, checked for shape and finite values."""
+    """A :class:`Kernel` from an array, checked for shape, size (``MAX_KERNEL_TAPS``)
+    and finite values."""
     import numpy as np
 
+    check_kernel_taps(np.shape(weights))
     weights = np.asarray(weights, dtype=float)
     if ndim == 1 and weights.ndim == 2 and 1 in weights.shape:
         weights = weights.ravel()
