@@ -342,6 +342,7 @@ def run_file_batch(
         batch.check_output_folder(out_dir, inputs, allow_inside=allow_output_in_input)
     except batch.BatchError as error:
         raise click.UsageError(str(error)) from None
+    created = not os.path.lexists(out_dir)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as error:
@@ -389,9 +390,18 @@ def run_file_batch(
             if log:
                 log.close()
     report.results[:0] = skipped
+    if created and not report.count("done"):
+        batch.remove_if_unused(out_dir)  # a run that wrote nothing leaves no folder behind
     if not found and not skipped:
-        console.print(f"no inputs found in {', '.join(map(str, inputs))}")
-    console.summary(report)
+        kinds = " ".join(sorted(extensions))
+        hint = "" if recursive else "; add -r to look in sub-folders"
+        console.print(
+            f"error: no inputs found in {', '.join(map(str, inputs))} "
+            f"(inputs are files ending {kinds}{hint})",
+            style="red",
+        )
+        sys.exit(1)
+    console.summary(report, out_dir=out_dir)
     sys.exit(report.exit_code)
 
 
@@ -779,6 +789,13 @@ def _print_stack(job):
         "FILE)."
     ),
 )
+@click.option(
+    "--max-samples",
+    type=click.IntRange(min=0),
+    default=250_000_000,
+    show_default=True,
+    help="Refuse signals of more values (samples x channels), checked before parsing; 0: no limit.",
+)
 @batch_options
 def signal_command(
     inputs,
@@ -793,6 +810,7 @@ def signal_command(
     time_column,
     wav_scale,
     plot_path,
+    max_samples,
     max_pixels,
     **batch,
 ):
@@ -843,6 +861,7 @@ def signal_command(
         wav_scale,
         plot,
         per_input,
+        max_samples,
     )
     if stack and not batch["quiet"]:
         _print_signal_stack(kernel, dilations, mode)
@@ -1012,7 +1031,7 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
 )
 @click.option(
     "--channels",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_INT_OPTION),
     default=None,
     help=(
         "Channels C: every layer C -> C (context-large: 2C,2C,4C,...,C; default 21 for the "
@@ -1030,7 +1049,7 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
 )
 @click.option(
     "--repeat",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 10_000),
     default=None,
     help="--preset wavenet: how many times the 1..512 block repeats [default: 1].",
 )
@@ -1129,7 +1148,7 @@ def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one
 )
 @click.option(
     "--channels",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_INT_OPTION),
     default=None,
     help="Channels C (every layer C -> C) for the params column.",
 )
@@ -1301,6 +1320,6 @@ def main():
     """Entry point of the ``dilcli`` script."""
     try:
         cli(prog_name="dilcli")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C: 130; SIGTERM in a batch (Terminated): 143
         sys.stderr.write("interrupted\n")
-        sys.exit(130)
+        sys.exit(128 + int(getattr(stop, "signum", 2)))

@@ -397,6 +397,7 @@ class SignalJob(Job):
     wav_scale: str = "bound"
     plot: str | None = None
     plot_per_input: bool = False
+    max_samples: int = 250_000_000  # values (samples x channels) read at most; 0: no limit
 
     def output_names(self, stem, suffix=".npy"):
         ext = suffix or ".npy"
@@ -413,7 +414,9 @@ class SignalJob(Job):
     def run(self, input_path, output_paths):
         from dilcli import signalio
 
-        signal = signalio.read_signal(input_path, time_column=self.time_column)
+        signal = signalio.read_signal(
+            input_path, time_column=self.time_column, max_samples=self.max_samples
+        )
         layers = signal_layers(
             signal.data,
             self.kernel.parts[0],
@@ -442,6 +445,7 @@ class SignalJob(Job):
                 signal, layers, self.kernel, self.mode, stack=self.stack, name=str(input_path)
             )
             imageio.save_pixels(output_paths[-1], pixels)
+        return signal.notes
 
 
 @dataclass(frozen=True)

@@ -301,3 +301,62 @@ def test_integer_options_are_checked_when_parsed(tmp_path, photo, args, message)
 def test_starlet_levels_are_checked_when_parsed(tmp_path, photo):
     result = run("context", photo, "--preset", "starlet", "--levels", "63", "-o", tmp_path / "o")
     assert result.exit_code == 2 and "1<=x<=30" in result.output
+
+
+def test_a_record_that_cannot_be_written_stops_with_one_line(tmp_path, photo, monkeypatch):
+    real_write = os.write
+
+    def full_disk(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(batch.RECORD_NAME):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    result = run("convolve", photo, "-o", tmp_path / "out", "-d", "1")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write the record {tmp_path / 'out' / batch.RECORD_NAME}: "
+        "No space left on device"
+    ]
+    monkeypatch.setattr(os, "write", real_write)
+    assert "1 done" in run("convolve", photo, "-o", tmp_path / "out", "-d", "1").output
+
+
+def test_an_output_name_too_long_is_named_with_the_reason(tmp_path):
+    long = tmp_path / ("a" * 240 + ".png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(long)
+    result = run("convolve", long, "-o", tmp_path / "out", "-d", "1")
+    assert result.exit_code == 1
+    assert "_laplacian_d1.png is 257 bytes long; file systems allow 255" in result.output
+    assert ".dilcli-tmp" not in result.output
+
+
+def test_no_inputs_is_an_error_with_a_hint_and_leaves_no_folder(tmp_path, photo):
+    (tmp_path / "tiles" / "a").mkdir(parents=True)
+    photo.rename(tmp_path / "tiles" / "a" / "x.png")
+    result = run("convolve", tmp_path / "tiles", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "no inputs found" in result.output and "add -r" in result.output
+    assert ".png" in result.output and not (tmp_path / "out").exists()
+    failed = run("convolve", tmp_path / "missing.png", "-o", tmp_path / "out")
+    assert failed.exit_code == 1 and not (tmp_path / "out").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert run("convolve", tmp_path / "missing.png", "-o", kept).exit_code == 1
+    assert kept.is_dir()  # a folder the user made stays
+
+
+def test_the_summary_says_where_outputs_went_and_no_rate_when_all_skipped(tmp_path, photo):
+    args = ("convolve", photo, "-o", tmp_path / "out", "-d", "1")
+    assert "; outputs in " in run(*args).output
+    again = run(*args).output
+    assert "0 done, 1 skipped" in again and "files/s" not in again
+
+
+def test_signals_report_replaced_nan_and_honour_max_samples(tmp_path):
+    table = tmp_path / "n.csv"
+    table.write_text("a,b\n1,nan\n2,3\n4,5\n")
+    result = run("signal", table, "-o", tmp_path / "out", "-d", "1")
+    assert result.exit_code == 0 and "1 NaN or infinite value(s) replaced by 0" in result.output
+    refused = run("signal", table, "-o", tmp_path / "o2", "-d", "1", "--max-samples", "3")
+    assert refused.exit_code == 1 and "6 values, over the limit of 3" in refused.output
