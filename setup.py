@@ -13,8 +13,8 @@ openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
 setup(
     ext_modules=[
         Extension(
-            "dilcli._cengine",
-            ["dilcli/_cengine.c"],
+            "dilcli.core._cengine",
+            ["dilcli/core/_cengine.c"],
             extra_compile_args=["-O3", *openmp],
             extra_link_args=openmp,
             optional=True,

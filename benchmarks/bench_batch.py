@@ -47,21 +47,23 @@ def run_cli(source, out, jobs):
 
 
 def run_loop(source, out):
-    from dilcli import _engine, imageio
-    from dilcli.conv import apply_kernel
-    from dilcli.kernels import named_kernel
+    from dilcli.core import engine
+    from dilcli.core.conv import apply_kernel
+    from dilcli.core.kernels import named_kernel
+    from dilcli.io import images, png
+    from dilcli.render import display
 
-    _engine.set_threads(1)
+    engine.set_threads(1)
     kernel = named_kernel("laplacian")
     out.mkdir()
     start = time.perf_counter()
     for path in sorted(source.iterdir()):
-        image = imageio.load_image(path)
+        image = images.load_image(path)
         for d in (1, 2):
-            pixels = imageio.quantize(
-                imageio.display_values(apply_kernel(image.data, kernel, d), "abs"), 8
+            pixels = display.quantize(
+                display.display_values(apply_kernel(image.data, kernel, d), "abs"), 8
             )
-            imageio.save_pixels(out / f"{path.stem}_d{d}.png", pixels)
+            png.save_pixels(out / f"{path.stem}_d{d}.png", pixels)
     return time.perf_counter() - start
 
 

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from dilcli.context import Layer, context_basic, forward
-from dilcli.conv import dilated_correlate
+from dilcli.core.conv import dilated_correlate
+from dilcli.core.stacks import Layer, context_basic, forward
 
 
 def per_channel_pair(x, layers, boundary):

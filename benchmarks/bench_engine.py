@@ -15,9 +15,9 @@ import sys
 import numpy as np
 from _common import machine, median_ms, optional, print_table
 
-from dilcli import _engine
-from dilcli.conv import dilated_correlate
-from dilcli.kernels import LAPLACIAN
+from dilcli.core import engine
+from dilcli.core.conv import dilated_correlate
+from dilcli.core.kernels import LAPLACIAN
 
 QUICK = "--quick" in sys.argv
 SIZE = 1024 if QUICK else 2048
@@ -32,7 +32,7 @@ def zero_stuffed(kernel, d):
 
 def main():
     print(
-        f"machine: {machine()}; compiled engine: {'yes' if _engine._cengine else 'no (numpy engine)'}"
+        f"machine: {machine()}; compiled engine: {'yes' if engine._cengine else 'no (numpy engine)'}"
     )
     rng = np.random.default_rng(0)
     image = rng.random((SIZE, SIZE, 3), dtype=np.float32)  # dilcli: channels last

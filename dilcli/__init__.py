@@ -11,13 +11,13 @@ The library API is loaded on first use, so the command line starts fast::
 __version__ = "0.1.0"
 
 _API = {
-    "dilated_correlate": "dilcli.conv",
-    "apply_kernel": "dilcli.conv",
-    "Kernel": "dilcli.kernels",
-    "named_kernel": "dilcli.kernels",
-    "NAMED_KERNELS": "dilcli.kernels",
-    "parse_kernel_text": "dilcli.kernels",
-    "load_image": "dilcli.imageio",
+    "dilated_correlate": "dilcli.core.conv",
+    "apply_kernel": "dilcli.core.conv",
+    "Kernel": "dilcli.core.kernels",
+    "named_kernel": "dilcli.core.kernels",
+    "NAMED_KERNELS": "dilcli.core.kernels",
+    "parse_kernel_text": "dilcli.core.kernels",
+    "load_image": "dilcli.io.images",
 }
 
 __all__ = ["__version__", *_API]

@@ -96,7 +96,7 @@ def _png(width, height, rows=b"", *, depth=8, color=0, extra=()):
 
 
 def _gray_png():
-    from dilcli.imageio import encode_png
+    from dilcli.io.png import encode_png
 
     return encode_png(_pixels((24, 16)), 6)
 
@@ -250,7 +250,7 @@ def _gray_alpha_png():
 
 
 def _rgba16_png():
-    from dilcli.imageio import encode_png
+    from dilcli.io.png import encode_png
 
     return encode_png(_pixels((5, 6, 4), np.uint16))
 

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from dilcli import atomic
+from dilcli.io import atomic
 
 
 def test_a_failed_write_leaves_no_file_and_no_temporary(tmp_path):

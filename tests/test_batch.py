@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from dilcli import batch, workers
-from dilcli.imageio import IMAGE_EXTENSIONS
+from dilcli import batch
+from dilcli.batch import workers
+from dilcli.io.images import IMAGE_EXTENSIONS
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dilcli.atomic import TEMP_PREFIX
 from dilcli.cli import cli
+from dilcli.io.atomic import TEMP_PREFIX
 
 
 def make_images(folder, count, size=(96, 128), seed=0):

@@ -7,9 +7,9 @@ from numpy.testing import assert_allclose
 from PIL import Image
 
 from dilcli.cli import cli
-from dilcli.conv import apply_kernel
-from dilcli.imageio import load_image
-from dilcli.kernels import NAMED_KERNELS, named_kernel
+from dilcli.core.conv import apply_kernel
+from dilcli.core.kernels import NAMED_KERNELS, named_kernel
+from dilcli.io.images import load_image
 
 
 def pil(path):

@@ -4,7 +4,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 from reference import direct_correlate
 from scipy import ndimage
 
-from dilcli.context import (
+from dilcli.core.conv import BOUNDARIES, dilated_correlate
+from dilcli.core.kernels import B3SPLINE, LAPLACIAN
+from dilcli.core.stacks import (
     CONTEXT_DILATIONS,
     LARGE_CHANNEL_FACTORS,
     ChannelError,
@@ -19,8 +21,6 @@ from dilcli.context import (
     stack_from_arrays,
     starlet,
 )
-from dilcli.conv import BOUNDARIES, dilated_correlate
-from dilcli.kernels import B3SPLINE, LAPLACIAN
 
 RNG = np.random.default_rng(3)
 

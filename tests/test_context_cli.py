@@ -5,10 +5,10 @@ from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
 from dilcli.cli import cli
-from dilcli.context import forward, stack_from_arrays
-from dilcli.conv import dilated_correlate
-from dilcli.imageio import load_image
-from dilcli.kernels import LAPLACIAN
+from dilcli.core.conv import dilated_correlate
+from dilcli.core.kernels import LAPLACIAN
+from dilcli.core.stacks import forward, stack_from_arrays
+from dilcli.io.images import load_image
 
 
 def run(*args):

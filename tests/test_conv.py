@@ -4,18 +4,18 @@ from numpy.testing import assert_allclose, assert_array_equal
 from reference import direct_correlate
 from scipy import ndimage
 
-from dilcli import _engine
-from dilcli.conv import BOUNDARIES, apply_kernel, dilated_correlate
-from dilcli.kernels import named_kernel
+from dilcli.core import engine as engine_module
+from dilcli.core.conv import BOUNDARIES, apply_kernel, dilated_correlate
+from dilcli.core.kernels import named_kernel
 
 RNG = np.random.default_rng(1)
-ENGINES = ["compiled", "numpy"] if _engine._cengine is not None else ["numpy"]
+ENGINES = ["compiled", "numpy"] if engine_module._cengine is not None else ["numpy"]
 
 
 @pytest.fixture(autouse=True, params=ENGINES)
 def engine(request, monkeypatch):
     """Every test runs on each engine: the compiled one (when built) and numpy."""
-    monkeypatch.setattr(_engine, "use_compiled", request.param == "compiled")
+    monkeypatch.setattr(engine_module, "use_compiled", request.param == "compiled")
     return request.param
 
 
@@ -190,9 +190,9 @@ def test_gradient_pair_is_the_magnitude_of_scipy_sobel():
 @pytest.mark.parametrize("dilation", [1, 5])
 def test_many_strips_chunks_and_threads_match_scipy(monkeypatch, boundary, kernel_name, dilation):
     # Tiny strips and chunks force interior views, border gathers and thread hand-off.
-    monkeypatch.setattr(_engine, "STRIP_BYTES", 512)
-    monkeypatch.setattr(_engine, "CHUNK_VALUES", 37)
-    monkeypatch.setattr(_engine, "_default_threads", 2)
+    monkeypatch.setattr(engine_module, "STRIP_BYTES", 512)
+    monkeypatch.setattr(engine_module, "CHUNK_VALUES", 37)
+    monkeypatch.setattr(engine_module, "_default_threads", 2)
     x = RNG.random((45, 61, 3)).astype(np.float32)
     kernel = (
         RNG.normal(size=(3, 3)) if kernel_name == "random" else named_kernel(kernel_name).parts[0]
@@ -212,8 +212,8 @@ def test_many_strips_chunks_and_threads_match_scipy(monkeypatch, boundary, kerne
 
 @pytest.mark.parametrize("mode", ["same", "valid", "full", "causal"])
 def test_long_signals_run_in_chunks(monkeypatch, mode):
-    monkeypatch.setattr(_engine, "CHUNK_VALUES", 64)
-    monkeypatch.setattr(_engine, "_default_threads", 2)
+    monkeypatch.setattr(engine_module, "CHUNK_VALUES", 64)
+    monkeypatch.setattr(engine_module, "_default_threads", 2)
     x = RNG.random((3000, 2))
     kernel = RNG.normal(size=4)
     boundary = "nearest" if mode == "causal" else "mirror"
@@ -233,7 +233,7 @@ def test_long_signals_run_in_chunks(monkeypatch, mode):
     ],
 )
 def test_numpy_plans_choose_cheaper_forms(name, kind):
-    plan = _engine.plan(named_kernel(name).parts[0])
+    plan = engine_module.plan(named_kernel(name).parts[0])
     assert {
         "centre": plan.centre is not None,
         "separable": bool(plan.column) and plan.centre is None,

@@ -20,7 +20,7 @@ from make_corpus import CORPUS, _pixels, make_corpus
 from numpy.testing import assert_allclose, assert_array_equal
 
 from dilcli.cli import cli
-from dilcli.imageio import ImageError, count_frames, iter_frames, load_image
+from dilcli.io.images import ImageError, count_frames, iter_frames, load_image
 
 CASES = {case.name: case for case in CORPUS}
 BOMBS = [case.name for case in CORPUS if case.kind == "bomb" and case.load != "ok"]

@@ -22,11 +22,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from dilcli import batch, imageio, workers
+from dilcli import batch
+from dilcli.batch import workers
+from dilcli.batch.jobs import ConvolveJob
 from dilcli.cli import cli
-from dilcli.imageio import ImageError, count_frames, iter_frames, load_image
-from dilcli.jobs import ConvolveJob, Rendering
-from dilcli.kernels import named_kernel
+from dilcli.core.kernels import named_kernel
+from dilcli.io import png
+from dilcli.io.images import ImageError, count_frames, iter_frames, load_image
+from dilcli.render.display import Rendering
 
 # Reporting a failure, hypothesis imports libcst, which warns; keep the failure visible.
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning")
@@ -81,7 +84,7 @@ def _seeds():
     return {
         "gray.png": _pillow(gray, "PNG"),
         "rgb.png": _pillow(rgb, "PNG", optimize=True),
-        "rgba16.png": imageio.encode_png(deep, 9),
+        "rgba16.png": png.encode_png(deep, 9),
         "animated.png": _animated("PNG"),
         "rgb.jpg": _pillow(rgb, "JPEG", quality=80),
         "progressive.jpg": _pillow(rgb, "JPEG", progressive=True),

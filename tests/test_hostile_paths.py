@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dilcli import batch, workers
-from dilcli.atomic import atomic_write
+from dilcli import batch
+from dilcli.batch import workers
+from dilcli.batch.console import display_path
 from dilcli.cli import cli
-from dilcli.console import display_path
-from dilcli.imageio import ImageError, load_image
+from dilcli.io.atomic import atomic_write
+from dilcli.io.images import ImageError, load_image
 
 HOSTILE_NAMES = [
     "with space.png",
@@ -146,7 +147,7 @@ SPECIAL_PROBE = """
 import sys
 from click.testing import CliRunner
 from dilcli.cli import cli
-from dilcli.imageio import ImageError, load_image
+from dilcli.io.images import ImageError, load_image
 
 for path in sys.argv[2:]:
     try:

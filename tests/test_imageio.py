@@ -7,8 +7,10 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
-from dilcli import imageio
-from dilcli.imageio import ImageError, display_values, encode_png, load_image, quantize
+from dilcli.io import images, kernelspecs, png
+from dilcli.io.images import ImageError, load_image
+from dilcli.io.png import encode_png
+from dilcli.render.display import display_values, quantize
 
 
 def _save(path, array, mode=None, **kwargs):
@@ -165,7 +167,7 @@ def test_encode_png_16bit_round_trip(channels, rng):
 
 def test_save_pixels_8bit_reads_back_exactly(tmp_path, rng):
     pixels = (rng.random((5, 6, 3)) * 255).astype(np.uint8)
-    imageio.save_pixels(tmp_path / "o.png", pixels)
+    png.save_pixels(tmp_path / "o.png", pixels)
     assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), pixels)
     assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temporary left
 
@@ -174,22 +176,22 @@ def test_save_pixels_8bit_reads_back_exactly(tmp_path, rng):
 def test_save_float_is_exact(tmp_path, rng, fmt):
     values = rng.normal(size=(4, 5, 3)).astype(np.float32)
     path = tmp_path / f"v.{fmt}"
-    imageio.save_float(path, values, fmt)
+    images.save_float(path, values, fmt)
     assert_array_equal(load_image(path).data, values)
 
 
 def test_load_kernel_file(tmp_path):
     (tmp_path / "edge.csv").write_text("1,0,-1\n2,0,-2\n1,0,-1\n")
-    kernel = imageio.load_kernel_file(tmp_path / "edge.csv")
+    kernel = kernelspecs.load_kernel_file(tmp_path / "edge.csv")
     assert kernel.name == "edge" and kernel.parts[0].shape == (3, 3)
     np.save(tmp_path / "k.npy", np.ones((2, 2)))
-    assert imageio.load_kernel_file(tmp_path / "k.npy").parts[0].shape == (2, 2)
+    assert kernelspecs.load_kernel_file(tmp_path / "k.npy").parts[0].shape == (2, 2)
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("level", [0, 1, 6, 9])
 def test_png_deflated_in_many_blocks_is_one_valid_stream(monkeypatch, rng, channels, level):
-    monkeypatch.setattr(imageio, "PNG_BLOCK_BYTES", 100)  # dozens of blocks
+    monkeypatch.setattr(png, "PNG_BLOCK_BYTES", 100)  # dozens of blocks
     pixels = (rng.random((37, 23, channels)) * 255).astype(np.uint8)
     data = encode_png(pixels, level)
     assert_array_equal(_decode_png(data), pixels)  # zlib.decompress checks the Adler-32
@@ -200,5 +202,5 @@ def test_png_deflated_in_many_blocks_is_one_valid_stream(monkeypatch, rng, chann
 def test_adler32_combine_matches_zlib(rng):
     for first_size, second_size in [(0, 0), (1, 5), (1000, 65521), (70000, 3)]:
         first, second = rng.bytes(first_size), rng.bytes(second_size)
-        combined = imageio._adler32_combine(zlib.adler32(first), zlib.adler32(second), second_size)
+        combined = png._adler32_combine(zlib.adler32(first), zlib.adler32(second), second_size)
         assert combined == zlib.adler32(first + second)

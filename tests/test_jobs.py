@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from dilcli import context
-from dilcli.jobs import ContextJob, ConvolveJob, Rendering, SignalJob
-from dilcli.kernels import named_kernel
+from dilcli.batch.jobs import ContextJob, ConvolveJob, SignalJob
+from dilcli.core import stacks
+from dilcli.core.kernels import named_kernel
+from dilcli.render.display import Rendering
 
 CHANGES = {
     "kernel": named_kernel("sobel"),
@@ -30,7 +31,7 @@ def test_every_field_that_changes_outputs_changes_the_signature(field):
 
 
 def test_trained_weights_enter_the_signature_by_digest():
-    layers = tuple(context.context_basic(3))
+    layers = tuple(stacks.context_basic(3))
     job = ContextJob("weights", (1,) * len(layers), layers=layers)
     nudged = list(layers)
     nudged[2] = dataclasses.replace(layers[2], weights=layers[2].weights + 1e-6)

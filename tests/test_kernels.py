@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from dilcli.kernels import (
+from dilcli.core.kernels import (
     NAMED_KERNELS,
     NAMED_KERNELS_1D,
     kernel_from_array,

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,11 +25,13 @@ from PIL import Image
 from reference import direct_correlate
 from scipy.io import wavfile
 
-from dilcli import arrays, context, conv, kernels
 from dilcli.cli import cli
-from dilcli.imageio import ImageError, load_image, load_kernel_file
-from dilcli.kernels import Kernel
-from dilcli.signalio import DEFAULT_MAX_SAMPLES, SignalError, read_signal
+from dilcli.core import conv, kernels, stacks
+from dilcli.core.kernels import Kernel
+from dilcli.io import arrays
+from dilcli.io.images import ImageError, load_image
+from dilcli.io.kernelspecs import load_kernel_file
+from dilcli.io.signals import DEFAULT_MAX_SAMPLES, SignalError, read_signal
 
 PEAK_MB = 500
 TIMEOUT = 120  # seconds: a hang fails, a slow machine does not
@@ -163,17 +166,18 @@ def test_read_npz_equals_numpy_load(tmp_path, save):
             assert got[name].tobytes() == expected[name].tobytes()
 
 
-def test_the_four_readers_all_use_arrays_py():
-    """No reader of .npy/.npz bypasses arrays.py (numpy.load unpickles on request,
+def test_one_module_reads_npy_and_npz():
+    """No reader of .npy/.npz bypasses io/arrays.py (numpy.load unpickles on request,
     allocates before checking, and calls a short file 'holding objects')."""
-    import inspect
-
-    from dilcli import cli as cli_module
-    from dilcli import imageio, signalio
-
-    for reader in (imageio, signalio, cli_module._load_context_weights):
-        source = inspect.getsource(reader)
-        assert "np.load(" not in source and "arrays.read_np" in source, reader
+    package = Path(arrays.__file__).parent.parent
+    readers = set()
+    for path in package.rglob("*.py"):
+        source = path.read_text()
+        if path.name != "arrays.py":
+            assert "np.load(" not in source and "numpy.load(" not in source, path
+        if "read_npy(" in source or "read_npz(" in source:
+            readers.add(path.relative_to(package).as_posix())
+    assert {"io/images.py", "io/signals.py", "io/kernelspecs.py", "cli/__init__.py"} <= readers
 
 
 # --- truncated and pickled .npy, everywhere an .npy is read --------------------------------
@@ -307,8 +311,9 @@ def test_memory_does_not_grow_with_taps_times_samples(tmp_path, compiled):
     np.save(tmp_path / "k.npy", weights)
     snippet = f"""
 import json, numpy as np
-from dilcli import _engine, conv
-_engine.use_compiled = {compiled}
+from dilcli.core import engine
+from dilcli.core import conv
+engine.use_compiled = {compiled}
 y = conv.dilated_correlate(np.load("x.npy"), np.load("k.npy"), 1, boundary="reflect")
 np.save("y.npy", y)
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -394,7 +399,7 @@ def test_npz_member_deflating_to_4_gib_is_refused_at_once(tmp_path, image):
     assert path.stat().st_size < 5 * 2**20
 
     with pytest.raises(arrays.ArrayError, match="member 'weight_0.npy' declares 4,293,918,848"):
-        arrays.read_npz(path, max_total_bytes=context.MAX_WEIGHTS_BYTES)
+        arrays.read_npz(path, max_total_bytes=stacks.MAX_WEIGHTS_BYTES)
     result = run("context", image, "--weights", path, "-o", tmp_path / "out")
     assert result.exit_code == 2
     usage_error_line(result.output, "bomb.npz", "over the limit of 268,435,456")
@@ -421,7 +426,7 @@ def test_a_2048_square_weights_kernel_is_refused_by_its_side(tmp_path, image):
     assert path.stat().st_size < 100_000
     reason = "'weight_0' has 2048x2048 kernels, over the limit of 64 taps a side"
     with pytest.raises(ValueError, match=reason):
-        context.stack_from_arrays(
+        stacks.stack_from_arrays(
             {"dilations": np.array([1]), "weight_0": np.zeros((1, 1, 2048, 2048))}
         )
     code, peak, stderr = measure("context", image, "--weights", path, "-o", "out", cwd=tmp_path)
@@ -450,7 +455,7 @@ def test_a_large_csv_is_read_in_a_small_multiple_of_its_data(tmp_path):
     _big_csv(path, 1_000_000)  # 26 MB of text, 16 MB of float64 values
     snippet = """
 import json, sys
-from dilcli.signalio import read_signal
+from dilcli.io.signals import read_signal
 signal = read_signal(sys.argv[1])
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps([list(signal.data.shape), signal.time[10_001], peak / 1024]))

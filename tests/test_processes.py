@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from dilcli import batch
-from dilcli.atomic import TEMP_PREFIX, atomic_write
+from dilcli.io.atomic import TEMP_PREFIX, atomic_write
 
 ARGS = ["convolve", "-k", "laplacian", "-d", "1,2,4,8,16,32"]
 SUMMARY = "interrupted: finished outputs are kept; rerun the command to resume"

@@ -12,13 +12,13 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 from reference import direct_correlate
 
-from dilcli import _engine
-from dilcli.conv import BOUNDARIES, dilated_correlate
+from dilcli.core import engine as engine_module
+from dilcli.core.conv import BOUNDARIES, dilated_correlate
 
 # Reporting a failure, hypothesis imports libcst, which warns; keep the failure visible.
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning")
 
-ENGINES = ["compiled", "numpy"] if _engine._cengine is not None else ["numpy"]
+ENGINES = ["compiled", "numpy"] if engine_module._cengine is not None else ["numpy"]
 PROPERTIES = settings(
     max_examples=300,
     deadline=None,
@@ -35,10 +35,10 @@ weights = st.one_of(st.just(0.0), st.floats(-4, 4, allow_subnormal=False))
 
 @pytest.fixture(params=ENGINES)
 def engine(request):
-    saved = _engine.use_compiled
-    _engine.use_compiled = request.param == "compiled"
+    saved = engine_module.use_compiled
+    engine_module.use_compiled = request.param == "compiled"
     yield request.param
-    _engine.use_compiled = saved
+    engine_module.use_compiled = saved
 
 
 @st.composite
@@ -146,23 +146,23 @@ def test_an_impulse_gives_back_the_dilated_kernel(engine, problem):
 
 
 def test_an_all_zero_kernel_gives_zeros_on_the_numpy_engine():
-    saved = _engine.use_compiled
-    _engine.use_compiled = False
+    saved = engine_module.use_compiled
+    engine_module.use_compiled = False
     try:
         result = dilated_correlate(np.ones((3, 4), np.float32), np.zeros((2, 2)), 2)
     finally:
-        _engine.use_compiled = saved
+        engine_module.use_compiled = saved
     assert not result.any()
 
 
 def test_a_tiny_weight_beside_ones_on_the_numpy_engine():
     kernel = np.ones((3, 3))
     kernel[0, 0] = 3.84107318e-30  # found by test_correlation_is_linear_...[numpy]
-    saved = _engine.use_compiled
-    _engine.use_compiled = False
+    saved = engine_module.use_compiled
+    engine_module.use_compiled = False
     try:
         with np.errstate(all="ignore"):
             result = dilated_correlate(np.ones((4, 5), np.float32), kernel, 1)
     finally:
-        _engine.use_compiled = saved
+        engine_module.use_compiled = saved
     assert_allclose(result, 8.0)

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from scipy.signal import convolve2d
 
-from dilcli import receptive
-from dilcli.conv import dilated_correlate
-from dilcli.receptive import Layer, make_stack
+from dilcli.core import receptive
+from dilcli.core.conv import dilated_correlate
+from dilcli.core.receptive import Layer, make_stack
 
 
 def brute_footprint_2d(layers):

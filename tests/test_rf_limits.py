@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dilcli import receptive, rfmap
-from dilcli.receptive import make_stack
-from dilcli.tables import render_rows
+from dilcli.core import receptive
+from dilcli.core.receptive import make_stack
+from dilcli.render import rfmap
+from dilcli.render.tables import render_rows
 
 PEAK_MB = 500
 TIMEOUT = 300  # seconds: a hang fails, a slow or busy machine does not

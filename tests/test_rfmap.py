@@ -5,10 +5,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dilcli import receptive, rfmap
-from dilcli.atomic import TEMP_PREFIX
 from dilcli.cli import cli
-from dilcli.receptive import make_stack
+from dilcli.core import receptive
+from dilcli.core.receptive import make_stack
+from dilcli.io.atomic import TEMP_PREFIX
+from dilcli.render import rfmap
 
 
 def run(*args):

@@ -8,11 +8,12 @@ from numpy.testing import assert_allclose, assert_array_equal
 from reference import direct_correlate
 from scipy.io import wavfile
 
-from dilcli.conv import BOUNDARIES, MODES
-from dilcli.jobs import SignalJob, signal_layers
-from dilcli.kernels import kernel_from_array, named_kernel
-from dilcli.receptive import Layer, causal_receptive_fields
-from dilcli.signalio import SignalError, read_signal, wav_divisor, write_signal
+from dilcli.batch.jobs import SignalJob
+from dilcli.core.conv import BOUNDARIES, MODES
+from dilcli.core.kernels import kernel_from_array, named_kernel
+from dilcli.core.receptive import Layer, causal_receptive_fields
+from dilcli.core.stacks import signal_layers
+from dilcli.io.signals import SignalError, read_signal, wav_divisor, write_signal
 
 CASES = [
     (mode, boundary)
@@ -340,7 +341,7 @@ def test_broken_wav_is_refused(tmp_path):
 
 @pytest.mark.parametrize("mode", ["same", "full", "causal"])
 def test_plot_draws_every_row(tmp_path, rng, mode):
-    from dilcli.signalplot import ROW_HEIGHT, signal_plot_pixels
+    from dilcli.render.signalplot import ROW_HEIGHT, signal_plot_pixels
 
     np.save(tmp_path / "in.npy", rng.normal(size=(5000, 2)))
     signal = read_signal(tmp_path / "in.npy")

@@ -9,7 +9,7 @@ from reference import direct_correlate
 from scipy.io import wavfile
 
 from dilcli.cli import cli
-from dilcli.signalio import read_signal
+from dilcli.io.signals import read_signal
 
 
 def run(*args):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dilcli.atomic import atomic_write
+from dilcli.io.atomic import atomic_write
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy"}
@@ -80,7 +80,7 @@ def count_frames(path, *, max_frames=DEFAULT_MAX_FRAMES, allow_truncated=False):
     or when the file cannot be read as by :func:`load_image`.
     """
     path = Path(path)
-    kind = _sniff(_read_head(path))
+    kind = sniff(_read_head(path))
     if kind == "NPY":
         count = 1
     elif kind is None:
@@ -121,7 +121,7 @@ def iter_frames(
     """
     path = Path(path)
     head = _read_head(path)
-    kind = _sniff(head)
+    kind = sniff(head)
     options = dict(max_pixels=max_pixels, max_frames=max_frames, allow_truncated=allow_truncated)
     if kind == "NPY":
         yield from _npy_frames(path, frames, **options)
@@ -170,7 +170,7 @@ def _read_head(path):
     return head
 
 
-def _sniff(head):
+def sniff(head):
     """The format a file's first bytes announce, or None."""
     if head.startswith(b"\x93NUMPY"):
         return "NPY"
@@ -259,7 +259,7 @@ def _load_npy(path, max_pixels, allow_truncated):
     """An .npy image through :func:`dilcli.arrays.read_npy`: shape and pixels checked
     from the header, before anything is allocated; a short file is padded only with
     ``allow_truncated`` (and only up to its own size, or 1 MB)."""
-    from dilcli import arrays
+    from dilcli.io import arrays
 
     notes = []
 
@@ -723,146 +723,7 @@ def _reason(error):
     return " ".join(text.split())
 
 
-def load_kernel_file(path, ndim=2):
-    """A custom kernel from a ``.npy`` array or a ``.csv``/``.txt`` text file.
-
-    The kernel is named after the file's stem, so outputs say which kernel made them.
-    Limits (:mod:`dilcli.kernels`): at most ``MAX_KERNEL_TAPS`` taps, checked from an
-    ``.npy`` header before anything is allocated; text files of at most
-    ``MAX_KERNEL_TEXT_BYTES``, checked before they are read.
-    """
-    from dilcli import arrays
-    from dilcli.kernels import (
-        MAX_KERNEL_TEXT_BYTES,
-        check_kernel_taps,
-        kernel_from_array,
-        parse_kernel_text,
-    )
-
-    def check(shape, dtype):
-        if not dtype.hasobject and (dtype.kind not in "biuf" or dtype.fields):
-            raise ValueError(f"holds {dtype} values, not real numbers")
-        check_kernel_taps(shape)
-
-    path = Path(path)
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem) or "custom"
-    try:
-        if path.suffix.lower() == ".npy":
-            with open(path, "rb") as handle:
-                if handle.read(6) != b"\x93NUMPY":
-                    raise ValueError(f"kernel file {path} is not a .npy array")
-            kernel = kernel_from_array(arrays.read_npy(path, check=check), ndim=ndim)
-        else:
-            size = os.stat(path).st_size
-            if size > MAX_KERNEL_TEXT_BYTES:
-                raise ValueError(
-                    f"{size:,} bytes, over the limit of {MAX_KERNEL_TEXT_BYTES:,} bytes for a "
-                    "text kernel (save a larger kernel as .npy)"
-                )
-            kernel = parse_kernel_text(path.read_text(encoding="utf-8"), ndim=ndim)
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise ValueError(f"cannot read kernel file {path}: {_reason(error)}") from None
-    except MemoryError:
-        raise ValueError(f"kernel file {path}: not enough memory to read it") from None
-    except ValueError as error:
-        if str(path) in str(error):
-            raise
-        raise ValueError(f"kernel file {path}: {_reason(error)}") from None
-    return type(kernel)(name, kernel.parts, kernel.description)
-
-
-# --- from responses to pixels -------------------------------------------------------
-
-
-@np.errstate(over="ignore", invalid="ignore")  # float input can overflow to Inf; see below
-def display_values(response, mapping, gain=1.0, scale=None, *, out=None):
-    """Map a response to floats in [0, 1] for viewing; one documented rule each.
-
-    - ``abs``: ``|y| * gain`` (edge strength; 1.0 is white).
-    - ``signed``: ``0.5 + y * gain / 2`` (zero is mid-grey, negative darker).
-    - ``clip``: ``y * gain`` (for non-negative kernels: blurs, magnitudes).
-    - ``stretch``: ``|y| * gain / scale`` where ``scale`` is given (one value for a
-      whole batch) or else this image's 99.9th percentile of ``|y|``.
-    - ``diverging``: like ``signed`` through a blue-white-red colour map (RGB out;
-      colour input is averaged over channels first).
-    All results are clipped to [0, 1]; NaN (from Inf - Inf in huge float input) becomes 0.
-    ``out`` (may be ``response`` itself, to save memory on large images) receives the
-    values, except for ``diverging``.
-    """
-    if mapping not in MAPPINGS:
-        raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}; got {mapping!r}")
-    gain = np.float32(gain)
-    if mapping == "diverging":
-        signed = response if response.ndim == 2 else response.mean(axis=-1)
-        return _diverging_colors(_no_nan(np.clip(signed * (gain / 2) + np.float32(0.5), 0, 1)))
-    if out is None:
-        out = np.empty(response.shape, np.float32)
-    if mapping in ("abs", "stretch"):
-        np.abs(response, out=out)
-        if mapping == "stretch":
-            if scale is None:
-                scale = float(np.percentile(out, STRETCH_PERCENTILE))
-            gain = np.float32(gain / scale) if scale > 0 else np.float32(0.0)
-        np.multiply(out, gain, out=out)
-    elif mapping == "signed":
-        np.multiply(response, gain / 2, out=out)
-        out += np.float32(0.5)
-    else:
-        np.multiply(response, gain, out=out)
-    return _no_nan(np.clip(out, 0, 1, out=out))
-
-
-def _no_nan(values):
-    # np.min is NaN when any value is, and costs less than np.isnan(...).any()
-    if values.size and np.isnan(values.min()):
-        np.nan_to_num(values, copy=False, nan=0.0)
-    return values
-
-
-def _diverging_colors(values01):
-    from cmap import Colormap
-
-    lut = Colormap(DIVERGING_COLORMAP).lut(1024)[:, :3].astype(np.float32)
-    return lut[np.rint(values01 * 1023).astype(np.intp)]
-
-
-def quantize(values01, bits=8, *, inplace=False):
-    """Floats in [0, 1] to uint8 or uint16, rounding to nearest.
-
-    ``inplace`` lets float32 ``values01`` be overwritten instead of copied.
-    """
-    if bits not in (8, 16):
-        raise ValueError(f"bits must be 8 or 16, got {bits!r}")
-    top = np.float32(255 if bits == 8 else 65535)
-    if inplace and values01.dtype == np.float32:
-        scaled = np.multiply(values01, top, out=values01)
-    else:
-        scaled = np.multiply(values01, top, dtype=np.float32)
-    np.rint(scaled, out=scaled)
-    return scaled.astype(np.uint8 if bits == 8 else np.uint16)
-
-
-def with_alpha(pixels, alpha):
-    """Append ``alpha`` (float in [0, 1]) as the last channel of ``pixels``."""
-    if alpha is None:
-        return pixels
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    alpha_pixels = quantize(alpha, bits)
-    channels = pixels if pixels.ndim == 3 else pixels[..., np.newaxis]
-    return np.concatenate([channels, alpha_pixels[..., np.newaxis]], axis=-1)
-
-
-# --- writing -------------------------------------------------------------------------
-
-
-def save_pixels(path, pixels, *, compression=1):
-    """Write uint8/uint16 pixels ``(H, W)`` or ``(H, W, 1..4)`` as PNG, atomically.
-
-    ``compression`` is zlib's level, 0-9: 1 is several times faster than 6 for files a
-    few percent larger.
-    """
-    with atomic_write(path) as handle:
-        write_png(handle, pixels, compression)
+# --- writing float images ----------------------------------------------------------
 
 
 def save_float(path, array, fmt):
@@ -882,71 +743,3 @@ def save_float(path, array, fmt):
             handle.write(buffer.getbuffer())
         else:
             raise ValueError(f"float output format must be npy or tiff, got {fmt!r}")
-
-
-def encode_png(pixels, compression=1):
-    """PNG bytes of ``pixels``; see :func:`write_png`."""
-    buffer = io.BytesIO()
-    write_png(buffer, pixels, compression)
-    return buffer.getvalue()
-
-
-PNG_BLOCK_BYTES = 1 << 20
-_ZLIB_HEADERS = {0: b"\x78\x01", 1: b"\x78\x01", 2: b"\x78\x5e", 6: b"\x78\x9c", 7: b"\x78\xda"}
-
-
-def write_png(handle, pixels, compression=1):
-    """Write uint8/uint16 gray, gray+alpha, RGB or RGBA ``pixels`` as a PNG to ``handle``.
-
-    Rows use filter type 0. The zlib stream is deflated in blocks of about 1 MB on all
-    cores, as pigz does: each block but the last ends on a byte boundary (a sync
-    flush), so the blocks' raw deflate data concatenate into one valid stream, and
-    their Adler-32 checksums combine into the stream's. Each block is an IDAT chunk.
-    (Pillow cannot write 16-bit colour, and its encoder runs on one core.)
-    """
-    if pixels.ndim == 2:
-        pixels = pixels[..., np.newaxis]
-    height, width, channels = pixels.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    depth = 8 if pixels.dtype == np.uint8 else 16
-    rows = np.ascontiguousarray(pixels, dtype=">u2" if depth == 16 else np.uint8)
-    raw = rows.reshape(height, -1).view(np.uint8)
-    per_block = max(1, PNG_BLOCK_BYTES // (raw.shape[1] + 1))
-    starts = list(range(0, height, per_block))
-
-    def deflate(start):
-        block = np.empty((min(per_block, height - start), raw.shape[1] + 1), np.uint8)
-        block[:, 0] = 0  # filter type 0: None
-        block[:, 1:] = raw[start : start + len(block)]
-        compressor = zlib.compressobj(compression, zlib.DEFLATED, -15)
-        last = start == starts[-1]
-        data = compressor.compress(block) + compressor.flush(
-            zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
-        )
-        return data, zlib.adler32(block), block.size
-
-    def chunk(kind, data):
-        handle.write(struct.pack(">I", len(data)) + kind)
-        handle.write(data)
-        handle.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
-
-    handle.write(b"\x89PNG\r\n\x1a\n")
-    chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
-    header = _ZLIB_HEADERS[max(k for k in _ZLIB_HEADERS if k <= compression)]
-    checksum = 1
-    from dilcli._engine import parallel_map
-
-    for number, (data, adler, size) in enumerate(parallel_map(deflate, starts)):
-        chunk(b"IDAT", header + data if number == 0 else data)
-        checksum = _adler32_combine(checksum, adler, size)
-    chunk(b"IDAT", struct.pack(">I", checksum))
-    chunk(b"IEND", b"")
-
-
-def _adler32_combine(first, second, second_length):
-    """Adler-32 of two byte strings joined, from theirs (zlib's adler32_combine)."""
-    base = 65521
-    remainder = second_length % base
-    low = (first & 0xFFFF) + (second & 0xFFFF) + base - 1
-    high = remainder * (first & 0xFFFF) % base + (first >> 16) + (second >> 16) + base - remainder
-    return (low % base) | ((high % base) << 16)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from dilcli import receptive
+from dilcli.core import receptive
 
 RF_COLUMNS = (
     "layer",
@@ -95,7 +95,7 @@ def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
 
 def row_display(ndim):
     """Format one layer_stats row for people: 3x3, 67x67, percentages, the HDC reason."""
-    from dilcli.receptive import share_text
+    from dilcli.core.receptive import share_text
 
     def size(n):
         return f"{n}x{n}" if ndim == 2 else str(n)

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from dilcli.batch import BatchError, TaskResult
+from dilcli.batch.tasks import BatchError, TaskResult
 
 # Seconds a Dask cluster may have no live worker before the remaining tasks fail.
 DASK_NO_WORKER_TIMEOUT = 60.0
@@ -75,7 +75,7 @@ def describe_error(error):
     """A one-line reason for ``error``; unexpected kinds are named as such."""
     text = " ".join(str(error).split())
     if isinstance(error, OSError) and error.strerror:
-        from dilcli.console import display_path
+        from dilcli.batch.console import display_path
 
         text = error.strerror + (f": {display_path(error.filename)}" if error.filename else "")
     expected = (ValueError, OSError, BatchError) + _image_errors()
@@ -85,7 +85,7 @@ def describe_error(error):
 
 
 def _image_errors():
-    from dilcli.imageio import ImageError
+    from dilcli.io.images import ImageError
 
     return (ImageError,)
 
@@ -99,15 +99,15 @@ def _refuse_overwriting_input(task):
 
 def local_results(tasks, job, cores):
     """In this process, one task after another, each using ``cores`` cores."""
-    from dilcli import _engine
+    from dilcli.core import engine
 
-    before = _engine._default_threads
-    _engine.set_threads(cores)
+    before = engine._default_threads
+    engine.set_threads(cores)
     try:
         for task in tasks:
             yield task, execute(job, task)
     finally:
-        _engine.set_threads(before)
+        engine.set_threads(before)
 
 
 # --- worker processes ---------------------------------------------------------------
@@ -214,7 +214,7 @@ class _Worker:
         # Joined means reaped, unless the fork server died first (a SIGTERM to the
         # whole group): then the worker is still being killed, and its temporary
         # may be removed only once it is gone.
-        from dilcli.atomic import _alive
+        from dilcli.io.atomic import _alive
 
         deadline = time.monotonic() + 5
         while _alive(self.process.pid) and time.monotonic() < deadline:
@@ -237,7 +237,7 @@ def _worker_context():
     # Not fork: this process may run threads (progress, engine, deflate). The fork
     # server imports the heavy modules once, and every worker starts with them.
     context = multiprocessing.get_context("forkserver")
-    preload = ["dilcli.jobs", "dilcli.conv", "dilcli.imageio", "PIL.Image"]
+    preload = ["dilcli.batch.jobs", "dilcli.core.conv", "dilcli.io.images", "PIL.Image"]
     _start_forkserver(context, preload)
     return context
 
@@ -289,9 +289,9 @@ def _init_worker():
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _die_with_parent()
     # Processes already fill the cores; threads inside each would only compete.
-    from dilcli import _engine
+    from dilcli.core import engine
 
-    _engine.set_threads(1)
+    engine.set_threads(1)
 
 
 def _die_with_parent():

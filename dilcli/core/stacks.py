@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dilcli.conv import MAX_DILATION, axis_geometry, dilated_correlate, extend
-from dilcli.kernels import B3SPLINE
+from dilcli.core.conv import MAX_DILATION, axis_geometry, dilated_correlate, extend
+from dilcli.core.kernels import B3SPLINE
 
 # Table 1 of the paper: dilation and kernel size per layer, and the large module's
 # channel counts as multiples of the input's C.
@@ -488,3 +488,69 @@ def _positive(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+# --- 1-D stacks: signals --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignalLayer:
+    """One output of :func:`signal_layers`: its input position ``start`` and its taps."""
+
+    dilation: int
+    response: np.ndarray
+    start: int  # input position the first output sample is aligned with
+    weights: np.ndarray  # the taps' weights (flipped for true convolution)
+    offsets: np.ndarray  # where the taps read, relative to the output sample
+
+
+# Applied after each layer of a signal stack; each maps 0 to 0 and never grows |y|.
+SIGNAL_ACTIVATIONS = {
+    "none": lambda y: y,
+    "relu": lambda y: np.maximum(y, 0, out=y),
+    "tanh": lambda y: np.tanh(y, out=y),
+}
+
+
+def signal_layers(
+    data,
+    weights,
+    dilations,
+    *,
+    mode="same",
+    boundary=None,
+    cval=0.0,
+    flip=False,
+    stack=False,
+    activation="none",
+):
+    """Filter ``data`` at each dilation, or through a stack of them (``stack``).
+
+    Output sample ``i`` lines up with input sample ``start + i``: ``same`` and
+    ``causal`` outputs with the input, ``valid`` and ``full`` as crops and extensions of
+    ``same``, so one time axis serves them all. ``activation`` (``relu``, ``tanh`` or
+    ``none``) follows each layer of a stack.
+    """
+    from dilcli.core.conv import dilated_correlate
+
+    weights = np.asarray(weights, dtype=float)
+    if flip:
+        weights = weights[::-1]
+    if activation not in SIGNAL_ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {', '.join(SIGNAL_ACTIVATIONS)}; got {activation!r}"
+        )
+    layers, current, start = [], data, 0
+    for dilation in dilations:
+        span = (len(weights) - 1) * dilation + 1
+        before = span - 1 if mode == "causal" else (span - 1) // 2
+        response = dilated_correlate(
+            current if stack else data, weights, dilation, mode=mode, boundary=boundary, cval=cval
+        )
+        shift = {"valid": (span - 1) // 2, "full": (span - 1) // 2 - (span - 1)}.get(mode, 0)
+        if stack:
+            response = SIGNAL_ACTIVATIONS[activation](response)
+            start, current = start + shift, response
+        offsets = np.arange(len(weights)) * dilation - before
+        layers.append(SignalLayer(dilation, response, start if stack else shift, weights, offsets))
+    return layers

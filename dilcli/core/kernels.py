@@ -96,7 +96,7 @@ def __getattr__(name):
     # Module constants as numpy arrays, built once on first use (PEP 562). Other
     # names (the import system asks for __path__) must not import numpy.
     if name not in _WEIGHTS and name not in ("NAMED_KERNELS", "NAMED_KERNELS_1D"):
-        raise AttributeError(f"module 'dilcli.kernels' has no attribute {name!r}")
+        raise AttributeError(f"module 'dilcli.core.kernels' has no attribute {name!r}")
     import numpy as np
 
     if name in _WEIGHTS:

@@ -17,9 +17,9 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dilcli import receptive
-from dilcli.atomic import atomic_write
-from dilcli.rfreport import LISTED, list_text
+from dilcli.core import receptive
+from dilcli.io.atomic import atomic_write
+from dilcli.render.rfreport import LISTED, list_text
 
 #: Widest receptive field drawn (a panel has at least one screen pixel per input pixel).
 MAX_PICTURE_FIELD = 2048

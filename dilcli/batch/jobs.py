@@ -11,45 +11,11 @@ from dataclasses import dataclass, fields, is_dataclass
 
 import numpy as np
 
-from dilcli import imageio
-from dilcli.kernels import Kernel
-
-
-@dataclass(frozen=True)
-class Rendering:
-    """How responses become files: format, pixel mapping, bit depth, compression."""
-
-    fmt: str = "png"
-    mapping: str | None = None  # None: 'abs' for signed kernels, else 'clip'
-    gain: float = 1.0
-    bits: int | None = None  # None: 16 for 16-bit input, else 8
-    compression: int = 1
-
-    def extension(self):
-        return {"png": "png", "tiff": "tif", "npy": "npy"}[self.fmt]
-
-    def save(self, path, response, image, signed, *, consume=False):
-        """Write ``response`` (float) to ``path``; return the pixels written, or None.
-
-        ``consume`` allows ``response`` to be overwritten (one image less in memory).
-        """
-        if self.fmt != "png":
-            imageio.save_float(path, response, self.fmt)
-            return None
-        mapping = self.mapping or ("abs" if signed else "clip")
-        in_place = consume and response.dtype == np.float32 and mapping != "diverging"
-        values = imageio.display_values(
-            response, mapping, self.gain, out=response if in_place else None
-        )
-        bits = self.bits or (16 if image.bits == 16 else 8)
-        pixels = imageio.quantize(values, bits, inplace=True)
-        alpha = (
-            image.alpha
-            if image.alpha is not None and image.alpha.shape == values.shape[:2]
-            else None
-        )
-        imageio.save_pixels(path, imageio.with_alpha(pixels, alpha), compression=self.compression)
-        return pixels
+from dilcli import vocab
+from dilcli.core.kernels import Kernel
+from dilcli.io import images, png
+from dilcli.render import display
+from dilcli.render.display import Rendering
 
 
 def frame_stems(stem, frames=None):
@@ -107,7 +73,7 @@ class ImageInput(Job):
         if self.frames != "all":
             return None
         try:
-            return imageio.count_frames(
+            return images.count_frames(
                 path, max_frames=self.max_frames, allow_truncated=self.allow_truncated
             )
         except Exception:  # planning goes on; run() meets the same error and reports it
@@ -117,21 +83,21 @@ class ImageInput(Job):
         """(image, its share of ``output_paths``) for each frame, decoded one at a time."""
         options = dict(max_pixels=self.max_pixels, allow_truncated=self.allow_truncated)
         if self.frames != "all":
-            yield imageio.load_image(input_path, **options), output_paths
+            yield images.load_image(input_path, **options), output_paths
             return
-        count = imageio.count_frames(
+        count = images.count_frames(
             input_path, max_frames=self.max_frames, allow_truncated=self.allow_truncated
         )
         per_frame, extra = divmod(len(output_paths), count)
         if extra or not per_frame:
-            raise imageio.ImageError(f"has {count} frames now, another count than when planned")
-        frames = imageio.iter_frames(input_path, None, max_frames=self.max_frames, **options)
+            raise images.ImageError(f"has {count} frames now, another count than when planned")
+        frames = images.iter_frames(input_path, None, max_frames=self.max_frames, **options)
         decoded = 0
         for index, image in enumerate(frames):
             decoded += 1
             yield image, output_paths[index * per_frame : (index + 1) * per_frame]
         if decoded != count:
-            raise imageio.ImageError(f"has {decoded} frames, not the {count} it claims")
+            raise images.ImageError(f"has {decoded} frames, not the {count} it claims")
 
 
 @dataclass(frozen=True)
@@ -149,10 +115,10 @@ class ConvolveJob(ImageInput):
     flip: bool = False
     rendering: Rendering = Rendering()
     montage: bool = False
-    max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+    max_pixels: int = vocab.DEFAULT_MAX_PIXELS
     allow_truncated: bool = False
     frames: str = "first"  # or "all"
-    max_frames: int = imageio.DEFAULT_MAX_FRAMES
+    max_frames: int = vocab.DEFAULT_MAX_FRAMES
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
@@ -166,7 +132,7 @@ class ConvolveJob(ImageInput):
     def _run_image(self, image, output_paths):
         from concurrent.futures import ThreadPoolExecutor
 
-        from dilcli.conv import apply_kernel
+        from dilcli.core.conv import apply_kernel
 
         options = dict(mode=self.mode, boundary=self.boundary, cval=self.cval, flip=self.flip)
         shown = []  # 8- or 16-bit pixels of each dilation, for the montage
@@ -177,7 +143,7 @@ class ConvolveJob(ImageInput):
 
         # Decode once; compute each dilation while the previous one is encoded. One
         # write in flight at most, so memory stays bounded by about three images.
-        from dilcli._engine import threads
+        from dilcli.core.engine import threads
 
         with (
             ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer")
@@ -191,8 +157,8 @@ class ConvolveJob(ImageInput):
                 if self.rendering.fmt == "png":  # feature maps: PNGs show the channel mean
                     response = _displayable(response)
                 elif self.montage:
-                    values = imageio.display_values(_displayable(response), self._montage_mapping())
-                    collect(imageio.quantize(values, 8))
+                    values = display.display_values(_displayable(response), self._montage_mapping())
+                    collect(display.quantize(values, 8))
                 if pending is not None:
                     collect(pending.result())
                 pending = writer.submit(
@@ -200,13 +166,13 @@ class ConvolveJob(ImageInput):
                 )
             collect(pending.result())
         if self.montage:
-            from dilcli.render import montage
+            from dilcli.render.panels import montage
 
-            panels = [("input", imageio.quantize(np.clip(_displayable(image.data), 0, 1), 8))]
+            panels = [("input", display.quantize(np.clip(_displayable(image.data), 0, 1), 8))]
             panels += [
                 (f"{self.kernel.name}, d={d}", pixels) for d, pixels in zip(self.dilations, shown)
             ]
-            imageio.save_pixels(output_paths[-1], montage(panels))
+            png.save_pixels(output_paths[-1], montage(panels))
 
     def _montage_mapping(self):
         return self.rendering.mapping or ("abs" if self.kernel.is_signed else "clip")
@@ -263,10 +229,10 @@ class ContextJob(ImageInput):
     rendering: Rendering = Rendering()
     montage: bool = False
     final_only: bool = False
-    max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+    max_pixels: int = vocab.DEFAULT_MAX_PIXELS
     allow_truncated: bool = False
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
-    max_frames: int = imageio.DEFAULT_MAX_FRAMES
+    max_frames: int = vocab.DEFAULT_MAX_FRAMES
 
     @property
     def prefix(self):
@@ -291,57 +257,57 @@ class ContextJob(ImageInput):
 
     def build_layers(self, channels):
         """The stack for an input with ``channels`` channels."""
-        from dilcli import context
+        from dilcli.core import stacks
 
         relu = self.truncate
         if relu is None:  # Table 1's ReLUs for the paper's module; the seed's stacks are linear
             relu = self.stack in ("context-basic", "context-large")
         if self.stack == "context-basic":
-            return context.context_basic(channels, truncate=relu)
+            return stacks.context_basic(channels, truncate=relu)
         if self.stack == "context-large":
-            return context.context_large(channels, seed=self.seed, truncate=relu)
+            return stacks.context_large(channels, seed=self.seed, truncate=relu)
         if self.stack == "kernel":
-            return context.kernel_stack(self.kernel.parts[0], self.dilations, truncate=relu)
+            return stacks.kernel_stack(self.kernel.parts[0], self.dilations, truncate=relu)
         if self.stack == "random":
             size = self.kernel.shape
-            return context.random_stack(self.dilations, size=size, seed=self.seed, truncate=relu)
+            return stacks.random_stack(self.dilations, size=size, seed=self.seed, truncate=relu)
         if self.stack == "weights":
             return list(self.layers)
         if self.stack == "starlet":
-            return context.starlet_layers(len(self.dilations))
+            return stacks.starlet_layers(len(self.dilations))
         raise ValueError(f"unknown stack {self.stack!r}")
 
     def receptive_field_sizes(self, layers):
         """(rows, columns) of each layer's receptive field, from :mod:`dilcli.receptive`."""
-        from dilcli.receptive import Layer, receptive_fields
+        from dilcli.core.receptive import Layer, receptive_fields
 
         rows = receptive_fields([Layer(int(x.kernel_shape[0]), x.dilation) for x in layers])
         columns = receptive_fields([Layer(int(x.kernel_shape[1]), x.dilation) for x in layers])
         return list(zip(rows, columns, strict=True))
 
     def _run_image(self, image, output_paths):
-        from dilcli import context
+        from dilcli.core import stacks
 
         data = image.data
         channels = 1 if data.ndim == 2 else data.shape[2]
         layers = self.build_layers(channels)
         try:
-            context.check_channels(channels, layers)
-        except context.ChannelError as error:
+            stacks.check_channels(channels, layers)
+        except stacks.ChannelError as error:
             where = f" in {self.weights_name}" if self.weights_name else ""
-            raise context.ChannelError(f"{error}{where}") from None
+            raise stacks.ChannelError(f"{error}{where}") from None
         # Float data (.npy, float TIFF) may be negative; decoded images are not.
         input_negative = image.bits == 32
         boundary = self.boundary or "reflect"
         if self.stack == "starlet":
             levels = len(layers)
-            planes, residual = context.starlet(data, levels, boundary=boundary, cval=self.cval)
+            planes, residual = stacks.starlet(data, levels, boundary=boundary, cval=self.cval)
             scales = [(plane, True) for plane in planes] + [(residual, input_negative)]
             labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{levels}"]
         else:
             options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
-            signs = context.can_be_negative(layers, input_negative=input_negative)
-            scales = zip(context.iterate_layers(data, layers, **options), signs, strict=True)
+            signs = stacks.can_be_negative(layers, input_negative=input_negative)
+            scales = zip(stacks.iterate_layers(data, layers, **options), signs, strict=True)
             sizes = self.receptive_field_sizes(layers)
             labels = [
                 f"l{i} d={layer.dilation} RF {_size(size)}"
@@ -349,7 +315,7 @@ class ContextJob(ImageInput):
             ]
         count = len(self.scale_names())
         saved = iter(output_paths)
-        panels = [("input", imageio.quantize(np.clip(_displayable(data), 0, 1), 8))]
+        panels = [("input", display.quantize(np.clip(_displayable(data), 0, 1), 8))]
         for number, ((response, signed), label) in enumerate(zip(scales, labels, strict=True), 1):
             if data.ndim == 2 and response.ndim == 3 and response.shape[2] == 1:
                 response = response[..., 0]  # one channel in, one channel out
@@ -361,12 +327,12 @@ class ContextJob(ImageInput):
                 # Scales differ by orders of magnitude: unless --map says otherwise,
                 # each panel is stretched to its own range, so every scale is visible.
                 mapping = self.rendering.mapping or "stretch"
-                shown = imageio.display_values(_displayable(response), mapping, self.rendering.gain)
-                panels.append((label, imageio.quantize(shown, 8)))
+                shown = display.display_values(_displayable(response), mapping, self.rendering.gain)
+                panels.append((label, display.quantize(shown, 8)))
         if self.montage:
-            from dilcli.render import montage
+            from dilcli.render.panels import montage
 
-            imageio.save_pixels(output_paths[-1], montage(panels))
+            png.save_pixels(output_paths[-1], montage(panels))
 
 
 def _size(rows_columns):
@@ -412,11 +378,13 @@ class SignalJob(Job):
         return names
 
     def run(self, input_path, output_paths):
-        from dilcli import signalio
+        from dilcli.io import signals
 
-        signal = signalio.read_signal(
+        signal = signals.read_signal(
             input_path, time_column=self.time_column, max_samples=self.max_samples
         )
+        from dilcli.core.stacks import signal_layers
+
         layers = signal_layers(
             signal.data,
             self.kernel.parts[0],
@@ -436,76 +404,13 @@ class SignalJob(Job):
                 bound = min(bound, 1.0)
             divisor = 1.0
             if signal.fmt == "wav":
-                divisor = signalio.wav_divisor(layer.response, self.wav_scale, bound)
-            signalio.write_signal(path, signal, layer.response, start=layer.start, divisor=divisor)
+                divisor = signals.wav_divisor(layer.response, self.wav_scale, bound)
+            signals.write_signal(path, signal, layer.response, start=layer.start, divisor=divisor)
         if self.plot:
-            from dilcli.signalplot import signal_plot_pixels
+            from dilcli.render.signalplot import signal_plot_pixels
 
             pixels = signal_plot_pixels(
                 signal, layers, self.kernel, self.mode, stack=self.stack, name=str(input_path)
             )
-            imageio.save_pixels(output_paths[-1], pixels)
+            png.save_pixels(output_paths[-1], pixels)
         return signal.notes
-
-
-@dataclass(frozen=True)
-class SignalLayer:
-    """One output of :func:`signal_layers`: its input position ``start`` and its taps."""
-
-    dilation: int
-    response: np.ndarray
-    start: int  # input position the first output sample is aligned with
-    weights: np.ndarray  # the taps' weights (flipped for true convolution)
-    offsets: np.ndarray  # where the taps read, relative to the output sample
-
-
-# Applied after each layer of a signal stack; each maps 0 to 0 and never grows |y|.
-SIGNAL_ACTIVATIONS = {
-    "none": lambda y: y,
-    "relu": lambda y: np.maximum(y, 0, out=y),
-    "tanh": lambda y: np.tanh(y, out=y),
-}
-
-
-def signal_layers(
-    data,
-    weights,
-    dilations,
-    *,
-    mode="same",
-    boundary=None,
-    cval=0.0,
-    flip=False,
-    stack=False,
-    activation="none",
-):
-    """Filter ``data`` at each dilation, or through a stack of them (``stack``).
-
-    Output sample ``i`` lines up with input sample ``start + i``: ``same`` and
-    ``causal`` outputs with the input, ``valid`` and ``full`` as crops and extensions of
-    ``same``, so one time axis serves them all. ``activation`` (``relu``, ``tanh`` or
-    ``none``) follows each layer of a stack.
-    """
-    from dilcli.conv import dilated_correlate
-
-    weights = np.asarray(weights, dtype=float)
-    if flip:
-        weights = weights[::-1]
-    if activation not in SIGNAL_ACTIVATIONS:
-        raise ValueError(
-            f"activation must be one of {', '.join(SIGNAL_ACTIVATIONS)}; got {activation!r}"
-        )
-    layers, current, start = [], data, 0
-    for dilation in dilations:
-        span = (len(weights) - 1) * dilation + 1
-        before = span - 1 if mode == "causal" else (span - 1) // 2
-        response = dilated_correlate(
-            current if stack else data, weights, dilation, mode=mode, boundary=boundary, cval=cval
-        )
-        shift = {"valid": (span - 1) // 2, "full": (span - 1) // 2 - (span - 1)}.get(mode, 0)
-        if stack:
-            response = SIGNAL_ACTIVATIONS[activation](response)
-            start, current = start + shift, response
-        offsets = np.arange(len(weights)) * dilation - before
-        layers.append(SignalLayer(dilation, response, start if stack else shift, weights, offsets))
-    return layers

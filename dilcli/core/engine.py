@@ -30,7 +30,7 @@ import numpy as np
 # that batch workers and other programs need. Read once, when libgomp loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
-    from dilcli import _cengine
+    from dilcli.core import _cengine
 except ImportError:  # built without a C compiler: the numpy engine serves
     _cengine = None
 

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dilcli.atomic import atomic_write
+from dilcli.io.atomic import atomic_write
 
 SIGNAL_EXTENSIONS = frozenset({".csv", ".tsv", ".txt", ".npy", ".wav"})
 WAV_SCALES = ("bound", "peak", "none")
@@ -293,7 +293,7 @@ def read_signal(path, *, time_column="auto", max_samples=DEFAULT_MAX_SAMPLES):
 
 
 def _read_npy(path, max_samples):
-    from dilcli import arrays
+    from dilcli.io import arrays
 
     def check(shape, dtype):
         if len(shape) not in (1, 2) or dtype.kind not in "biuf" or dtype.fields or 0 in shape:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dilcli import _engine
-from dilcli._engine import boundary_indices
+from dilcli.core import engine
+from dilcli.core.engine import boundary_indices
 
 MODES = ("same", "valid", "full", "causal")
 BOUNDARIES = ("reflect", "mirror", "nearest", "wrap", "constant")
@@ -113,7 +113,7 @@ def dilated_correlate(
         x3 = x.reshape(x.shape[0], x.shape[1], -1)
     out = np.empty((geometry[0][2], geometry[1][2], x3.shape[2]), dtype=dtype)
     offsets = (geometry[0][0], geometry[1][0])
-    _engine.correlate(x3, kernel, dilations, offsets, boundary, dtype.type(cval), out)
+    engine.correlate(x3, kernel, dilations, offsets, boundary, dtype.type(cval), out)
     return out.reshape(out_shape)
 
 

@@ -81,19 +81,13 @@ def _int_list_callback(name, minimum=1):
 def load_kernel_option(spec, ndim=2):
     """A named kernel, weights as text, or a .npy/.csv/.txt file; usage error if bad.
 
-    Custom kernels are limited to ``dilcli.kernels.MAX_KERNEL_TAPS`` taps (text files
+    Custom kernels are limited to ``dilcli.core.kernels.MAX_KERNEL_TAPS`` taps (text files
     to ``MAX_KERNEL_TEXT_BYTES``), checked before the weights are allocated.
     """
-    from dilcli import kernels
+    from dilcli.io.kernelspecs import resolve_kernel_spec
 
     try:
-        if os.path.isfile(spec):
-            from dilcli.imageio import load_kernel_file
-
-            return load_kernel_file(spec, ndim=ndim)
-        if os.sep in spec or os.path.splitext(spec)[1].lower() in (".npy", ".csv", ".txt"):
-            raise ValueError(f"no such kernel file: {spec}")
-        return kernels.resolve_kernel(spec, ndim=ndim)
+        return resolve_kernel_spec(spec, ndim=ndim)
     except ValueError as error:
         reason = " ".join(str(error).split())
         raise click.BadParameter(reason, param_hint="'-k' / '--kernel'") from None
@@ -333,11 +327,11 @@ def run_file_batch(
     which files in folders are inputs.
     """
     from dilcli import batch
-    from dilcli.console import BatchConsole
+    from dilcli.batch.console import BatchConsole
 
     sniff = extensions is None  # images are recognised by content too
     if extensions is None:
-        from dilcli.imageio import IMAGE_EXTENSIONS as extensions
+        from dilcli.io.images import IMAGE_EXTENSIONS as extensions
     try:
         batch.check_output_folder(out_dir, inputs, allow_inside=allow_output_in_input)
     except batch.BatchError as error:
@@ -477,7 +471,8 @@ def convolve(
     Example:
       dilcli convolve sample_images -k laplacian -d 1,2,4,8 -o out --montage
     """
-    from dilcli.jobs import ConvolveJob, Rendering
+    from dilcli.batch.jobs import ConvolveJob
+    from dilcli.render.display import Rendering
 
     kernel = load_kernel_option(kernel_spec, ndim=2)
     rendering = Rendering(
@@ -623,7 +618,8 @@ def context(
       dilcli context photo.png -d 1,2,4,8 -k laplacian -o out
       dilcli context features.npy --weights model.npz --boundary constant -o out --format npy
     """
-    from dilcli.jobs import ContextJob, Rendering
+    from dilcli.batch.jobs import ContextJob
+    from dilcli.render.display import Rendering
 
     stacks = (("--preset", preset), ("-d/--dilations", dilations), ("--weights", weights_path))
     chosen = [name for name, value in stacks if value is not None]
@@ -644,7 +640,7 @@ def context(
             raise click.UsageError("--preset starlet is linear: --truncate does not apply")
         dilations = tuple(2**j for j in range(levels or DEFAULT_STARLET_LEVELS))
     elif preset is not None:
-        from dilcli.context import CONTEXT_DILATIONS as dilations
+        from dilcli.core.stacks import CONTEXT_DILATIONS as dilations
     elif weights_path is not None:
         layers = _load_context_weights(weights_path, truncate=truncate is not False)
         dilations, stack = tuple(layer.dilation for layer in layers), "weights"
@@ -677,13 +673,13 @@ def _load_context_weights(path, *, truncate):
     ``MAX_WEIGHTS_KERNEL_SIDE``), checked from the zip directory and each array's
     header before anything is decompressed.
     """
-    from dilcli import arrays
-    from dilcli.context import (
+    from dilcli.core.stacks import (
         MAX_WEIGHTS_BYTES,
         MAX_WEIGHTS_LAYERS,
         check_weights_header,
         stack_from_arrays,
     )
+    from dilcli.io import arrays
 
     try:
         named = arrays.read_npz(
@@ -826,8 +822,8 @@ def signal_command(
       dilcli signal sample_signals/sensors.csv -k difference -d 1,4,16 -o out --plot out/sensors.png
       dilcli signal sample_signals/chirp.wav -k 1,1 -d 1,2,4,8,16 --mode causal --stack -o out
     """
-    from dilcli.jobs import SignalJob
-    from dilcli.signalio import SIGNAL_EXTENSIONS
+    from dilcli.batch.jobs import SignalJob
+    from dilcli.io.signals import SIGNAL_EXTENSIONS
 
     if mode == "causal" and boundary not in (None, "constant", "nearest"):
         raise click.BadParameter(
@@ -870,7 +866,7 @@ def signal_command(
 
 def _print_signal_stack(kernel, dilations, mode):
     """Each layer's receptive field, on stderr, before the stack runs."""
-    from dilcli.receptive import Layer, causal_receptive_fields, receptive_fields
+    from dilcli.core.receptive import Layer, causal_receptive_fields, receptive_fields
 
     layers = [Layer(kernel.shape[0], d) for d in dilations]
     if mode == "causal":
@@ -898,7 +894,7 @@ def kernels(fmt, one_d):
     """List the named kernels and their weights."""
     import json
 
-    from dilcli.kernels import definitions
+    from dilcli.core.kernels import definitions
 
     named = definitions(1 if one_d else 2)
     if fmt == "json":
@@ -914,7 +910,7 @@ def kernels(fmt, one_d):
         ]
         click.echo(json.dumps(rows, indent=2))
         return
-    from dilcli.tables import kernel_table
+    from dilcli.render.tables import kernel_table
 
     kernel_table(named)
 
@@ -980,7 +976,7 @@ def _rf_options(command):
 
 def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
     """(layers, channels, title) from rf-table's options; usage errors when they clash."""
-    from dilcli import receptive
+    from dilcli.core import receptive
 
     if preset and dilations:
         raise click.UsageError("give either --preset or -d/--dilations, not both")
@@ -1078,7 +1074,8 @@ def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one
       dilcli rf-table -d 2,2,2 --compare
       dilcli rf-table --preset wavenet --repeat 3 --format json
     """
-    from dilcli import receptive, rfreport
+    from dilcli.core import receptive
+    from dilcli.render import rfreport
 
     layers, channel_spec, title = _rf_stack(preset, dilations, kernels, strides, channels, repeat)
     ndim = 1 if one_d or preset == "wavenet" else 2
@@ -1164,7 +1161,8 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
     Example:
       dilcli rf-suggest --target 129 -k 3
     """
-    from dilcli import receptive, rfreport
+    from dilcli.core import receptive
+    from dilcli.render import rfreport
 
     try:
         depth, schedules = receptive.suggest_schedules(
@@ -1261,7 +1259,7 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
       dilcli rf-map -d 1,2,5 --effective -o erf.png
       dilcli rf-map -k 2 -d 1,2,4,8 --1d --causal -o wavenet.png
     """
-    from dilcli import receptive
+    from dilcli.core import receptive
 
     if not output.lower().endswith(RF_MAP_SUFFIXES):
         raise click.BadParameter(
@@ -1291,7 +1289,7 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
         weights = [kernel.parts[0]] * len(dilations)
     try:
         layers = receptive.make_stack(dilations, kernels=kernels or 3, strides=strides or 1)
-        from dilcli import rfmap
+        from dilcli.render import rfmap
 
         if one_d:
             picture = rfmap.signal_picture(
@@ -1305,7 +1303,7 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
         rfmap.save_png(picture, output)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
-    from dilcli.console import display_path
+    from dilcli.batch.console import display_path
 
     field = receptive.receptive_fields(layers)[-1]
     size = str(field) if one_d else f"{field}x{field}"

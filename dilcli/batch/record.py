@@ -1,0 +1,195 @@
+"""The record of finished work: what each task wrote, so reruns skip only what is done.
+
+A rerun trusts an output only while it is still the file recorded (docs/design.md,
+section 15); the latest line naming an output says which input and parameters made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+from dilcli.batch.tasks import BatchError
+
+RECORD_NAME = ".dilcli-record.jsonl"
+
+
+def _record_name(output, out_dir):
+    """How the record names an output: relative to the output folder (which may move)."""
+    relative = os.path.relpath(output, out_dir)
+    return Path(output).as_posix() if relative.startswith("..") else Path(relative).as_posix()
+
+
+class Refused(BatchError):
+    """A batch that refused to start (its record is unusable, or locked): nothing ran."""
+
+
+class OutputConflict(Refused):
+    """Outputs a batch would write hold another run's results; nothing was run."""
+
+
+class Record:
+    """What finished tasks wrote, one JSON line each, in the output folder.
+
+    A line names a task's key and, for each of its outputs, the size, modification
+    time and SHA-256 of the file it wrote. A task counts as done only while every
+    output on disk is still that file (same size and time, or same content), so a
+    replaced, edited or deleted output is recomputed, never reported as done. The
+    latest line naming an output says whose result it holds: a task with another key
+    (other parameters, another input) must not silently replace it
+    (:meth:`conflicts`). Lines are appended only after a task's outputs are in place;
+    a torn last line (a kill mid-write) is ignored.
+
+    Open it as a context manager: it holds an exclusive lock on the record for the
+    whole run, so a second run into the same folder stops at once instead of mixing
+    its files with this one's. The record is never followed through a link.
+    """
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(os.path.abspath(out_dir))
+        self.path = self.out_dir / RECORD_NAME
+        self.done = {}  # key -> {output name: identity}
+        self.owner = {}  # output name -> (maker, identity, input)
+        self._fd = None
+
+    def __enter__(self):
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+            self._fd = os.open(self.path, flags, 0o666)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            if os.path.islink(self.path):
+                reason = "it is a symbolic link, which dilcli does not follow (remove it)"
+            raise Refused(f"cannot open the record {self.path}: {reason}") from None
+        try:
+            self._lock()
+            self._load()
+        except BaseException:
+            os.close(self._fd)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self._fd)  # and with it the lock
+        return False
+
+    def _lock(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Refused(
+                f"another dilcli run is writing into {self.out_dir}; wait for it to end "
+                "or choose another -o"
+            ) from None
+        except OSError:  # a file system without locks: go on unlocked
+            pass
+
+    def _load(self):
+        with open(self._fd, "rb", closefd=False) as handle:
+            data = handle.read()
+        if data and not data.endswith(b"\n"):  # torn by a kill: end it, keep the rest
+            self._append(b"\n")
+        for line in data.decode("utf-8", "replace").splitlines():
+            try:
+                entry = json.loads(line)
+                key, outputs = entry["key"], entry.get("outputs")
+                if not isinstance(outputs, dict):
+                    continue  # a record of an older dilcli: proves nothing
+                self.done[key] = outputs
+                for name, identity in outputs.items():
+                    self.owner[name] = (entry.get("maker"), identity, entry.get("input", "?"))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+
+    @property
+    def keys(self):
+        return set(self.done)
+
+    def is_done(self, task):
+        """Whether every output of ``task`` is on disk as the record says it wrote it."""
+        written = self.done.get(task.key)
+        names = [_record_name(o, self.out_dir) for o in task.outputs]
+        if written is None or set(written) != set(names):
+            return False
+        return all(_unchanged(o, written[n]) for o, n in zip(task.outputs, names))
+
+    def conflicts(self, task):
+        """``(output, input it holds the result of)`` for each output of ``task`` that
+        holds, unchanged, what another maker (other parameters or input) wrote.
+
+        The same input changed since (edited, replaced) is the same maker: its outputs
+        are simply recomputed.
+        """
+        found = []
+        for output in task.outputs:
+            owner = self.owner.get(_record_name(output, self.out_dir))
+            if owner and owner[0] != task.maker and _unchanged(output, owner[1]):
+                found.append((output, owner[2]))
+        return found
+
+    def add(self, task):
+        """Record ``task``'s outputs as they are on disk now (it has just written them)."""
+        outputs = {_record_name(o, self.out_dir): _identity(o) for o in task.outputs}
+        entry = {"key": task.key, "maker": task.maker, "input": str(task.input.path)}
+        entry["outputs"] = outputs
+        self._append((json.dumps(entry) + "\n").encode())
+        self.done[task.key] = outputs
+        for name, identity in outputs.items():
+            self.owner[name] = (task.maker, identity, str(task.input.path))
+
+    def _append(self, data):
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(28, "No space left on device")
+        except OSError as error:
+            raise BatchError(
+                f"cannot write the record {self.path}: {error.strerror or error}"
+            ) from None
+
+
+def _identity(path):
+    """What the record keeps of an output: its size, SHA-256, and where it sits."""
+    info = os.stat(path)
+    return {
+        "size": info.st_size,
+        "sha256": _sha256(path),
+        "stat": [info.st_ino, info.st_mtime_ns, info.st_ctime_ns],
+    }
+
+
+def _unchanged(path, identity):
+    """Whether ``path`` still holds the content recorded as ``identity``.
+
+    The same inode with the same modification and change times is the same file (a
+    change time cannot be set back by hand); anything else (a copied or restored
+    folder, a touched file) is judged by its content.
+    """
+    try:
+        info = os.lstat(path)
+        size, digest, where = identity["size"], identity["sha256"], identity["stat"]
+    except (OSError, TypeError, KeyError):
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+        return False
+    if [info.st_ino, info.st_mtime_ns, info.st_ctime_ns] == where:
+        return True
+    try:
+        return _sha256(path) == digest
+    except OSError:
+        return False
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
