@@ -47,13 +47,13 @@ def run_cli(source, out, jobs):
 
 
 def run_loop(source, out):
-    from dilcli.core import engine
+    from dilcli.core import parallel
     from dilcli.core.conv import apply_kernel
     from dilcli.core.kernels import named_kernel
     from dilcli.io import images, png
     from dilcli.render import display
 
-    engine.set_threads(1)
+    parallel.set_threads(1)
     kernel = named_kernel("laplacian")
     out.mkdir()
     start = time.perf_counter()

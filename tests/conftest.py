@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,29 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_images"
+
+
+def run_cli(*args, cwd=None, **kwargs):
+    """``dilcli *args`` as a user types it, through Click, in ``cwd`` if given.
+
+    A Python exception reaching the user fails the test: Click's runner catches it (so
+    the output never shows a traceback), and ``result.exception`` is where it lands.
+    """
+    from click.testing import CliRunner
+
+    from dilcli.cli import cli
+
+    previous = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
+    finally:
+        os.chdir(previous)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    return result
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Independent references: direct loops over the definitions in DESIGN.md.
+"""Independent references: direct loops over the definitions in docs/design.md (sections 2-4).
 
 Slow on purpose and written without any of dilcli's code, so the fast paths are
 checked against the formula itself.

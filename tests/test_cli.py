@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from numpy.testing import assert_allclose
 from PIL import Image
 
@@ -16,12 +16,6 @@ def pil(path):
     with Image.open(path) as image:
         image.load()
     return image
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
 
 
 def test_every_command_has_help():

@@ -1,20 +1,13 @@
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
-from dilcli.cli import cli
 from dilcli.core.conv import dilated_correlate
 from dilcli.core.kernels import LAPLACIAN
 from dilcli.core.stacks import forward, stack_from_arrays
 from dilcli.io.images import load_image
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
 
 
 def pil(path):
@@ -274,7 +267,7 @@ def test_channel_mismatch_fails_that_file_only_with_one_line(image_folder, tmp_p
         (["--preset", "starlet", "-d", "1,2"], "got --preset and -d/--dilations"),
         (["-k", "laplacian"], "-k/--kernel and --init go with -d/--dilations"),
         (["--preset", "context-basic", "--levels", "3"], "--levels goes with --preset starlet"),
-        (["--preset", "starlet", "--mode", "valid"], "needs --mode same"),
+        (["--preset", "starlet", "--mode", "valid"], "starlet needs mode 'same'"),
         (["--preset", "starlet", "--no-truncate"], "starlet is linear"),
         (["-d", "1,2", "-k", "sobel"], "sobel is a gradient pair"),
         (["-d", "1,0"], "dilations must be integers from 1 to"),

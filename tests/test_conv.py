@@ -5,6 +5,7 @@ from reference import direct_correlate
 from scipy import ndimage
 
 from dilcli.core import engine as engine_module
+from dilcli.core import parallel
 from dilcli.core.conv import BOUNDARIES, apply_kernel, dilated_correlate
 from dilcli.core.kernels import named_kernel
 
@@ -192,7 +193,7 @@ def test_many_strips_chunks_and_threads_match_scipy(monkeypatch, boundary, kerne
     # Tiny strips and chunks force interior views, border gathers and thread hand-off.
     monkeypatch.setattr(engine_module, "STRIP_BYTES", 512)
     monkeypatch.setattr(engine_module, "CHUNK_VALUES", 37)
-    monkeypatch.setattr(engine_module, "_default_threads", 2)
+    monkeypatch.setattr(parallel, "_default_threads", 2)
     x = RNG.random((45, 61, 3)).astype(np.float32)
     kernel = (
         RNG.normal(size=(3, 3)) if kernel_name == "random" else named_kernel(kernel_name).parts[0]
@@ -213,7 +214,7 @@ def test_many_strips_chunks_and_threads_match_scipy(monkeypatch, boundary, kerne
 @pytest.mark.parametrize("mode", ["same", "valid", "full", "causal"])
 def test_long_signals_run_in_chunks(monkeypatch, mode):
     monkeypatch.setattr(engine_module, "CHUNK_VALUES", 64)
-    monkeypatch.setattr(engine_module, "_default_threads", 2)
+    monkeypatch.setattr(parallel, "_default_threads", 2)
     x = RNG.random((3000, 2))
     kernel = RNG.normal(size=4)
     boundary = "nearest" if mode == "causal" else "mirror"

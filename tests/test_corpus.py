@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from make_corpus import CORPUS, _pixels, make_corpus
 from numpy.testing import assert_allclose, assert_array_equal
 
-from dilcli.cli import cli
 from dilcli.io.images import ImageError, count_frames, iter_frames, load_image
 
 CASES = {case.name: case for case in CORPUS}
@@ -68,13 +67,6 @@ def test_load_image_gives_each_file_its_outcome(corpus, case, allow_truncated):
         assert result.notes == ()
     for note in result.notes:
         check_message(note)
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def planned_stem(name):

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from PIL import Image
 
 from dilcli import batch
 from dilcli.batch import workers
 from dilcli.batch.console import display_path
-from dilcli.cli import cli
 from dilcli.io.atomic import atomic_write
 from dilcli.io.images import ImageError, load_image
 
@@ -37,13 +36,6 @@ HOSTILE_NAMES = [
     "star*and?.png",
     "dots..png",
 ]
-
-
-def run(*args, **kwargs):
-    result = CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def png_bytes():

@@ -45,3 +45,16 @@ def test_signal_job_signature_is_json():
     job = SignalJob(named_kernel("difference", ndim=1), (1, 2), stack=True)
     assert json.loads(json.dumps(job.signature()))["stack"] is True
     assert np.isscalar(job.signature()["cval"])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"mode": "valid"}, "needs mode 'same'"), ({"truncate": False}, "starlet is linear")],
+)
+def test_the_library_refuses_what_the_cli_refuses(options, message):
+    from dilcli.batch.jobs import ContextJob
+
+    with pytest.raises(ValueError, match=message):
+        ContextJob("starlet", (1, 2, 4), **options)
+    with pytest.raises(ValueError, match="stack must be one of"):
+        ContextJob("starlet-ish", (1, 2))

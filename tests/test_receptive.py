@@ -1,4 +1,4 @@
-"""Receptive fields, coverage and HDC against the paper, DESIGN.md and brute force."""
+"""Receptive fields, coverage and HDC: the paper, docs/design.md (5-7), brute force."""
 
 import itertools
 from fractions import Fraction

@@ -7,16 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
-
-from dilcli.cli import cli
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+from conftest import run_cli as run
 
 
 def table_json(*args):

@@ -91,7 +91,7 @@ def reference_2d(layers):
 
 
 def reference_m2(rates):
-    """HDC's M_2 by the recurrence of DESIGN.md, from the last layer down."""
+    """HDC's M_2 by the recurrence of docs/design.md (section 7), from the last layer down."""
     value = rates[-1]
     for rate in reversed(rates[1:-1]):
         value = max(value - 2 * rate, value - 2 * (value - rate), rate)

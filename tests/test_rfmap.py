@@ -2,21 +2,13 @@
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from PIL import Image
 
-from dilcli.cli import cli
 from dilcli.core import receptive
 from dilcli.core.receptive import make_stack
 from dilcli.io.atomic import TEMP_PREFIX
 from dilcli.render import rfmap
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def count(cells, colour):

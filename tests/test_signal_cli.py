@@ -2,20 +2,13 @@
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 from reference import direct_correlate
 from scipy.io import wavfile
 
-from dilcli.cli import cli
 from dilcli.io.signals import read_signal
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
 
 
 def names(folder):
@@ -198,7 +191,7 @@ def test_signal_reruns_skip_finished_work(signal_folder, tmp_path):
     [
         (
             ["--mode", "causal", "--boundary", "reflect"],
-            "causal mode allows constant or nearest only",
+            "mode 'causal' allows boundary constant or nearest only",
         ),
         (["--activation", "relu"], "--activation applies between the layers of --stack"),
         (["--plot", "picture.jpg"], "the picture is a PNG"),

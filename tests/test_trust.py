@@ -16,24 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import run_cli as run
 from PIL import Image
 
 from dilcli import batch
 from dilcli.cli import cli
-
-
-def run(*args, cwd=None):
-    """The command as a user types it; never a Python traceback."""
-    if cwd is not None:
-        old = os.getcwd()
-        os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(cli, [str(a) for a in args])
-    finally:
-        if cwd is not None:
-            os.chdir(old)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def files(folder):

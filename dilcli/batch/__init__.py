@@ -22,7 +22,6 @@ A job that writes one set of outputs per frame of an input (``--frames all``) al
 as ``output_names(stem, suffix, frames=count)``.
 """
 
-
 # The names of the former single module ``dilcli.batch``, for scripts that use them.
 _MOVED = {
     "BatchError": "tasks", "InputFile": "tasks", "Task": "tasks", "TaskResult": "tasks",

@@ -11,11 +11,15 @@ from dataclasses import dataclass, fields, is_dataclass
 
 import numpy as np
 
-from dilcli import vocab
 from dilcli.core.kernels import Kernel
 from dilcli.io import images, png
 from dilcli.render import display
 from dilcli.render.display import Rendering
+from dilcli.vocab import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SAMPLES, DEFAULT_SEED
+
+# What ContextJob runs: the paper's module, a kernel stack, random kernels, trained
+# weights, or the starlet.
+STACKS = ("context-basic", "context-large", "kernel", "random", "weights", "starlet")
 
 
 def frame_stems(stem, frames=None):
@@ -115,10 +119,10 @@ class ConvolveJob(ImageInput):
     flip: bool = False
     rendering: Rendering = Rendering()
     montage: bool = False
-    max_pixels: int = vocab.DEFAULT_MAX_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     allow_truncated: bool = False
     frames: str = "first"  # or "all"
-    max_frames: int = vocab.DEFAULT_MAX_FRAMES
+    max_frames: int = DEFAULT_MAX_FRAMES
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
@@ -143,7 +147,7 @@ class ConvolveJob(ImageInput):
 
         # Decode once; compute each dilation while the previous one is encoded. One
         # write in flight at most, so memory stays bounded by about three images.
-        from dilcli.core.engine import threads
+        from dilcli.core.parallel import threads
 
         with (
             ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer")
@@ -220,7 +224,7 @@ class ContextJob(ImageInput):
     kernel: Kernel | None = None
     layers: tuple = ()
     weights_name: str = ""
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     truncate: bool | None = None  # None: ReLUs for presets and weights, none for kernels
     mode: str = "same"
     boundary: str | None = None
@@ -229,10 +233,22 @@ class ContextJob(ImageInput):
     rendering: Rendering = Rendering()
     montage: bool = False
     final_only: bool = False
-    max_pixels: int = vocab.DEFAULT_MAX_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     allow_truncated: bool = False
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
-    max_frames: int = vocab.DEFAULT_MAX_FRAMES
+    max_frames: int = DEFAULT_MAX_FRAMES
+
+    def __post_init__(self):
+        """The library's rules, whoever builds the job (the CLI only rewords them)."""
+        if self.stack not in STACKS:
+            raise ValueError(f"stack must be one of {', '.join(STACKS)}; got {self.stack!r}")
+        if self.stack == "starlet":
+            if self.mode != "same":
+                raise ValueError(
+                    "the starlet needs mode 'same' (its planes are differences of images)"
+                )
+            if self.truncate is not None:
+                raise ValueError("the starlet is linear: truncate (ReLU) does not apply")
 
     @property
     def prefix(self):
@@ -363,7 +379,7 @@ class SignalJob(Job):
     wav_scale: str = "bound"
     plot: str | None = None
     plot_per_input: bool = False
-    max_samples: int = 250_000_000  # values (samples x channels) read at most; 0: no limit
+    max_samples: int = DEFAULT_MAX_SAMPLES  # values (samples x channels); 0: no limit
 
     def output_names(self, stem, suffix=".npy"):
         ext = suffix or ".npy"

@@ -99,15 +99,15 @@ def _refuse_overwriting_input(task):
 
 def local_results(tasks, job, cores):
     """In this process, one task after another, each using ``cores`` cores."""
-    from dilcli.core import engine
+    from dilcli.core import parallel
 
-    before = engine._default_threads
-    engine.set_threads(cores)
+    before = parallel._default_threads
+    parallel.set_threads(cores)
     try:
         for task in tasks:
             yield task, execute(job, task)
     finally:
-        engine.set_threads(before)
+        parallel.set_threads(before)
 
 
 # --- worker processes ---------------------------------------------------------------
@@ -289,9 +289,9 @@ def _init_worker():
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _die_with_parent()
     # Processes already fill the cores; threads inside each would only compete.
-    from dilcli.core import engine
+    from dilcli.core import parallel
 
-    engine.set_threads(1)
+    parallel.set_threads(1)
 
 
 def _die_with_parent():

@@ -1,6 +1,6 @@
 """Dilated correlation of 1-D signals and 2-D images.
 
-The definition (DESIGN.md), per spatial axis::
+The definition (docs/design.md, sections 2-4), per spatial axis::
 
     y[i] = sum_t w[t] * x[i + t*d - o]
 
@@ -17,13 +17,21 @@ import numpy as np
 
 from dilcli.core import engine
 from dilcli.core.engine import boundary_indices
+from dilcli.vocab import (
+    BOUNDARIES,
+    CAUSAL_BOUNDARIES,
+    DEFAULT_BOUNDARY,
+    DEFAULT_CAUSAL_BOUNDARY,
+    MAX_DILATION,
+    SIGNAL_MODES,
+    choices_text,
+)
 
-MODES = ("same", "valid", "full", "causal")
-BOUNDARIES = ("reflect", "mirror", "nearest", "wrap", "constant")
-# The largest dilation: 2**31 - 1, the int32 range that PyTorch and cuDNN use too. With
+# Every mode; 'causal' is for 1-D signals only.
+MODES = SIGNAL_MODES
+# MAX_DILATION (vocab): 2**31 - 1, the int32 range that PyTorch and cuDNN use too. With
 # it, positions ``i + t*d - o`` stay far inside int64 for any kernel that fits in
 # memory, so the engines can never overflow; larger values raise ValueError.
-MAX_DILATION = 2**31 - 1
 # Mode 'full' grows the output by the dilated span on each axis: it may add at most
 # this many bytes beyond the input's size (a small input must not cost gigabytes).
 MAX_FULL_GROWTH_BYTES = 1 << 30
@@ -94,7 +102,7 @@ def dilated_correlate(
     if not np.all(np.isfinite(kernel)):
         raise ValueError("kernel weights must be finite numbers")
     dilations = normalize_dilation(dilation, spatial)
-    boundary = _check_mode_boundary(mode, boundary, spatial)
+    boundary = check_mode_boundary(mode, boundary, spatial)
 
     x = np.ascontiguousarray(x, dtype=dtype)  # the engines read rows in place
     kernel = kernel.astype(dtype)
@@ -218,19 +226,24 @@ def _float_dtype(dtype):
     )
 
 
-def _check_mode_boundary(mode, boundary, spatial):
+def check_mode_boundary(mode, boundary, spatial):
+    """The boundary to use for ``mode`` (None: its default); ValueError if they clash.
+
+    Causal filtering (1-D only) must not look ahead, so it allows only the boundaries
+    that extend the past without the future (docs/design.md, section 11).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if mode == "causal":
         if spatial != 1:
             raise ValueError("mode 'causal' is for 1-D signals only")
-        boundary = "constant" if boundary is None else boundary
-        if boundary not in ("constant", "nearest"):
+        boundary = DEFAULT_CAUSAL_BOUNDARY if boundary is None else boundary
+        if boundary not in CAUSAL_BOUNDARIES:
             raise ValueError(
-                f"mode 'causal' allows boundary 'constant' or 'nearest' only "
+                f"mode 'causal' allows boundary {choices_text(CAUSAL_BOUNDARIES)} only "
                 f"('{boundary}' would look ahead)"
             )
-    boundary = "reflect" if boundary is None else boundary
+    boundary = DEFAULT_BOUNDARY if boundary is None else boundary
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
     return boundary

@@ -15,7 +15,8 @@
   of ``x``; only blocks at the border gather the few rows and columns they need by
   the boundary's index map.
 
-Strips run on a thread pool: numpy releases the GIL inside its loops.
+Strips run on the shared thread pool of :mod:`dilcli.core.parallel`: numpy releases the
+GIL inside its loops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+from dilcli.core.parallel import parallel_map, threads
+from dilcli.vocab import BOUNDARY_CODES
 
 # Idle OpenMP threads sleep instead of spinning: spinning threads steal the cores
 # that batch workers and other programs need. Read once, when libgomp loads.
@@ -40,23 +44,6 @@ STRIP_BYTES = 1 << 18
 CHUNK_VALUES = 2048
 use_compiled = True
 _local = threading.local()
-_pool_lock = threading.Lock()
-_pool = None
-_default_threads = None
-
-
-def set_threads(count):
-    """Cores one process may use (None: all): for correlation and PNG deflate alike.
-
-    A batch of N worker processes gives each one core; ``-j 1`` means one core.
-    """
-    global _default_threads
-    _default_threads = count
-
-
-def threads():
-    """The cores this process may use (see :func:`set_threads`)."""
-    return _default_threads or os.cpu_count() or 1
 
 
 def boundary_indices(i, n, boundary):
@@ -243,14 +230,10 @@ def _correlate_compiled(x, kernel, dilations, offsets, boundary, cval, out):
         d1,
         o0,
         o1,
-        _BOUNDARY_CODES[boundary],
+        BOUNDARY_CODES[boundary],
         float(cval),
         threads(),
     )
-
-
-# The compiled engine's names for the boundaries (enum in _cengine.c).
-_BOUNDARY_CODES = {"constant": 0, "nearest": 1, "wrap": 2, "reflect": 3, "mirror": 4}
 
 
 def _correlate_numpy(x, kernel_plan, dilations, offsets, boundary, cval, out):
@@ -294,37 +277,6 @@ def _correlate_numpy(x, kernel_plan, dilations, offsets, boundary, cval, out):
             run(block)
     else:
         parallel_map(run, blocks, workers)
-
-
-def parallel_map(function, items, workers=None):
-    """``[function(item) for item in items]`` on at most ``workers`` threads (default:
-    :func:`threads`), in order. One shared pool serves every caller, and is never
-    shut down or replaced, so calls from several threads at once are safe."""
-    items = list(items)
-    workers = min(workers or threads(), len(items))
-    if workers <= 1:
-        return [function(item) for item in items]
-
-    def share(start):
-        return [(k, function(items[k])) for k in range(start, len(items), workers)]
-
-    results = [None] * len(items)
-    for future in [_shared_pool().submit(share, start) for start in range(workers)]:
-        for k, value in future.result():
-            results[k] = value
-    return results
-
-
-def _shared_pool():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            # Twice the cores: callers on two threads (compute, encode) never queue
-            # behind each other.
-            _pool = ThreadPoolExecutor(2 * (os.cpu_count() or 1), thread_name_prefix="dilcli")
-        return _pool
 
 
 def _inside(offset, n, span, out_n):

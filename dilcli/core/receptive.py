@@ -1,7 +1,8 @@
 """Receptive fields of stacks of dilated layers: sizes, coverage, gridding, suggestions.
 
 A layer is (kernel size ``k``, dilation ``d``, stride ``s``); a stack is a list of
-layers, input first. DESIGN.md's recurrence, with ``RF_0 = 1`` and ``J_0 = 1``::
+layers, input first. The recurrence of docs/design.md (section 5), with ``RF_0 = 1``
+and ``J_0 = 1``::
 
     RF_l = RF_{l-1} + (k_l - 1) * d_l * J_{l-1},    J_l = J_{l-1} * s_l
 
@@ -33,16 +34,16 @@ import math
 import numbers
 from dataclasses import dataclass
 
-#: The paper's context module (Yu & Koltun 2015, Table 1): seven 3x3 layers, then 1x1.
-CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1, 1)
-CONTEXT_KERNELS = (3, 3, 3, 3, 3, 3, 3, 1)
-#: Output channels of the large context module, in multiples of C (Table 1).
-CONTEXT_LARGE_CHANNELS = (2, 2, 4, 8, 16, 32, 32, 1)
-#: Default C: the 21 classes of Pascal VOC, as in the paper.
-DEFAULT_CONTEXT_CHANNELS = 21
-SEED_DILATIONS = (1, 2, 4, 8)
-WAVENET_DILATIONS = tuple(2**i for i in range(10))  # 1, 2, ..., 512; kernel 2
-PRESETS = ("context-basic", "context-large", "seed", "wavenet")
+# The paper's context module (Table 1), the seed's and WaveNet's stacks: the vocabulary
+# holds them once.
+from dilcli.vocab import (
+    CONTEXT_DILATIONS,
+    CONTEXT_LARGE_CHANNELS,
+    DEFAULT_CONTEXT_CHANNELS,
+    WAVENET_DILATIONS,
+    size_text,
+)
+from dilcli.vocab import CONTEXT_KERNEL_SIZES as CONTEXT_KERNELS
 
 # Search effort of the schedule suggestions: enough for exhaustive answers at usual
 # sizes, bounded for deep stacks (the best schedules found so far are returned).
@@ -553,9 +554,11 @@ def hdc_values(layers):
 def hdc_verdict(layers):
     """``(verdict, reason)``: 'pass', 'fail' or 'n/a' by the HDC rule, and why.
 
-    The rule (DESIGN.md): free of holes when ``M_2 <= k`` and the rates share no common
-    factor above 1. It is stated for stacks of one kernel size; for mixed sizes the
-    verdict is 'n/a' (the coverage column is exact either way).
+    The rule (docs/design.md, section 7) asks ``M_2 <= k`` and rates with no common
+    factor above 1. It is a sufficient condition only for odd kernels whose first rate
+    is 1 (``-d 2,3`` passes it and has holes), and not a necessary one (``1,3,1`` fails
+    it and has none): the exact coverage is the verdict. It is stated for stacks of one
+    kernel size; for mixed sizes the verdict is 'n/a'.
     """
     return _hdc_verdicts(as_layers(layers))[-1]
 
@@ -724,7 +727,7 @@ def compare_designs(layers, channels=None, *, ndim=2):
     pair_count = channels**2 if channels else 1
 
     def size(n):
-        return f"{n}x{n}" if ndim == 2 else f"{n}"
+        return size_text(n, ndim)
 
     def row(design, count, weights, field, jump, reached=-1):
         # reached: positions per axis, None if unknown, -1 for one run (no holes).

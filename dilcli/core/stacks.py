@@ -12,10 +12,11 @@ with ``x_ext`` the input extended once per layer (:func:`dilcli.conv.extend`) by
 boundary rule; ``constant`` with ``cval=0`` is a zero-padded conv framework's layer.
 The per-channel case is :func:`dilcli.conv.dilated_correlate` itself.
 
-Presets follow Table 1 of Yu & Koltun (2015) and DESIGN.md: :func:`context_basic` and
-:func:`context_large` with their identity initialisation, :func:`kernel_stack` and
-:func:`random_stack` (the seed notebook's multi-scale stack), :func:`stack_from_arrays`
-(trained weights) and :func:`starlet` (the B3-spline à trous wavelet).
+Presets follow Table 1 of Yu & Koltun (2015) and docs/design.md (sections 9, 10):
+:func:`context_basic` and :func:`context_large` with their identity initialisation,
+:func:`kernel_stack` and :func:`random_stack` (the seed notebook's multi-scale stack),
+:func:`stack_from_arrays` (trained weights) and :func:`starlet` (the B3-spline à trous
+wavelet).
 """
 
 from __future__ import annotations
@@ -27,16 +28,20 @@ import numpy as np
 from dilcli.core.conv import MAX_DILATION, axis_geometry, dilated_correlate, extend
 from dilcli.core.kernels import B3SPLINE
 
-# Table 1 of the paper: dilation and kernel size per layer, and the large module's
-# channel counts as multiples of the input's C.
-CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1, 1)
-CONTEXT_KERNEL_SIZES = (3, 3, 3, 3, 3, 3, 3, 1)
-LARGE_CHANNEL_FACTORS = (2, 2, 4, 8, 16, 32, 32, 1)
-# The large module's noise: sigma = LARGE_NOISE * C / c_(l+1), well below the
-# identity weight C / c_(l+1) as the paper asks (sigma << C / c_(l+1)).
-LARGE_NOISE = 1e-3
-# The seed notebook's random kernels: np.random.seed(42); np.random.randn(k, k) * 0.1.
-RANDOM_KERNEL_SCALE = 0.1
+# Table 1 of the paper (the vocabulary holds it once): dilation and kernel size per
+# layer, and the large module's channel counts as multiples of the input's C. The large
+# module's noise: sigma = LARGE_NOISE * C / c_(l+1), well below the identity weight
+# C / c_(l+1) as the paper asks. The seed notebook's random kernels:
+# np.random.seed(42); np.random.randn(k, k) * RANDOM_KERNEL_SCALE.
+from dilcli.vocab import (
+    ACTIVATIONS,
+    CONTEXT_DILATIONS,
+    CONTEXT_KERNEL_SIZES,
+    LARGE_NOISE,
+    RANDOM_KERNEL_SCALE,
+)
+from dilcli.vocab import CONTEXT_LARGE_CHANNELS as LARGE_CHANNEL_FACTORS
+
 # Output rows are mixed in strips whose temporaries stay small (and in cache).
 _STRIP_BYTES = 1 << 21
 # Limits on trained weights (stack_from_arrays; ``dilcli context --weights`` checks them
@@ -510,6 +515,7 @@ SIGNAL_ACTIVATIONS = {
     "relu": lambda y: np.maximum(y, 0, out=y),
     "tanh": lambda y: np.tanh(y, out=y),
 }
+assert tuple(SIGNAL_ACTIVATIONS) == ACTIVATIONS  # the vocabulary names them
 
 
 def signal_layers(

@@ -21,14 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from dilcli.io.atomic import atomic_write
+from dilcli.vocab import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy"}
 )
-OUTPUT_FORMATS = ("png", "tiff", "npy")
-MAPPINGS = ("abs", "signed", "clip", "stretch", "diverging")
-DEFAULT_MAX_PIXELS = 250_000_000
-DEFAULT_MAX_FRAMES = 1000
 # Pillow may open only these (never EPS, which runs Ghostscript, or rarer decoders).
 PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "GIF", "BMP", "WEBP")  # JPEG includes MPO
 TRUNCATED_HINT = " (--allow-truncated decodes what can be read)"
@@ -37,8 +34,6 @@ TRUNCATED_HINT = " (--allow-truncated decodes what can be read)"
 _PAD_LIMIT = 2**20
 _NOT_PADDED = "less than half of it is there, so it is not padded"
 _UNREADABLE = "; unreadable even with --allow-truncated"
-DIVERGING_COLORMAP = "colorbrewer:RdBu_r"
-STRETCH_PERCENTILE = 99.9
 
 
 class ImageError(Exception):

@@ -75,7 +75,7 @@ def write_png(handle, pixels, compression=1):
     chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
     header = _ZLIB_HEADERS[max(k for k in _ZLIB_HEADERS if k <= compression)]
     checksum = 1
-    from dilcli.core.engine import parallel_map
+    from dilcli.core.parallel import parallel_map
 
     for number, (data, adler, size) in enumerate(parallel_map(deflate, starts)):
         chunk(b"IDAT", header + data if number == 0 else data)

@@ -60,15 +60,13 @@ from pathlib import Path
 import numpy as np
 
 from dilcli.io.atomic import atomic_write
+from dilcli.vocab import DEFAULT_MAX_SAMPLES, WAV_SCALES
 
 SIGNAL_EXTENSIONS = frozenset({".csv", ".tsv", ".txt", ".npy", ".wav"})
-WAV_SCALES = ("bound", "peak", "none")
 # Header names (their leading letters, lower case) that make a column the time column
 # when --time-column is 'auto': "time", "Time (s)", "t", "timestamp", ...
 TIME_COLUMN_NAMES = frozenset({"time", "t", "seconds", "sec", "timestamp", "date", "datetime"})
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".txt": None}  # None: runs of whitespace
-# Values (samples x channels) read_signal accepts unless told otherwise; 0: no limit.
-DEFAULT_MAX_SAMPLES = 250_000_000
 # Longest line of a text table, in characters.
 MAX_LINE_CHARS = 1 << 20
 _BATCH_LINES = 16_384  # text rows parsed at a time

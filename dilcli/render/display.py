@@ -39,9 +39,7 @@ class Rendering:
             return None
         mapping = self.mapping or ("abs" if signed else "clip")
         in_place = consume and response.dtype == np.float32 and mapping != "diverging"
-        values = display_values(
-            response, mapping, self.gain, out=response if in_place else None
-        )
+        values = display_values(response, mapping, self.gain, out=response if in_place else None)
         bits = self.bits or (16 if image.bits == 16 else 8)
         pixels = quantize(values, bits, inplace=True)
         alpha = (
@@ -131,5 +129,3 @@ def with_alpha(pixels, alpha):
     alpha_pixels = quantize(alpha, bits)
     channels = pixels if pixels.ndim == 3 else pixels[..., np.newaxis]
     return np.concatenate([channels, alpha_pixels[..., np.newaxis]], axis=-1)
-
-

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from dilcli.core import receptive
 from dilcli.io.atomic import atomic_write
 from dilcli.render.rfreport import LISTED, list_text
+from dilcli.vocab import size_text
 
 #: Widest receptive field drawn (a panel has at least one screen pixel per input pixel).
 MAX_PICTURE_FIELD = 2048
@@ -474,7 +475,7 @@ def _text_width(text, font):
 
 
 def _size(kernel, one_d=False):
-    return f"{kernel}" if one_d else f"{kernel}x{kernel}"
+    return size_text(kernel, 1 if one_d else 2)
 
 
 def _describe(layers, one_d=False):

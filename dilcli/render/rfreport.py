@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from dilcli.core import receptive
+from dilcli.vocab import size_text
 
 RF_COLUMNS = (
     "layer",
@@ -98,7 +99,7 @@ def row_display(ndim):
     from dilcli.core.receptive import share_text
 
     def size(n):
-        return f"{n}x{n}" if ndim == 2 else str(n)
+        return size_text(n, ndim)
 
     def display(row):
         shown = dict(row, kernel=size(row["kernel"]), rf=size(row["rf"]))
@@ -168,7 +169,7 @@ def hole_report(layers, rows, ndim):
     if last["covered"] is None or last["coverage"] == 1:
         return
     field = last["rf"]
-    size = f"{field}x{field}" if ndim == 2 else str(field)
+    size = size_text(field, ndim)
     what = "pixels" if ndim == 2 else "positions"
     total = field**ndim
     yield (
@@ -190,7 +191,7 @@ def hole_report(layers, rows, ndim):
     except ValueError:
         return
     if found:
-        better_size = f"{better}x{better}" if ndim == 2 else str(better)
+        better_size = size_text(better, ndim)
         yield (
             (
                 f"  without holes, {len(layers)} layers reach {better_size}: "

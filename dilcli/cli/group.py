@@ -1,0 +1,55 @@
+"""The ``dilcli`` command group and the script's entry point."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _print_version(ctx, param, value):
+    """``--version``: the version, from the package metadata, and what this install runs."""
+    if not value or ctx.resilient_parsing:
+        return
+    import importlib.util
+
+    from dilcli import __version__
+    from dilcli.core import engine, parallel
+
+    compiled = engine._cengine is not None
+    click.echo(f"dilcli {__version__}")
+    click.echo(
+        "engine: "
+        + ("compiled (C, OpenMP)" if compiled else "numpy (the compiled engine was not built)")
+    )
+    click.echo(f"threads: {parallel.threads()}")
+    extras = {"dask": "distributed"}
+    for extra, module in extras.items():
+        present = importlib.util.find_spec(module) is not None
+        click.echo(f"{extra}: {'installed' if present else 'not installed'}")
+    ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version, the engine in use (compiled or numpy) and the extras, and exit.",
+)
+def cli():
+    """Dilated (atrous) convolution for images, feature maps and signals.
+
+    After Yu & Koltun, Multi-Scale Context Aggregation by Dilated Convolutions (2015).
+    """
+
+
+def main():
+    """Entry point of the ``dilcli`` script."""
+    try:
+        cli(prog_name="dilcli")
+    except KeyboardInterrupt as stop:  # Ctrl-C: 130; SIGTERM in a batch (Terminated): 143
+        sys.stderr.write("interrupted\n")
+        sys.exit(128 + int(getattr(stop, "signum", 2)))

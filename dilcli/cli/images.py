@@ -1,0 +1,306 @@
+"""``dilcli convolve`` and ``dilcli context``: images and feature maps."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from dilcli.cli.group import cli
+from dilcli.cli.options import (
+    Renamed,
+    _int_list_callback,
+    batch_options,
+    correlation_options,
+    image_input_options,
+    load_kernel_option,
+    rendering_options,
+)
+from dilcli.cli.runs import run_file_batch
+from dilcli.vocab import (
+    CONTEXT_DILATIONS,
+    CONTEXT_PRESETS,
+    DEFAULT_SEED,
+    DEFAULT_STARLET_LEVELS,
+    MAX_STARLET_LEVELS,
+)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    default="laplacian",
+    show_default=True,
+    help=(
+        "A named kernel (see 'dilcli kernels'), weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+        ".npy/.csv/.txt file."
+    ),
+)
+@click.option(
+    "-d",
+    "--dilations",
+    default="1,2,4,8",
+    show_default=True,
+    callback=_int_list_callback("dilations"),
+    help="Dilations, one output each: e.g. 1,2,4,8 or 1-4.",
+)
+@correlation_options()
+@rendering_options
+@click.option(
+    "--montage",
+    is_flag=True,
+    help="Also write {stem}_{kernel}_montage.png: the input beside every dilation.",
+)
+@image_input_options
+@batch_options
+def convolve(
+    inputs,
+    kernel_spec,
+    dilations,
+    mode,
+    boundary,
+    cval,
+    flip,
+    fmt,
+    mapping,
+    gain,
+    bits,
+    compression,
+    montage,
+    allow_truncated,
+    frames,
+    max_frames,
+    max_pixels,
+    **batch,
+):
+    """Apply a dilated kernel to images at each dilation.
+
+    INPUTS are image files (PNG, JPEG, TIFF, BMP, WebP, GIF, .npy), folders or glob
+    patterns. Each input gives {stem}_{kernel}_d{d}.{ext} per dilation in the output
+    folder. Rerunning the same command skips finished work.
+
+    \b
+    Example:
+      dilcli convolve sample_images -k laplacian -d 1,2,4,8 -o out --montage
+    """
+    from dilcli.batch.jobs import ConvolveJob
+    from dilcli.render.display import Rendering
+
+    kernel = load_kernel_option(kernel_spec, ndim=2)
+    rendering = Rendering(
+        fmt=fmt,
+        mapping=mapping,
+        gain=gain,
+        bits=int(bits) if bits else None,
+        compression=compression,
+    )
+    job = ConvolveJob(
+        kernel, dilations, mode, boundary, cval, flip, rendering, montage, max_pixels,
+        allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+    )  # fmt: skip
+    run_file_batch(inputs, job, label="convolve", **batch)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--preset",
+    type=click.Choice(CONTEXT_PRESETS),
+    default=None,
+    help=(
+        "context-basic, context-large: the paper's context module (Table 1), identity-initialised;"
+        " starlet: the B3-spline a trous wavelet."
+    ),
+)
+@click.option(
+    "-d",
+    "--dilations",
+    default=None,
+    callback=_int_list_callback("dilations"),
+    help="A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.",
+)
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    default=None,
+    help=(
+        "Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+        ".npy/.csv/.txt file [default: laplacian]."
+    ),
+)
+@click.option(
+    "--init",
+    type=click.Choice(["kernel", "random"]),
+    default="kernel",
+    show_default=True,
+    help=(
+        "random: the seed notebook's small random kernels, randn(k, k) * 0.1 (k x k as -k) from "
+        "--seed."
+    ),
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=DEFAULT_SEED,
+    show_default=True,
+    help="Random seed for --init random and for context-large's noise.",
+)
+@click.option(
+    "--weights",
+    "weights_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help=(
+        "Trained weights, .npz: 'dilations', 'weight_0'..'weight_{L-1}' (C_out, C_in, k, k), "
+        "optional 'bias_i'."
+    ),
+)
+@click.option(
+    "--levels",
+    type=click.IntRange(1, MAX_STARLET_LEVELS),
+    default=None,
+    help=f"Wavelet planes for --preset starlet [default: {DEFAULT_STARLET_LEVELS}].",
+)
+@click.option(
+    "--relu/--no-relu",
+    "--truncate/--no-truncate",
+    "truncate",
+    cls=Renamed,
+    old=("--truncate", "--no-truncate"),  # before 0.2; --allow-truncated is about files
+    default=None,
+    help=(
+        "ReLU after every layer but the last [default: on for the context presets and --weights, "
+        "off for -d stacks]."
+    ),
+)
+@correlation_options()
+@rendering_options
+@click.option(
+    "--final-only", is_flag=True, help="Write only the last layer (starlet: the residual c_J)."
+)
+@click.option(
+    "--montage",
+    is_flag=True,
+    help=(
+        "Also write {stem}_context_montage.png ({stem}_starlet_montage.png): the input beside "
+        "every scale; without --map, each panel is stretched to its own range."
+    ),
+)
+@image_input_options
+@batch_options
+def context(
+    inputs,
+    preset,
+    dilations,
+    kernel_spec,
+    init,
+    seed,
+    weights_path,
+    levels,
+    truncate,
+    mode,
+    boundary,
+    cval,
+    flip,
+    fmt,
+    mapping,
+    gain,
+    bits,
+    compression,
+    final_only,
+    montage,
+    allow_truncated,
+    frames,
+    max_frames,
+    max_pixels,
+    **batch,
+):
+    """Run a stack of dilated layers; write what every layer (scale) sees.
+
+    INPUTS are images (as for 'convolve') or .npy feature maps (H, W, C), folders or
+    glob patterns. Choose one stack: --preset, -d with -k, or --weights. Each input
+    gives {stem}_context_l{i}_d{d}.{ext} per layer ({stem}_starlet_w{j} per wavelet
+    plane and {stem}_starlet_c{J} for starlet). PNGs of maps with other than 1 or 3
+    channels show the channel mean; --format npy or tiff keeps every channel, exactly.
+
+    \b
+    Examples:
+      dilcli context photo.png --preset starlet --levels 5 -o out --montage
+      dilcli context photo.png -d 1,2,4,8 -k laplacian -o out
+      dilcli context features.npy --weights model.npz --boundary constant -o out --format npy
+    """
+    from dilcli.batch.jobs import ContextJob
+    from dilcli.render.display import Rendering
+
+    stacks = (("--preset", preset), ("-d/--dilations", dilations), ("--weights", weights_path))
+    chosen = [name for name, value in stacks if value is not None]
+    if (kernel_spec is not None or init != "kernel") and dilations is None:
+        raise click.UsageError("-k/--kernel and --init go with -d/--dilations")
+    if len(chosen) != 1:
+        got = f"; got {' and '.join(chosen)}" if chosen else ""
+        raise click.UsageError(f"choose one stack: --preset, -d/--dilations or --weights{got}")
+    if levels is not None and preset != "starlet":
+        raise click.UsageError("--levels goes with --preset starlet")
+    kernel, layers, stack = None, (), preset
+    if preset == "starlet":
+        dilations = tuple(2**j for j in range(levels or DEFAULT_STARLET_LEVELS))
+    elif preset is not None:
+        dilations = CONTEXT_DILATIONS
+    elif weights_path is not None:
+        layers = _load_context_weights(weights_path, truncate=truncate is not False)
+        dilations, stack = tuple(layer.dilation for layer in layers), "weights"
+    else:
+        kernel = load_kernel_option(kernel_spec or "laplacian", ndim=2)
+        if kernel.is_gradient_pair and init == "kernel":
+            raise click.BadParameter(
+                f"{kernel.name} is a gradient pair (a magnitude); a stack needs one kernel, "
+                f"e.g. {kernel.name}-x",
+                param_hint="'-k' / '--kernel'",
+            )
+        stack = init if init == "random" else "kernel"
+    bits = int(bits) if bits else None
+    rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=bits, compression=compression)
+    try:
+        job = ContextJob(
+            stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
+            seed, truncate, mode, boundary, cval, flip, rendering, montage, final_only,
+            max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+        )  # fmt: skip
+    except ValueError as error:
+        raise click.UsageError(f"--preset {preset}: {error}" if preset else str(error)) from None
+    if not batch["quiet"]:
+        _print_stack(job)
+    run_file_batch(inputs, job, label="context", **batch)
+
+
+def _load_context_weights(path, *, truncate):
+    """The layers of a weights .npz file; a usage error naming the file if it is bad."""
+    from dilcli.io.weights import read_weights
+
+    try:
+        return read_weights(path, truncate=truncate)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--weights'") from None
+
+
+def _print_stack(job):
+    """The stack's layers and receptive fields, on stderr, before it runs."""
+    channels = job.layers[0].in_channels if job.layers else 1
+    layers = job.build_layers(channels)
+    sizes = job.receptive_field_sizes(layers)
+    name = job.weights_name if job.stack == "weights" else job.stack
+    if job.stack == "kernel":
+        name = f"{job.kernel.name} stack"
+    elif job.stack == "random":
+        name = f"random {'x'.join(map(str, job.kernel.shape))} kernels, seed {job.seed}"
+    click.echo(f"{name}: {len(layers)} layers", err=True)
+    click.echo("  layer  kernel  dilation  ReLU  receptive field", err=True)
+    for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes, strict=True), 1):
+        kernel = "x".join(str(k) for k in layer.kernel_shape)
+        relu = "yes" if layer.truncate else "no"
+        row = f"  {number:>5}  {kernel:>6}  {layer.dilation:>8}  {relu:>4}  {rows:>11}x{columns}"
+        click.echo(row, err=True)

@@ -1,0 +1,426 @@
+"""``dilcli rf-table``, ``rf-suggest`` and ``rf-map``: receptive fields, exactly."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from dilcli.cli.group import cli
+from dilcli.cli.options import Renamed, _apply, _int_list_callback, load_kernel_option
+from dilcli.vocab import (
+    DEFAULT_CONTEXT_CHANNELS,
+    MAX_INT_OPTION,
+    MAX_WAVENET_REPEAT,
+    RF_PRESETS,
+    SEED_DILATIONS,
+    TABLE_FORMATS,
+    size_text,
+)
+
+# --- receptive fields: rf-table, rf-map, rf-suggest -----------------------------------
+
+RF_MAP_SUFFIXES = (".png",)
+
+
+def layer_options(*, required, example, kernel_default, kernel_example=""):
+    """-d, -k, -s: a stack of layers, shared by rf-table and rf-map."""
+    decorators = [
+        click.option(
+            "-d",
+            "--dilations",
+            required=required,  # no default=None here: click 8.4 then skips the check
+            callback=_int_list_callback("dilations"),
+            help=f"One layer per dilation, e.g. {example}.",
+        ),
+        click.option(
+            "-k",
+            "--kernel-size",
+            "--kernel",
+            "kernels",
+            cls=Renamed,
+            old=("--kernel",),  # before 0.2; a kernel is weights in 'convolve'
+            default=None,
+            callback=_int_list_callback("kernel sizes"),
+            help=(
+                f"Kernel size, one for all layers or one per layer{kernel_example} "
+                f"[default: {kernel_default}]."
+            ),
+        ),
+        click.option(
+            "-s",
+            "--strides",
+            default=None,
+            callback=_int_list_callback("strides"),
+            help="Strides, one for all layers or one per layer [default: 1].",
+        ),
+    ]
+    return _apply(decorators)
+
+
+def _rf_options(command):
+    """--1d and --format: shared by rf-table and rf-suggest."""
+    decorators = [
+        click.option(
+            "--1d",
+            "one_d",
+            is_flag=True,
+            help="Signals: k taps per layer (params k, not k*k); coverage along one axis.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(TABLE_FORMATS),
+            default="table",
+            show_default=True,
+            help="table: rich table; json, csv, markdown for machines and docs.",
+        ),
+    ]
+    return _apply(decorators)(command)
+
+
+def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
+    """(layers, channels, title) from rf-table's options; usage errors when they clash."""
+    from dilcli.core import receptive
+
+    if preset and dilations:
+        raise click.UsageError("give either --preset or -d/--dilations, not both")
+    if not preset and not dilations:
+        raise click.UsageError(
+            "give the dilations (e.g. -d 1,2,4,8) or a --preset "
+            "(context-basic, context-large, seed, wavenet)"
+        )
+    if preset and (kernels or strides):
+        raise click.UsageError(f"--preset {preset} sets the kernels and strides itself; drop -k/-s")
+    if repeat is not None and preset != "wavenet":
+        raise click.UsageError("--repeat is for --preset wavenet")
+    if preset in ("context-basic", "context-large"):
+        large = preset == "context-large"
+        width = channels or DEFAULT_CONTEXT_CHANNELS
+        layers, pairs = receptive.context_module(large=large, channels=width)
+        return (
+            layers,
+            pairs,
+            f"Context module, {'large' if large else 'basic'} (Table 1), C = {width}",
+        )
+    if preset == "seed":
+        return (
+            receptive.make_stack(SEED_DILATIONS, kernels=3),
+            channels,
+            "Seed: 3x3 at dilations 1,2,4,8",
+        )
+    if preset == "wavenet":
+        repeat = repeat or 1
+        return (
+            receptive.wavenet_stack(repeat),
+            channels,
+            f"WaveNet: kernel 2 at dilations 1..512, x{repeat}",
+        )
+    try:
+        layers = receptive.make_stack(dilations, kernels=kernels or 3, strides=strides or 1)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    return layers, channels, None
+
+
+@cli.command("rf-table")
+@layer_options(
+    required=False,
+    example="1,1,2,4,8,16,1 or 1-4",
+    kernel_default="3",
+    kernel_example=" (e.g. 3,3,1)",
+)
+@click.option(
+    "--channels",
+    type=click.IntRange(1, MAX_INT_OPTION),
+    default=None,
+    help=(
+        "Channels C: every layer C -> C (context-large: 2C,2C,4C,...,C; default 21 for the "
+        "context presets). Without it, params counts weights per channel pair."
+    ),
+)
+@click.option(
+    "--preset",
+    type=click.Choice(RF_PRESETS),
+    default=None,
+    help=(
+        "context-basic/-large: the paper's Table 1 (3x3 at 1,1,2,4,8,16,1, then 1x1); "
+        "seed: 3x3 at 1,2,4,8; wavenet: kernel 2 at 1,2,...,512 (1-D)."
+    ),
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, MAX_WAVENET_REPEAT),
+    default=None,
+    help="--preset wavenet: how many times the 1..512 block repeats [default: 1].",
+)
+@click.option(
+    "--compare",
+    is_flag=True,
+    help=(
+        "Instead of the layer table: plain convolutions, pooling and one large kernel "
+        "against the stack, for the same receptive field."
+    ),
+)
+@_rf_options
+def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one_d, fmt):
+    """Receptive field, coverage and parameters of a stack of dilated layers.
+
+    One row per layer: span of its dilated kernel, jump (output spacing in input
+    pixels), receptive field, growth, coverage (share of the receptive-field box whose
+    pixels reach the centre output; below 100% the stack has holes), parameters and
+    the Hybrid Dilated Convolution check (M_i, and the rule's verdict for the layers so
+    far). Holes are reported on stderr with a hole-free schedule to use instead.
+
+    \b
+    Examples:
+      dilcli rf-table -k 3 -d 1,1,2,4,8,16,1
+      dilcli rf-table --preset context-large --channels 21 --format markdown
+      dilcli rf-table -d 2,2,2 --compare
+      dilcli rf-table --preset wavenet --repeat 3 --format json
+    """
+    from dilcli.core import receptive
+    from dilcli.render import rfreport
+
+    layers, channel_spec, title = _rf_stack(preset, dilations, kernels, strides, channels, repeat)
+    ndim = 1 if one_d or preset == "wavenet" else 2
+    title = title or f"Receptive field: {rfreport.stack_title(layers, ndim)}"
+    rows = receptive.layer_stats(layers, channel_spec, ndim=ndim)
+    if compare:
+        per_pair = channel_spec
+        if isinstance(channel_spec, list):  # the context presets: C -> C only if basic
+            widths = {width for pair in channel_spec for width in pair}
+            per_pair = widths.pop() if len(widths) == 1 else None
+            if per_pair is None:
+                click.echo("note: --compare counts weights per channel pair", err=True)
+        table = receptive.compare_designs(layers, per_pair, ndim=ndim)
+        field = rows[-1]["rf"]
+        size = size_text(field, ndim)
+
+        def display(row):
+            shown = dict(row, params=f"{row['params']:,}")
+            shown["rf"] = size_text(row["rf"], ndim)
+            if row["coverage"] is not None:
+                shown["coverage"] = receptive.share_text(round(row["coverage"] * 10**6), 10**6)
+            return shown
+
+        columns = ("design", "layers", "params", "rf", "resolution", "coverage")
+        rfreport.print_rows(
+            table, columns, fmt, title=f"Ways to a {size} receptive field", display=display
+        )
+    else:
+        columns = rfreport.columns_for(rows, channel_spec, fmt)
+        display = rfreport.row_display(ndim)
+        rfreport.print_rows(
+            rows, columns, fmt, title=title, display=display, headers=rfreport.RF_HEADERS
+        )
+    for text, is_warning in rfreport.hole_report(layers, rows, ndim):
+        color = False if os.environ.get("NO_COLOR") else None
+        click.secho(text, fg="yellow" if is_warning else None, err=True, color=color)
+
+
+@cli.command("rf-suggest")
+@click.option(
+    "--target",
+    type=click.IntRange(min=2),
+    required=True,
+    help="Receptive field to reach (pixels per side, or samples with --1d).",
+)
+@click.option(
+    "-k",
+    "--kernel-size",
+    "--kernel",
+    "kernel",
+    cls=Renamed,
+    old=("--kernel",),
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    help="Kernel size of every layer.",
+)
+@click.option(
+    "--max-layers",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Give up beyond this many layers.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1, max=20),
+    default=3,
+    show_default=True,
+    help="How many schedules to show.",
+)
+@click.option(
+    "--channels",
+    type=click.IntRange(1, MAX_INT_OPTION),
+    default=None,
+    help="Channels C (every layer C -> C) for the params column.",
+)
+@_rf_options
+def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
+    """Dilation schedules without holes that reach --target with the fewest layers.
+
+    Every pixel of the receptive field reaches the output (coverage 100%). Schedules
+    are ranked by the smallest field >= target, then by the most even growth of the
+    dilations; each comes with its rf-table.
+
+    \b
+    Example:
+      dilcli rf-suggest --target 129 -k 3
+    """
+    from dilcli.core import receptive
+    from dilcli.render import rfreport
+
+    try:
+        depth, schedules = receptive.suggest_schedules(
+            target, kernel, max_layers=max_layers, count=count
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    ndim = 1 if one_d else 2
+    results = []
+    for dilations in schedules:
+        layers = receptive.make_stack(dilations, kernels=kernel)
+        rows = receptive.layer_stats(layers, channels, ndim=ndim)
+        results.append(
+            {"dilations": list(dilations), "kernel": kernel, "rf": rows[-1]["rf"], "layers": rows}
+        )
+    if fmt == "json":
+        rfreport.print_rows(results, None, fmt)
+    elif fmt == "csv":
+        flat = [
+            {"schedule": number, **row}
+            for number, result in enumerate(results, 1)
+            for row in result["layers"]
+        ]
+        rfreport.print_rows(flat, tuple(flat[0]), fmt)
+    else:
+        for number, result in enumerate(results, 1):
+            size = size_text(result["rf"], ndim)
+            title = f"{number}. -d {','.join(map(str, result['dilations']))}: {size}, no holes"
+            rows = result["layers"]
+            columns = rfreport.columns_for(rows, channels, fmt)
+            display = rfreport.row_display(ndim)
+            rfreport.print_rows(
+                rows, columns, fmt, title=title, display=display, headers=rfreport.RF_HEADERS
+            )
+            if number < len(results):
+                click.echo()
+    fewer = kernel ** (depth - 1)
+    if depth > 1 and fewer < target:
+        what = f"{kernel}x{kernel}" if ndim == 2 else f"kernel {kernel}"
+        most = size_text(fewer, ndim)
+        click.echo(
+            f"{depth} layers are the fewest: {depth - 1} layers of {what} "
+            f"reach at most {most} without holes",
+            err=True,
+        )
+
+
+@cli.command("rf-map")
+@layer_options(required=True, example="2,2,2 or 1,2,5", kernel_default="3, or the --taps size")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The picture to write (.png).",
+)
+@click.option(
+    "--effective",
+    is_flag=True,
+    help=(
+        "Colour by the effective receptive field (impulse response of the stack) "
+        "instead of reached / hole."
+    ),
+)
+@click.option(
+    "--taps",
+    "--weights",
+    "weights_spec",
+    cls=Renamed,
+    old=("--weights",),  # before 0.2; --weights is a file of trained layers in 'context'
+    default=None,
+    help=(
+        "--effective: every layer's tap weights, a named kernel or text like "
+        "'1,2,1;2,4,2;1,2,1' [default: uniform]; magnitudes are shown."
+    ),
+)
+@click.option(
+    "--1d",
+    "one_d",
+    is_flag=True,
+    help="Signals: which positions each layer's kernel uses at its dilation, input to output.",
+)
+@click.option(
+    "--causal",
+    is_flag=True,
+    help="--1d: causal padding (the output sees only the past), as in WaveNet.",
+)
+def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, causal):
+    """Draw which input pixels reach the centre output, one panel per layer.
+
+    Holes of a gridded stack show as pale cells. --effective shades the pixels by
+    their weight on the output; --1d draws the dependency diagram of one output sample.
+
+    \b
+    Examples:
+      dilcli rf-map -d 2,2,2 -o gridding.png
+      dilcli rf-map -d 1,2,5 --effective -o erf.png
+      dilcli rf-map -k 2 -d 1,2,4,8 --1d --causal -o wavenet.png
+    """
+    from dilcli.core import receptive
+
+    if not output.lower().endswith(RF_MAP_SUFFIXES):
+        raise click.BadParameter(
+            "rf-map writes PNG: name the file *.png", param_hint="'-o' / '--output'"
+        )
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"folder {folder} does not exist", param_hint="'-o' / '--output'")
+    if causal and not one_d:
+        raise click.UsageError("--causal is for --1d diagrams")
+    if weights_spec and not effective:
+        raise click.UsageError("--taps is for --effective")
+    weights = None
+    if weights_spec:
+        kernel = load_kernel_option(weights_spec, ndim=1 if one_d else 2)
+        if kernel.is_gradient_pair or len(set(kernel.shape)) != 1:
+            raise click.BadParameter(
+                f"{weights_spec}: give one square kernel", param_hint="'--taps'"
+            )
+        if kernels and set(kernels) != {kernel.shape[0]}:
+            raise click.BadParameter(
+                f"{weights_spec} is {kernel.shape[0]} wide "
+                f"but -k says {','.join(map(str, kernels))}",
+                param_hint="'--taps'",
+            )
+        kernels = (kernel.shape[0],)
+        weights = [kernel.parts[0]] * len(dilations)
+    try:
+        layers = receptive.make_stack(dilations, kernels=kernels or 3, strides=strides or 1)
+        from dilcli.render import rfmap
+
+        if one_d:
+            picture = rfmap.signal_picture(
+                layers, causal=causal, effective=effective, kernels=weights
+            )
+        else:
+            picture = rfmap.coverage_picture(layers, effective=effective, kernels=weights)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        rfmap.save_png(picture, output)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    from dilcli.batch.console import display_path
+
+    field = receptive.receptive_fields(layers)[-1]
+    size = size_text(field, 1 if one_d else 2)
+    click.echo(
+        f"wrote {display_path(output)} "
+        f"({picture.width}x{picture.height} px; receptive field {size})",
+        err=True,
+    )

@@ -1,0 +1,186 @@
+"""``dilcli signal``: dilated 1-D kernels on signal files."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from dilcli.cli.group import cli
+from dilcli.cli.options import (
+    _int_list_callback,
+    batch_options,
+    correlation_options,
+    load_kernel_option,
+)
+from dilcli.cli.runs import run_file_batch
+from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
+
+
+@cli.command("signal")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    default="second-difference",
+    show_default=True,
+    help=(
+        "A named 1-D kernel (see 'dilcli kernels --signal'), weights like '0.5,-1,0.25', or a "
+        ".npy/.csv/.txt file."
+    ),
+)
+@click.option(
+    "-d",
+    "--dilations",
+    default="1,2,4,8",
+    show_default=True,
+    callback=_int_list_callback("dilations"),
+    help="Dilations: one output each, or the layers of --stack.",
+)
+@correlation_options(signal=True)
+@click.option(
+    "--stack",
+    is_flag=True,
+    help=(
+        "Apply the dilations one after another (a WaveNet-style stack): one output per layer, "
+        "receptive fields printed."
+    ),
+)
+@click.option(
+    "--activation",
+    type=click.Choice(ACTIVATIONS),
+    default="none",
+    show_default=True,
+    help="Nonlinearity after each layer of --stack.",
+)
+@click.option(
+    "--time-column",
+    default="auto",
+    show_default=True,
+    help=(
+        "Text tables: a column carried through untouched (header name or 1-based number). auto: a "
+        "column headed time, t, timestamp, date...; none: filter every column."
+    ),
+)
+@click.option(
+    "--wav-scale",
+    type=click.Choice(WAV_SCALES),
+    default="bound",
+    show_default=True,
+    help=(
+        "WAV outputs (input's rate and sample type) are divided by: bound, the kernel's worst-case"
+        " gain sum|w| (to the power of the layer in a stack) when above 1, so no sample can clip; "
+        "peak, the file's own peak when above 1; none, nothing (integer samples past full scale "
+        "clip)."
+    ),
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=(
+        "Also draw FILE.png: the input and every output on one time axis, with the kernel's taps "
+        "at each dilation. Several inputs: one picture each, FILE_{stem}.png (or put {stem} in "
+        "FILE)."
+    ),
+)
+@click.option(
+    "--max-samples",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_SAMPLES,
+    show_default=True,
+    help="Refuse signals of more values (samples x channels), checked before parsing; 0: no limit.",
+)
+@batch_options
+def signal_command(
+    inputs,
+    kernel_spec,
+    dilations,
+    mode,
+    boundary,
+    cval,
+    flip,
+    stack,
+    activation,
+    time_column,
+    wav_scale,
+    plot_path,
+    max_samples,
+    max_pixels,
+    **batch,
+):
+    """Apply a dilated 1-D kernel to signals: CSV/TSV/TXT tables, .npy arrays, WAV audio.
+
+    INPUTS are files, folders or glob patterns. Each input gives
+    {stem}_{kernel}_d{d}.{ext} per dilation, in the input's format (with --stack,
+    {stem}_{kernel}_stack_l{i}_d{d}.{ext} per layer). Table columns are channels; a
+    header row is kept; a time column is copied untouched. Rerunning skips finished work.
+
+    \b
+    Examples:
+      dilcli signal sample_signals/sensors.csv -k difference -d 1,4,16 -o out --plot out/sensors.png
+      dilcli signal sample_signals/chirp.wav -k 1,1 -d 1,2,4,8,16 --mode causal --stack -o out
+    """
+    from dilcli.batch.jobs import SignalJob
+    from dilcli.core.conv import check_mode_boundary
+    from dilcli.io.signals import SIGNAL_EXTENSIONS
+
+    try:
+        check_mode_boundary(mode, boundary, spatial=1)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--boundary'") from None
+    if activation != "none" and not stack:
+        raise click.UsageError("--activation applies between the layers of --stack; add --stack")
+    if plot_path is not None and not plot_path.lower().endswith(".png"):
+        raise click.BadParameter(
+            f"{plot_path}: the picture is a PNG; name it FILE.png", param_hint="'--plot'"
+        )
+    kernel = load_kernel_option(kernel_spec, ndim=1)
+    plot, per_input = None, False
+    if plot_path is not None:
+        one_file = len(inputs) == 1 and os.path.isfile(inputs[0])
+        plot, per_input = os.path.abspath(plot_path), "{stem}" in plot_path or not one_file
+        if per_input and "{stem}" not in plot:
+            root, ext = os.path.splitext(plot)
+            plot = f"{root}_{{stem}}{ext}"
+    job = SignalJob(
+        kernel,
+        dilations,
+        mode,
+        boundary,
+        cval,
+        flip,
+        stack,
+        activation,
+        time_column,
+        wav_scale,
+        plot,
+        per_input,
+        max_samples,
+    )
+    if stack and not batch["quiet"]:
+        _print_signal_stack(kernel, dilations, mode)
+    run_file_batch(inputs, job, label="signal", extensions=SIGNAL_EXTENSIONS, **batch)
+
+
+def _print_signal_stack(kernel, dilations, mode):
+    """Each layer's receptive field, on stderr, before the stack runs."""
+    from dilcli.core.receptive import Layer, causal_receptive_fields, receptive_fields
+
+    layers = [Layer(kernel.shape[0], d) for d in dilations]
+    if mode == "causal":
+        fields, what = causal_receptive_fields(layers), "past samples reaching y[i] (x[i] included)"
+    else:
+        fields, what = receptive_fields(layers), "input samples reaching y[i] (centred on i)"
+    click.echo(
+        (
+            f"{kernel.name} stack: {len(layers)} layers, kernel {kernel.shape[0]}; receptive field"
+            f" = {what}"
+        ),
+        err=True,
+    )
+    click.echo("  layer  dilation  receptive field", err=True)
+    for number, (dilation, size) in enumerate(zip(dilations, fields, strict=True), 1):
+        click.echo(f"  {number:>5}  {dilation:>8}  {size:>15}", err=True)
