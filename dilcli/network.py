@@ -506,6 +506,8 @@ def _parse_layer(token):
                 f"unknown option {option!r} in {token!r}: use sN, dN, pN, pB:A, same, valid, "
                 "causal, max, avg, nearest or bilinear"
             )
+    if not size and kind != "id":
+        raise ValueError(f"{token!r}: give the kernel size (or factor), as in {kind}3 or {kind}3x1")
     kernel = _pair(size, f"size in {token!r}") if size else None
     try:
         return make_op(kind, kernel, **keywords)
@@ -594,8 +596,8 @@ class _SpecParser:
 def parse_spec(text, *, name="", provenance=""):
     """A :class:`Network` from the one-line grammar (module docstring).
 
-    >>> parse_spec("conv3,conv3/d2,[conv3/d4|conv3/d8]+").field[0].size
-    19
+    >>> parse_spec("conv3,conv3/d2,[conv3/d4|conv3/d8]+").field[0].size  # 1 + 2 + 4 + 16
+    23
     """
     if not isinstance(text, str):
         raise ValueError(f"a spec must be text, got {type(text).__name__}")
@@ -1349,10 +1351,10 @@ def _verify_axis(network, a, o):
     outs = sorted({o, o + 1, *range(o, o + min(period, 8) + 1), o + period})
     boxes = {out: _axis_box(network, a, out) for out in outs}
     reached = [b for b in boxes.values() if b is not None]
-    if not reached:
-        return [Check(axis, "output reads input", True, False)]
-    lo = min(b[0] for b in reached)
-    hi = max(b[1] for b in reached)
+    # No output reading any input is possible (a transposed layer's zeros): the probes
+    # then check that nothing reaches them.
+    lo = min((b[0] for b in reached), default=0)
+    hi = max((b[1] for b in reached), default=0)
     unit, budget = 1, Fraction(0)
     for op, jin in _ops_with_jumps(network.nodes, Fraction(1), a):
         k, s, d, pb, pa = op.axis(a)
@@ -1390,7 +1392,7 @@ def _verify_axis(network, a, o):
         checks.append(Check(axis, f"nothing outside box {out}", False, outside))
     got0 = measured[o][0]
     if got0 is not None:
-        if period == 1:
+        if not network.fractional:  # the window is the exact box
             checks.append(Check(axis, "size", Fraction(fld.size), Fraction(got0[1] - got0[0] + 1)))
             checks.append(
                 Check(
