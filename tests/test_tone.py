@@ -1,0 +1,209 @@
+"""The tone map and its kernel-derived scale (dilcli.tone); benchmarks/saturation.py runs
+the full check on every sample image."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import SAMPLES
+from scipy.signal import convolve2d
+
+from dilcli import context, tone
+from dilcli.conv import apply_kernel
+from dilcli.imageio import load_image, quantize
+from dilcli.kernels import NAMED_KERNELS, named_kernel
+
+WHITE = tone.ImageModel(exponent=0.0, blur=0.0)
+
+
+# --- tone_map -------------------------------------------------------------------------
+
+
+def test_zero_maps_to_zero_and_the_formula_holds():
+    y = np.array([0.0, -0.0, 0.5, -0.5, 2.0, 1e-30], np.float32)
+    t = tone.tone_map(y, 2.0)
+    assert t[0] == 0 and t[1] == 0
+    assert np.allclose(t, -np.expm1(-np.abs(y.astype(float)) / 2), rtol=1e-6, atol=0)
+
+
+def test_monotone_in_abs_bounded_and_even():
+    y = np.concatenate([[0.0], np.logspace(-12, 12, 20001), [np.finfo(np.float32).max]])
+    for scale in (1e-6, 0.37, 1.0, 1e6):
+        t = tone.tone_map(y, scale)
+        assert np.all(np.diff(t) >= 0)
+        assert t.min() >= 0 and t.max() <= 1
+        assert np.array_equal(t, tone.tone_map(-y, scale))
+    assert tone.tone_map(y, 1.0)[-1] == 1
+
+
+def test_saturates_at_ln_510_scales():
+    scale = 3.0
+    below = quantize(tone.tone_map(np.array([0.999 * tone.SATURATION_U * scale]), scale), 8)
+    above = quantize(tone.tone_map(np.array([1.001 * tone.SATURATION_U * scale]), scale), 8)
+    assert below[0] == 254 and above[0] == 255
+
+
+def test_never_nan():
+    y = np.array([np.nan, np.inf, -np.inf, 1e300, -1e300, 0.0])
+    t = tone.tone_map(y, 1.0)
+    assert not np.isnan(t).any()
+    assert t.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert tone.tone_map(np.array([1.0, 0.0]), 1e-300).tolist() == [1.0, 0.0]  # tiny scale
+
+
+def test_float32_out_of_place_and_in_place_agree(rng):
+    y = (rng.standard_normal((17, 23, 3)) * 5).astype(np.float32)
+    copy = y.copy()
+    t = tone.tone_map(y, 1.7)
+    assert t.dtype == np.float32 and t.shape == y.shape
+    assert np.array_equal(y, copy)  # input untouched
+    same = tone.tone_map(y, 1.7, out=y)
+    assert same is y and np.array_equal(y, t)
+    out = np.empty(copy.shape, np.float32)
+    assert tone.tone_map(copy.astype(np.float64), 1.7, out=out) is out
+    assert np.array_equal(out, t)
+    assert tone.tone_map(np.array([[0, -3, 4]], np.int16), 1.0).dtype == np.float32
+
+
+@pytest.mark.parametrize("scale", [0, -1, math.inf, math.nan])
+def test_scale_must_be_positive_and_finite(scale):
+    with pytest.raises(ValueError, match="scale"):
+        tone.tone_map(np.ones(3), scale)
+
+
+def test_out_must_be_float32_of_the_shape():
+    with pytest.raises(ValueError, match="out must be float32"):
+        tone.tone_map(np.ones(3), 1.0, out=np.empty(3))
+    with pytest.raises(ValueError, match="out must be float32"):
+        tone.tone_map(np.ones(3), 1.0, out=np.empty(4, np.float32))
+
+
+# --- the scale ------------------------------------------------------------------------
+
+
+def test_identity_scale_is_the_model_images_rms():
+    model = tone.NATURAL_IMAGES
+    expected = tone.SCALE_PER_RMS * math.hypot(model.mean, model.std)
+    assert tone.kernel_scale(named_kernel("identity")) == pytest.approx(expected, rel=1e-12)
+    assert tone.kernel_scale([[2.0]], 7) == pytest.approx(2 * expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["laplacian", "laplacian4", "sobel-x", "prewitt-y"])
+@pytest.mark.parametrize("dilation", [1, 3, 16, (2, 5)])
+def test_zero_sum_kernel_on_white_noise_is_std_times_l2_norm(name, dilation):
+    weights = named_kernel(name).parts[0]
+    n = WHITE.size
+    expected = WHITE.std * math.sqrt((weights**2).sum()) * n / math.sqrt(n * n - 1)
+    assert tone.response_rms(weights, dilation, model=WHITE) == pytest.approx(expected, rel=1e-9)
+
+
+def test_gradient_magnitude_adds_its_parts_in_quadrature():
+    pair = named_kernel("sobel")
+    for d in (1, 8):
+        x, y = (tone.response_rms(part, d) for part in pair.parts)
+        assert tone.response_rms(pair, d) == pytest.approx(math.hypot(x, y), rel=1e-12)
+        assert tone.kernel_scale(pair, d) == pytest.approx(2 * math.hypot(x, y), rel=1e-12)
+
+
+def test_scale_grows_with_dilation_for_natural_images():
+    # A 1/f^2 image has more contrast at wider spacings; white noise does not.
+    scales = [tone.kernel_scale(named_kernel("laplacian"), d) for d in (1, 2, 4, 8, 16)]
+    assert all(a < b for a, b in zip(scales, scales[1:]))
+
+
+def _dilated(weights, d):
+    kh, kw = weights.shape
+    out = np.zeros(((kh - 1) * d + 1, (kw - 1) * d + 1))
+    out[::d, ::d] = weights
+    return out
+
+
+def test_stack_on_white_noise_is_the_composed_kernels_norm():
+    weights = named_kernel("laplacian").parts[0]
+    dilations = (1, 2, 4, 8)
+    layers = context.kernel_stack(weights, dilations)
+    composed, expected = np.ones((1, 1)), []
+    n = WHITE.size
+    for d in dilations:
+        composed = convolve2d(composed, _dilated(weights, d))
+        expected.append(WHITE.std * np.sqrt((composed**2).sum()) * n / math.sqrt(n * n - 1))
+    assert tone.stack_rms(layers, model=WHITE) == pytest.approx(expected, rel=1e-9)
+    # The first layer alone is the kernel; a mixing layer of one channel is the same.
+    assert tone.stack_scales(layers)[0] == pytest.approx(tone.kernel_scale(weights), rel=1e-12)
+    mixing = [context.Layer(weights[None, None], 2), context.Layer(weights, 3)]
+    single = [context.Layer(weights, 2), context.Layer(weights, 3)]
+    assert tone.stack_rms(mixing) == pytest.approx(tone.stack_rms(single), rel=1e-12)
+
+
+def test_relu_and_bias_moments():
+    weights = named_kernel("laplacian").parts[0]
+    linear = tone.stack_rms([context.Layer(weights, 1)], model=WHITE)[0]
+    # max(Y, 0) of a zero-mean Gaussian keeps half its second moment.
+    relu = tone.stack_rms([context.Layer(weights, 1, truncate=True)], model=WHITE)[0]
+    assert relu == pytest.approx(linear / math.sqrt(2), rel=1e-9)
+    biased = tone.stack_rms([context.Layer(weights, 1, bias=3.0)], model=WHITE)[0]
+    assert biased == pytest.approx(math.hypot(linear, 3.0), rel=1e-9)
+    # Far above zero a ReLU changes nothing: context-basic passes its input through.
+    basic = tone.stack_rms(context.context_basic(3), 3)
+    identity = tone.response_rms(named_kernel("identity"))
+    assert basic == pytest.approx([identity] * 8, rel=2e-3)
+
+
+def test_average_channels_of_opposite_channels_cancels():
+    weights = np.zeros((2, 1, 3, 3))
+    weights[0, 0, 1, 1], weights[1, 0, 1, 1] = 1.0, -1.0
+    layers = [context.Layer(weights, 1)]
+    assert tone.stack_rms(layers)[0] > 0.4
+    assert tone.stack_rms(layers, average_channels=True) == [0.0]
+
+
+@pytest.mark.parametrize("bad", [np.ones(3), np.ones((2, 2, 2)), [[np.inf]], ()])
+def test_kernel_must_be_finite_2d(bad):
+    with pytest.raises(ValueError):
+        tone.kernel_scale(bad)
+
+
+@pytest.mark.parametrize("dilation", [0, -1, 1.5, (1, 2, 3), True])
+def test_dilation_must_be_positive_integers(dilation):
+    with pytest.raises(ValueError, match="dilation"):
+        tone.kernel_scale(named_kernel("laplacian"), dilation)
+
+
+# --- the goals, on two sample images (benchmarks/saturation.py checks them all) --------
+
+EDGE_KERNELS = [k for k in NAMED_KERNELS.values() if any((p < 0).any() for p in k.parts)]
+
+
+def _goals(response, scale):
+    pixels = quantize(tone.tone_map(response, scale), 8)
+    return float(np.mean(pixels == 255)), float(np.percentile(pixels, 99.5)) / 255
+
+
+@pytest.fixture(scope="module", params=["chelsea.png", "brick.png"])
+def sample(request):
+    return load_image(SAMPLES / request.param).data
+
+
+@pytest.mark.parametrize("dilation", [1, 16])
+def test_goals_for_edge_kernels(sample, dilation):
+    for kernel in EDGE_KERNELS:
+        response = apply_kernel(sample, kernel, dilation)
+        saturated, p995 = _goals(response, tone.kernel_scale(kernel, dilation))
+        assert saturated <= 0.02, (kernel.name, dilation, saturated)
+        assert p995 >= 0.15, (kernel.name, dilation, p995)
+
+
+def test_goals_for_stacks(sample):
+    channels = 1 if sample.ndim == 2 else sample.shape[2]
+    stacks = [
+        context.kernel_stack(named_kernel("laplacian").parts[0], (1, 2, 4, 8)),
+        context.random_stack((1, 2, 4, 8), size=(3, 3), seed=42),
+        context.context_basic(channels),
+    ]
+    for layers in stacks:
+        scales = tone.stack_scales(layers, channels)
+        for number, (y, s) in enumerate(zip(context.iterate_layers(sample, layers), scales), 1):
+            saturated, p995 = _goals(y, s)
+            assert saturated <= 0.02 and p995 >= 0.15, (number, saturated, p995)
