@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dilcli import context, tone
-from dilcli.conv import apply_kernel
-from dilcli.imageio import display_values, load_image, quantize
-from dilcli.kernels import NAMED_KERNELS, named_kernel
+from dilcli.core import stacks as stack_library
+from dilcli.core.conv import apply_kernel
+from dilcli.core.kernels import NAMED_KERNELS, named_kernel
+from dilcli.io.images import load_image
+from dilcli.render import tone
+from dilcli.render.display import display_values, quantize
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 DILATIONS = (1, 2, 4, 8, 16)
@@ -61,9 +63,9 @@ def stacks(channels):
     """The seed's stacks as ``dilcli context`` builds them: ``(name, layers)``."""
     laplacian = named_kernel("laplacian").parts[0]
     return [
-        ("stack laplacian", context.kernel_stack(laplacian, STACK_DILATIONS)),
-        ("stack random-42", context.random_stack(STACK_DILATIONS, size=(3, 3), seed=42)),
-        ("context-basic", context.context_basic(channels)),
+        ("stack laplacian", stack_library.kernel_stack(laplacian, STACK_DILATIONS)),
+        ("stack random-42", stack_library.random_stack(STACK_DILATIONS, size=(3, 3), seed=42)),
+        ("context-basic", stack_library.context_basic(channels)),
     ]
 
 
@@ -80,8 +82,8 @@ def cases(data, dilations):
     channels = 1 if data.ndim == 2 else data.shape[2]
     for name, layers in stacks(channels):
         scales = tone.stack_scales(layers, channels)
-        signs = context.can_be_negative(layers)
-        outputs = context.iterate_layers(data, layers)
+        signs = stack_library.can_be_negative(layers)
+        outputs = stack_library.iterate_layers(data, layers)
         for number, (layer, y, signed, scale) in enumerate(zip(layers, outputs, signs, scales), 1):
             yield f"{name} l{number} d={layer.dilation}", y, signed, scale
 
@@ -187,7 +189,7 @@ def save_montage(target, panels):
 
     from PIL import Image
 
-    from dilcli.render import montage
+    from dilcli.render.panels import montage
 
     for height in MONTAGE_HEIGHTS:
         buffer = io.BytesIO()

@@ -95,6 +95,7 @@ def test_every_markdown_file_the_code_cites_exists():
         cited.update(re.findall(r"\b[A-Z][A-Z_]+\.md\b|\bdocs/[\w./-]+\.md\b", text))
     cited.update(re.findall(r"\(([\w./-]+\.md)\)", (REPO / "README.md").read_text()))
     assert "docs/design.md" in cited
+    cited -= {"RECEPTIVE_FIELD_TABLE.md"}  # google-research/receptive_field's, cited as such
     missing = [name for name in cited if not any(REPO.glob(f"**/{Path(name).name}"))]
     assert not missing, missing
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dilcli import network as N
+from dilcli.core import network as N
+from dilcli.io.networks import parse_network_file
 
 # --- an independent reference: plain loops, no dilcli code ----------------------------
 
@@ -274,12 +275,12 @@ def test_spec_round_trip_and_json():
 def test_network_file(tmp_path):
     path = tmp_path / "net.txt"
     path.write_text("# a residual stack\nconv3   # stem\n([conv3,conv3]+)*2\n")
-    assert N.parse_network_file(path).field[0].size == 11
+    assert parse_network_file(path).field[0].size == 11
     path.write_text(json.dumps(["conv3", "conv3/d2"]))
-    assert N.parse_network_file(path).field[0].size == 7
+    assert parse_network_file(path).field[0].size == 7
     path.write_bytes(b"conv3," * (N.MAX_FILE_BYTES // 6 + 1))
     with pytest.raises(ValueError, match="at most 1048576 bytes"):
-        N.parse_network_file(path)
+        parse_network_file(path)
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,12 @@ import pytest
 from conftest import SAMPLES
 from scipy.signal import convolve2d
 
-from dilcli import context, tone
-from dilcli.conv import apply_kernel
-from dilcli.imageio import load_image, quantize
-from dilcli.kernels import NAMED_KERNELS, named_kernel
+from dilcli.core import stacks as stack_library
+from dilcli.core.conv import apply_kernel
+from dilcli.core.kernels import NAMED_KERNELS, named_kernel
+from dilcli.io.images import load_image
+from dilcli.render import tone
+from dilcli.render.display import quantize
 
 WHITE = tone.ImageModel(exponent=0.0, blur=0.0)
 
@@ -123,7 +125,7 @@ def _dilated(weights, d):
 def test_stack_on_white_noise_is_the_composed_kernels_norm():
     weights = named_kernel("laplacian").parts[0]
     dilations = (1, 2, 4, 8)
-    layers = context.kernel_stack(weights, dilations)
+    layers = stack_library.kernel_stack(weights, dilations)
     composed, expected = np.ones((1, 1)), []
     n = WHITE.size
     for d in dilations:
@@ -132,21 +134,21 @@ def test_stack_on_white_noise_is_the_composed_kernels_norm():
     assert tone.stack_rms(layers, model=WHITE) == pytest.approx(expected, rel=1e-9)
     # The first layer alone is the kernel; a mixing layer of one channel is the same.
     assert tone.stack_scales(layers)[0] == pytest.approx(tone.kernel_scale(weights), rel=1e-12)
-    mixing = [context.Layer(weights[None, None], 2), context.Layer(weights, 3)]
-    single = [context.Layer(weights, 2), context.Layer(weights, 3)]
+    mixing = [stack_library.Layer(weights[None, None], 2), stack_library.Layer(weights, 3)]
+    single = [stack_library.Layer(weights, 2), stack_library.Layer(weights, 3)]
     assert tone.stack_rms(mixing) == pytest.approx(tone.stack_rms(single), rel=1e-12)
 
 
 def test_relu_and_bias_moments():
     weights = named_kernel("laplacian").parts[0]
-    linear = tone.stack_rms([context.Layer(weights, 1)], model=WHITE)[0]
+    linear = tone.stack_rms([stack_library.Layer(weights, 1)], model=WHITE)[0]
     # max(Y, 0) of a zero-mean Gaussian keeps half its second moment.
-    relu = tone.stack_rms([context.Layer(weights, 1, truncate=True)], model=WHITE)[0]
+    relu = tone.stack_rms([stack_library.Layer(weights, 1, truncate=True)], model=WHITE)[0]
     assert relu == pytest.approx(linear / math.sqrt(2), rel=1e-9)
-    biased = tone.stack_rms([context.Layer(weights, 1, bias=3.0)], model=WHITE)[0]
+    biased = tone.stack_rms([stack_library.Layer(weights, 1, bias=3.0)], model=WHITE)[0]
     assert biased == pytest.approx(math.hypot(linear, 3.0), rel=1e-9)
     # Far above zero a ReLU changes nothing: context-basic passes its input through.
-    basic = tone.stack_rms(context.context_basic(3), 3)
+    basic = tone.stack_rms(stack_library.context_basic(3), 3)
     identity = tone.response_rms(named_kernel("identity"))
     assert basic == pytest.approx([identity] * 8, rel=2e-3)
 
@@ -154,7 +156,7 @@ def test_relu_and_bias_moments():
 def test_average_channels_of_opposite_channels_cancels():
     weights = np.zeros((2, 1, 3, 3))
     weights[0, 0, 1, 1], weights[1, 0, 1, 1] = 1.0, -1.0
-    layers = [context.Layer(weights, 1)]
+    layers = [stack_library.Layer(weights, 1)]
     assert tone.stack_rms(layers)[0] > 0.4
     assert tone.stack_rms(layers, average_channels=True) == [0.0]
 
@@ -198,12 +200,13 @@ def test_goals_for_edge_kernels(sample, dilation):
 def test_goals_for_stacks(sample):
     channels = 1 if sample.ndim == 2 else sample.shape[2]
     stacks = [
-        context.kernel_stack(named_kernel("laplacian").parts[0], (1, 2, 4, 8)),
-        context.random_stack((1, 2, 4, 8), size=(3, 3), seed=42),
-        context.context_basic(channels),
+        stack_library.kernel_stack(named_kernel("laplacian").parts[0], (1, 2, 4, 8)),
+        stack_library.random_stack((1, 2, 4, 8), size=(3, 3), seed=42),
+        stack_library.context_basic(channels),
     ]
     for layers in stacks:
         scales = tone.stack_scales(layers, channels)
-        for number, (y, s) in enumerate(zip(context.iterate_layers(sample, layers), scales), 1):
+        responses = stack_library.iterate_layers(sample, layers)
+        for number, (y, s) in enumerate(zip(responses, scales), 1):
             saturated, p995 = _goals(y, s)
             assert saturated <= 0.02 and p995 >= 0.15, (number, saturated, p995)

@@ -79,7 +79,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from dilcli import receptive
+from dilcli.core import receptive
 
 #: Most layers in a network after repeats (as many as a stack may have).
 MAX_NODES = receptive.MAX_LAYERS
@@ -691,29 +691,21 @@ def _listed(value):
     return value
 
 
-def parse_network_file(path):
-    """A :class:`Network` from a text file of at most :data:`MAX_FILE_BYTES`: JSON when
-    it starts with ``{`` or ``[``... and parses as JSON, else the spec grammar, where
-    ``#`` starts a comment and a line break separates layers."""
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: a network file may be at most {MAX_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
+def parse_network_text(text, where="network"):
+    """A :class:`Network` from the text of a network file: JSON when it starts with
+    ``{`` or ``[``... and parses as JSON, else the spec grammar, where ``#`` starts a
+    comment and a line break separates layers. Errors name ``where``."""
     stripped = text.lstrip()
     if stripped.startswith("{") or (stripped.startswith("[") and _is_json(stripped)):
         try:
             return parse_json(stripped)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise ValueError(f"{where}: {error}") from None
     lines = [line.split("#", 1)[0] for line in text.splitlines()]
     try:
         return parse_spec("\n".join(lines))
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{where}: {error}") from None
 
 
 def _is_json(text):
@@ -1230,7 +1222,7 @@ def hdc_check(network):
     """The HDC rule and the exact coverage side by side, never contradicting.
 
     Returns a dict: ``applies`` (the rule is a sufficient condition here: a plain stack,
-    stride 1, square kernels of one odd size, first spatial rate 1; DESIGN.md section 7),
+    stride 1, square kernels of one odd size, first spatial rate 1; docs/design.md, section 7),
     ``reason``, ``says`` (``(verdict, note)`` per axis from
     :func:`dilcli.receptive.hdc_verdict`, None without a plain stack), ``coverage`` (as
     :func:`coverage`), ``hole_free`` (the verdict: coverage 1 on both axes) and
@@ -1257,7 +1249,7 @@ def hdc_check(network):
     applies = not reason
     if applies and says[0][0] == "pass" and says[1][0] == "pass":
         conclusion = "HDC passes and guarantees no holes here"
-        if not hole_free:  # cannot happen (DESIGN.md section 7); report, never hide
+        if not hole_free:  # cannot happen (docs/design.md, section 7); report, never hide
             conclusion = "HDC passes yet the coverage finds holes: the coverage decides"
     elif says is not None and all(v[0] == "fail" for v in says) and hole_free:
         conclusion = "HDC fails but there are no holes: the rule is sufficient, not necessary"
@@ -1483,7 +1475,7 @@ def _lengths(nodes, n, a):
 def _forward(nodes, x, a):
     import numpy as np
 
-    from dilcli.conv import dilated_correlate
+    from dilcli.core.conv import dilated_correlate
 
     for node in nodes:
         if isinstance(node, Merge):
