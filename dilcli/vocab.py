@@ -73,6 +73,8 @@ DEFAULT_MAX_SAMPLES = 250_000_000
 #: which keeps every position the engines compute well inside int64.
 MAX_INT_OPTION = 2**31 - 1
 MAX_DILATION = MAX_INT_OPTION
+#: Dilations (layers) of one file command: each writes a file per input.
+MAX_FILE_DILATIONS = 1024
 
 # --- table formats -------------------------------------------------------------------
 

@@ -347,3 +347,96 @@ def test_signals_report_replaced_nan_and_honour_max_samples(tmp_path):
     assert result.exit_code == 0 and "1 NaN or infinite value(s) replaced by 0" in result.output
     refused = run("signal", table, "-o", tmp_path / "o2", "-d", "1", "--max-samples", "3")
     assert refused.exit_code == 1 and "6 values, over the limit of 3" in refused.output
+
+
+def test_a_fifo_record_or_log_fails_at_once_instead_of_hanging(tmp_path, photo):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / batch.RECORD_NAME)
+    os.mkfifo(tmp_path / "log")
+    command = [sys.executable, "-m", "dilcli", "convolve", str(photo), "-d", "1"]
+    for extra, message in (
+        (["-o", str(out)], "is not a regular file"),
+        (["-o", str(tmp_path / "o2"), "--log", str(tmp_path / "log")], "no process is reading"),
+    ):
+        done = subprocess.run(command + extra, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_a_garbage_record_is_skipped_line_by_line(tmp_path, photo):
+    out = tmp_path / "out"
+    out.mkdir()
+    nested = "[" * 100_000 + "\n"
+    long_line = "x" * (batch.record.MAX_RECORD_LINE + 10) + "\n"
+    (out / batch.RECORD_NAME).write_text(nested + long_line + '{"key": 1}\n')
+    result = run("convolve", photo, "-o", out, "-d", "1")
+    assert result.exit_code == 0 and "1 done" in result.output
+    assert "0 done, 1 skipped" in run("convolve", photo, "-o", out, "-d", "1").output
+
+
+def test_the_log_never_appends_to_a_file_that_is_not_a_log(tmp_path, photo):
+    out = tmp_path / "out"
+    assert run("convolve", photo, "-o", out, "-d", "1").exit_code == 0
+    output = out / "camera_laplacian_d1.png"
+    before = output.read_bytes()
+    other = tmp_path / "other.png"
+    other.write_bytes(photo.read_bytes())
+    result = run("convolve", other, "-o", out, "-d", "1", "--log", output)
+    assert result.exit_code == 2 and "is not a dilcli log" in result.output
+    assert output.read_bytes() == before
+    os.link(photo, tmp_path / "hard.png")
+    result = run("convolve", photo, "-o", tmp_path / "o3", "--log", tmp_path / "hard.png")
+    assert result.exit_code == 2 and "by another name" in result.output
+    log = out / "run.jsonl"  # a log in the output folder is fine, and grows
+    for _ in range(2):
+        assert run("convolve", photo, "-o", out, "-d", "1", "--log", log).exit_code == 0
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_more_dilations_or_other_limits_are_not_another_run(tmp_path, photo):
+    out = tmp_path / "out"
+    assert run("convolve", photo, "-o", out, "-d", "1,2").exit_code == 0
+    first = files(out)
+    grown = run("convolve", photo, "-o", out, "-d", "1,2,4", "--montage", "--max-pixels", "0")
+    assert grown.exit_code == 0 and "1 done" in grown.output
+    assert all(files(out)[name] == data for name, data in first.items())
+    assert files(out) == reference(tmp_path, [photo], "-d", "1,2,4", "--montage")
+    assert run("convolve", photo, "-o", out, "-d", "2", "--gain", "3").exit_code == 2
+
+
+def test_a_worker_whose_run_has_ended_writes_nothing(tmp_path, photo):
+    """The run's marker goes when the run does: a late worker's rename is refused."""
+    from dilcli.batch import inputs, plan, runner, workers
+    from dilcli.io.atomic import atomic_write
+
+    class LateJob:
+        def output_names(self, stem, suffix):
+            return [f"{stem}.out"]
+
+        def signature(self):
+            return {}
+
+        def run(self, input_path, output_paths):
+            for marker in output_paths[0].parent.glob(f"{runner.RUN_MARKER_PREFIX}*"):
+                marker.unlink()  # as if the main process were killed meanwhile
+            with atomic_write(output_paths[0]) as handle:
+                handle.write(b"late")
+
+    found, _ = inputs.find_inputs([photo])
+    tasks = plan.plan_tasks(found, tmp_path / "out", LateJob())
+    report = runner.run_batch(tasks, LateJob(), out_dir=tmp_path / "out")
+    assert report.failures and "has ended" in report.failures[0].reason
+    assert not (tmp_path / "out" / "camera.out").exists()
+    assert workers.describe_error(ValueError("x")) == "x"
+
+
+def test_file_commands_refuse_a_million_dilations_when_parsed(tmp_path, photo):
+    result = run("convolve", photo, "-o", tmp_path / "x", "-d", "1-999999")
+    assert result.exit_code == 2 and "over the limit of 1,024" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_unusable_scheduler_address_is_one_line_and_exit_2(tmp_path, photo):
+    pytest.importorskip("distributed")
+    result = run("convolve", photo, "-o", tmp_path / "o", "--scheduler", "tls://127.0.0.1:1")
+    assert result.exit_code == 2 and "cannot reach the Dask scheduler" in result.output

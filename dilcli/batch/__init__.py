@@ -27,7 +27,7 @@ _MOVED = {
     "BatchError": "tasks", "InputFile": "tasks", "Task": "tasks", "TaskResult": "tasks",
     "BatchReport": "tasks", "find_inputs": "inputs", "check_output_folder": "inputs",
     "plan_tasks": "plan", "NAME_MAX": "plan", "Record": "record", "RECORD_NAME": "record",
-    "Refused": "record", "OutputConflict": "record", "run_batch": "runner",
+    "Refused": "tasks", "OutputConflict": "tasks", "run_batch": "runner",
     "JsonLog": "runner", "remove_if_unused": "runner",
 }  # fmt: skip
 

@@ -37,7 +37,10 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
         if real in seen or (excluded and _is_within(real, excluded)):
             return
         seen.add(real)
-        inputs.append(InputFile(Path(os.path.abspath(path)), _confined(relative, path), str(path)))
+        # '..' after a link means the link target's parent, as the OS resolves it, not
+        # what abspath's text rule gives: such paths are taken resolved.
+        where = real if ".." in Path(path).parts else os.path.abspath(path)
+        inputs.append(InputFile(Path(where), _confined(relative, path), str(path)))
 
     for spec in specs:
         spec = str(spec)

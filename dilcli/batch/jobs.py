@@ -34,12 +34,27 @@ def frame_stems(stem, frames=None):
     return [f"{stem}_f{n:0{width}d}" for n in range(frames)]
 
 
+# Fields that decide whether an input is read at all, never what is written.
+LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples")
+
+
 class Job:
     """What every job shares: the signature that resume compares."""
 
     def signature(self):
-        """Every field, as JSON values: a change to any of them recomputes the outputs."""
-        return {"job": type(self).__name__, **_signature_value(self)}
+        """Every field but the limits, as JSON values: what makes the outputs' bytes."""
+        values = _signature_value(self)
+        return {
+            "job": type(self).__name__,
+            **{k: v for k, v in values.items() if k not in LIMIT_FIELDS},
+        }
+
+    def output_scopes(self, names):
+        """For each of ``names`` (as :meth:`output_names` gave them), the part of the
+        signature that does not make it: ``{field: None}`` for a field it ignores, or a
+        narrower value. Runs that agree on an output's scope write it byte for byte
+        alike, so extending ``-d 1,2`` to ``-d 1,2,4`` is not another run's output."""
+        return [{} for _ in names]
 
 
 def _signature_value(value):
@@ -132,6 +147,18 @@ class ConvolveJob(ImageInput):
             if self.montage:
                 names.append(f"{part}_{self.kernel.name}_montage.png")
         return names
+
+    def output_scopes(self, names):
+        # {stem}_{kernel}_d{d}.{ext}: one dilation; the montage shows them all.
+        per_frame = len(self.dilations) + bool(self.montage)
+        scopes = []
+        for index in range(len(names)):
+            position = index % per_frame
+            if position < len(self.dilations):
+                scopes.append({"dilations": [self.dilations[position]], "montage": None})
+            else:
+                scopes.append({})
+        return scopes
 
     def _run_image(self, image, output_paths):
         from concurrent.futures import ThreadPoolExecutor
@@ -271,6 +298,21 @@ class ContextJob(ImageInput):
                 names.append(f"{part}_{self.prefix}_montage.png")
         return names
 
+    def output_scopes(self, names):
+        # Scale i sees the layers up to its own (a starlet's residual: all of them).
+        scales = len(self.scale_names()[-1:] if self.final_only else self.scale_names())
+        per_frame = scales + bool(self.montage)
+        first = len(self.scale_names()) - scales
+        scopes = []
+        for index in range(len(names)):
+            position = index % per_frame
+            if position < scales and self.stack != "weights":
+                used = list(self.dilations[: first + position + 1])
+                scopes.append({"dilations": used, "final_only": None, "montage": None})
+            else:
+                scopes.append({"montage": None} if position < scales else {})
+        return scopes
+
     def build_layers(self, channels):
         """The stack for an input with ``channels`` channels."""
         from dilcli.core import stacks
@@ -392,6 +434,18 @@ class SignalJob(Job):
             # An absolute name: the batch planner's ``folder / name`` keeps it as it is.
             names.append(self.plot.replace("{stem}", stem) if self.plot_per_input else self.plot)
         return names
+
+    def output_scopes(self, names):
+        # One dilation each, or the layers up to this one of a stack; the plot shows all.
+        scopes = []
+        for index, _ in enumerate(names):
+            if index >= len(self.dilations):
+                scopes.append({})
+            elif self.stack:
+                scopes.append({"dilations": list(self.dilations[: index + 1]), "plot": None})
+            else:
+                scopes.append({"dilations": [self.dilations[index]], "plot": None})
+        return scopes
 
     def run(self, input_path, output_paths):
         from dilcli.io import signals

@@ -33,7 +33,8 @@ def plan_tasks(inputs, out_dir, job):
     by_target = {}
     for item in inputs:
         by_target.setdefault((item.relative.parent, item.path.stem), []).append(item)
-    signature = _canonical(job.signature())
+    base = job.signature()
+    signature = _canonical(base)
     sources = {os.path.realpath(item.path): item.path for item in inputs}
     taken, tasks = set(), []
     for item in inputs:
@@ -65,9 +66,11 @@ def plan_tasks(inputs, out_dir, job):
                 f"its output name {too_long[0]} is {size} bytes long; file systems allow "
                 f"{NAME_MAX} (rename the input)"
             )
-        maker = _digest([os.path.realpath(item.path), signature])
+        source = os.path.realpath(item.path)
+        maker = _digest([source, signature])
         key = _task_key(item.path, maker, [_record_name(o, out_dir) for o in outputs])
-        tasks.append(Task(item, outputs, key, conflict, maker))
+        makers = tuple(_digest([source, scoped]) for scoped in _scoped(job, names, base))
+        tasks.append(Task(item, outputs, key, conflict, maker, makers))
     return tasks
 
 
@@ -82,6 +85,12 @@ def _inside(output, out_dir):
     return _is_within(real, os.path.realpath(out_dir)) and _is_within(
         os.path.normpath(output), os.path.normpath(out_dir)
     )
+
+
+def _scoped(job, names, signature):
+    """Each output's own signature: the job's, narrowed by its ``output_scopes``."""
+    scopes = getattr(job, "output_scopes", lambda names: [{} for _ in names])(names)
+    return [_canonical({**signature, **scope}) for scope in scopes]
 
 
 def _output_names(job, path, stem):

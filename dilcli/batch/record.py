@@ -12,23 +12,18 @@ import os
 import stat
 from pathlib import Path
 
-from dilcli.batch.tasks import BatchError
+from dilcli.batch.tasks import BatchError, OutputConflict, Refused  # noqa: F401 - re-exported
 
 RECORD_NAME = ".dilcli-record.jsonl"
+# A record line is one task's outputs (a few hundred bytes each, a thousand frames at
+# most): a longer line is not an entry, and is skipped without being held in memory.
+MAX_RECORD_LINE = 1 << 24
 
 
 def _record_name(output, out_dir):
     """How the record names an output: relative to the output folder (which may move)."""
     relative = os.path.relpath(output, out_dir)
     return Path(output).as_posix() if relative.startswith("..") else Path(relative).as_posix()
-
-
-class Refused(BatchError):
-    """A batch that refused to start (its record is unusable, or locked): nothing ran."""
-
-
-class OutputConflict(Refused):
-    """Outputs a batch would write hold another run's results; nothing was run."""
 
 
 class Record:
@@ -57,14 +52,18 @@ class Record:
 
     def __enter__(self):
         try:
-            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-            self._fd = os.open(self.path, flags, 0o666)
+            # Not blocking: a FIFO planted under the record's name must not hang the run.
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK
+            self._fd = os.open(self.path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
         except OSError as error:
             reason = error.strerror or str(error)
             if os.path.islink(self.path):
                 reason = "it is a symbolic link, which dilcli does not follow (remove it)"
             raise Refused(f"cannot open the record {self.path}: {reason}") from None
         try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                raise Refused(f"the record {self.path} is not a regular file (remove it)")
+            os.set_blocking(self._fd, True)
             self._lock()
             self._load()
         except BaseException:
@@ -92,21 +91,32 @@ class Record:
             pass
 
     def _load(self):
+        """Read the record a line at a time; lines that are not entries are skipped."""
+        last = b"\n"
         with open(self._fd, "rb", closefd=False) as handle:
-            data = handle.read()
-        if data and not data.endswith(b"\n"):  # torn by a kill: end it, keep the rest
+            while line := handle.readline(MAX_RECORD_LINE + 1):
+                last = line[-1:]
+                if len(line) > MAX_RECORD_LINE:  # garbage: skip to its end
+                    while (rest := handle.readline(MAX_RECORD_LINE)) and rest[-1:] != b"\n":
+                        pass
+                    last = rest[-1:] or last
+                    continue
+                self._read_entry(line)
+        if last != b"\n":  # torn by a kill: end it, keep the rest
             self._append(b"\n")
-        for line in data.decode("utf-8", "replace").splitlines():
-            try:
-                entry = json.loads(line)
-                key, outputs = entry["key"], entry.get("outputs")
-                if not isinstance(outputs, dict):
-                    continue  # a record of an older dilcli: proves nothing
-                self.done[key] = outputs
-                for name, identity in outputs.items():
-                    self.owner[name] = (entry.get("maker"), identity, entry.get("input", "?"))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
+
+    def _read_entry(self, line):
+        try:
+            entry = json.loads(line)
+            key, outputs = entry["key"], entry.get("outputs")
+            if not isinstance(outputs, dict):
+                return  # a record of an older dilcli: proves nothing
+            self.done[key] = outputs
+            for name, identity in outputs.items():
+                maker = identity.get("maker", entry.get("maker"))
+                self.owner[name] = (maker, identity, entry.get("input", "?"))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return
 
     @property
     def keys(self):
@@ -130,7 +140,7 @@ class Record:
         found = []
         for output in task.outputs:
             owner = self.owner.get(_record_name(output, self.out_dir))
-            if owner and owner[0] != task.maker and _unchanged(output, owner[1]):
+            if owner and owner[0] != _maker_of(task, output) and _unchanged(output, owner[1]):
                 found.append((output, owner[2]))
         return found
 
@@ -138,11 +148,13 @@ class Record:
         """Record ``task``'s outputs as they are on disk now (it has just written them)."""
         outputs = {_record_name(o, self.out_dir): _identity(o) for o in task.outputs}
         entry = {"key": task.key, "maker": task.maker, "input": str(task.input.path)}
+        for output, identity in zip(task.outputs, outputs.values()):
+            identity["maker"] = _maker_of(task, output)
         entry["outputs"] = outputs
         self._append((json.dumps(entry) + "\n").encode())
         self.done[task.key] = outputs
         for name, identity in outputs.items():
-            self.owner[name] = (task.maker, identity, str(task.input.path))
+            self.owner[name] = (identity["maker"], identity, str(task.input.path))
 
     def _append(self, data):
         try:
@@ -153,6 +165,13 @@ class Record:
             raise BatchError(
                 f"cannot write the record {self.path}: {error.strerror or error}"
             ) from None
+
+
+def _maker_of(task, output):
+    """What made ``output`` of ``task``: its own maker, or the task's."""
+    if task.makers:
+        return task.makers[task.outputs.index(output)]
+    return task.maker
 
 
 def _identity(path):

@@ -7,8 +7,12 @@ Every command that turns input files into output files ends here (see
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -31,7 +35,7 @@ def run_batch(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     from dilcli.io.atomic import remove_stale_temporaries
 
-    with Record(out_dir) as record:
+    with Record(out_dir) as record, _run_marker(out_dir) as marker:
         remove_stale_temporaries(out_dir)
 
         def finish(task, result):
@@ -49,7 +53,7 @@ def run_batch(
                 done = TaskResult(task.input, "skipped", task.outputs, reason="already done")
                 ready.append((task, done))
             else:
-                pending.append(task)
+                pending.append(dataclasses.replace(task, guard=marker))
         if not overwrite:
             _refuse_conflicts(pending, record)
         for task, result in ready:
@@ -57,6 +61,31 @@ def run_batch(
         _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler)
     report.seconds = time.perf_counter() - started
     return report
+
+
+RUN_MARKER_PREFIX = ".dilcli-run-"
+
+
+@contextlib.contextmanager
+def _run_marker(out_dir):
+    """A file in the output folder that exists exactly while this run does.
+
+    Workers commit an output only while it exists (:func:`dilcli.io.atomic.commit_guard`):
+    the marker goes when the run ends, however it ends, and the next run (which holds
+    the record's lock, so no other run lives) removes any a killed run left behind. So a
+    worker orphaned by a killed main process, or a Dask task still running after the
+    client stopped, never writes over the next run's files.
+    """
+    for stale in Path(out_dir).glob(f"{RUN_MARKER_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    marker = Path(out_dir) / f"{RUN_MARKER_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
+    marker.touch()
+    try:
+        yield str(marker)
+    finally:
+        with contextlib.suppress(OSError):
+            marker.unlink()
 
 
 def remove_if_unused(out_dir):
@@ -123,9 +152,11 @@ def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, schedul
 class JsonLog:
     """``--log FILE``: one JSON line per input, and one per output it wrote.
 
-    ``-`` is standard output. The log is appended to, never through a link, and is
-    never one of the inputs or the record; a log that cannot be written stops the
-    batch with a :class:`BatchError` (finished outputs are kept).
+    ``-`` is standard output. The log is appended to, never through a link, and is never
+    an input or the record (by any name); an existing file is appended to only if it is
+    a dilcli log already (JSON lines), so a mistyped name never damages an image or an
+    output. A FIFO nobody reads is refused, not waited on. A log that cannot be written
+    stops the batch with a :class:`BatchError` (finished outputs are kept).
     """
 
     def __init__(self, path, *, inputs=(), out_dir=None):
@@ -141,14 +172,34 @@ class JsonLog:
             protected.add(os.path.realpath(Path(out_dir) / RECORD_NAME))
         if real in protected:
             raise BatchError(f"the log {path} is an input or the record; name another file")
+        protected_ids = set()  # the same files by another name (hard links)
+        for name in protected:
+            with contextlib.suppress(OSError):
+                info = os.stat(name)
+                protected_ids.add((info.st_dev, info.st_ino))
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-            self.handle = os.fdopen(os.open(path, flags, 0o666), "a", encoding="utf-8")
+            # Not blocking: a FIFO nobody reads fails at once (ENXIO) instead of hanging.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK
+            fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
         except OSError as error:
             reason = error.strerror or str(error)
             if os.path.islink(path):
                 reason = "it is a symbolic link, which dilcli does not follow"
+            elif error.errno == errno.ENXIO:
+                reason = "it is a FIFO that no process is reading"
             raise BatchError(f"cannot open the log {path}: {reason}") from None
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            reason = None
+            if (info.st_dev, info.st_ino) in protected_ids:
+                reason = "is an input or the record (by another name)"
+            elif info.st_size and _first_byte(path) not in (b"{", None):
+                reason = "exists and is not a dilcli log (JSON lines)"
+            if reason:
+                os.close(fd)
+                raise BatchError(f"the log {path} {reason}; name another file")
+        os.set_blocking(fd, True)
+        self.handle = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, result):
         entry = {
@@ -179,3 +230,12 @@ class JsonLog:
 
             with contextlib.suppress(OSError):  # a failed flush was reported by write()
                 self.handle.close()
+
+
+def _first_byte(path):
+    """The first byte of a regular file, or None if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1)
+    except OSError:
+        return None

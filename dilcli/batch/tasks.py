@@ -10,6 +10,14 @@ class BatchError(Exception):
     """A batch that cannot start (a usage problem): the message says why."""
 
 
+class Refused(BatchError):
+    """A batch that refused to start (its record is unusable, or locked): nothing ran."""
+
+
+class OutputConflict(Refused):
+    """Outputs a batch would write hold another run's results; nothing was run."""
+
+
 @dataclass(frozen=True)
 class InputFile:
     """A file to process.
@@ -44,6 +52,10 @@ class Task:
     key: str
     conflict: str | None = None  # why it must not run (it would replace an input)
     maker: str = ""
+    makers: tuple[str, ...] = ()  # each output's own maker: only what makes that file
+    # A file that exists while the run that sent this task lives: a worker that outlives
+    # its run (main process killed, Dask task left running) writes nothing.
+    guard: str = ""
 
 
 @dataclass

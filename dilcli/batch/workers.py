@@ -16,7 +16,8 @@ import signal
 import sys
 import time
 
-from dilcli.batch.tasks import BatchError, TaskResult
+from dilcli.batch.tasks import BatchError, Refused, TaskResult
+from dilcli.io.atomic import commit_guard
 
 # Seconds a Dask cluster may have no live worker before the remaining tasks fail.
 DASK_NO_WORKER_TIMEOUT = 60.0
@@ -62,13 +63,18 @@ def execute(job, task):
         for folder in {o.parent for o in task.outputs}:
             folder.mkdir(parents=True, exist_ok=True)
         _refuse_overwriting_input(task)
-        notes = tuple(dict.fromkeys(job.run(task.input.path, task.outputs) or ()))
+        with commit_guard(_run_lives(task.guard) if task.guard else None):
+            notes = tuple(dict.fromkeys(job.run(task.input.path, task.outputs) or ()))
     except MemoryError:
         return TaskResult(task.input, "failed", reason="not enough memory")
     except Exception as error:  # a bad input must never stop the batch
         return TaskResult(task.input, "failed", reason=describe_error(error))
     seconds = time.perf_counter() - started
     return TaskResult(task.input, "done", task.outputs, seconds=seconds, warnings=notes)
+
+
+def _run_lives(marker):
+    return lambda: os.path.exists(marker)
 
 
 def describe_error(error):
@@ -329,12 +335,13 @@ def dask_results(tasks, job, address):
         raise BatchError("--scheduler needs Dask: pip install 'dilcli[dask]'") from None
     try:
         client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as error:
-        raise BatchError(
-            f"cannot reach the Dask scheduler at {address}: {describe_error(error)}"
+    except Exception as error:  # OSError, TimeoutError, ValueError, TypeError (tls://)
+        raise Refused(
+            f"cannot reach the Dask scheduler at {address}: {' '.join(str(error).split())}"
         ) from None
     limit = _no_worker_timeout()
     futures = {}
+    quiet = _quiet_loggers("distributed", "asyncio")  # our one-line reasons say it all
     try:
         futures = {client.submit(execute, job, task, pure=False): task for task in tasks}
         remaining = dict(futures)
@@ -366,6 +373,7 @@ def dask_results(tasks, job, address):
     finally:
         client.cancel(list(futures))
         client.close()
+        quiet.close()
 
 
 def _dask_result(future, task):
@@ -380,6 +388,29 @@ def _dask_result(future, task):
         return TaskResult(
             task.input, "failed", reason=f"Dask worker failed: {describe_error(error)}"
         )
+
+
+@contextlib.contextmanager
+def _silenced(names):
+    import logging
+
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _quiet_loggers(*names):
+    """Dask's own warnings and tracebacks (a lost worker, a rescheduled key) off the
+    user's terminal while a batch runs; close the returned stack to restore them."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(_silenced(names))
+    return stack
 
 
 def _has_workers(client):

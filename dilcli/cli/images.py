@@ -22,6 +22,7 @@ from dilcli.vocab import (
     CONTEXT_PRESETS,
     DEFAULT_SEED,
     DEFAULT_STARLET_LEVELS,
+    MAX_FILE_DILATIONS,
     MAX_STARLET_LEVELS,
 )
 
@@ -44,7 +45,7 @@ from dilcli.vocab import (
     "--dilations",
     default="1,2,4,8",
     show_default=True,
-    callback=_int_list_callback("dilations"),
+    callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
     help="Dilations, one output each: e.g. 1,2,4,8 or 1-4.",
 )
 @correlation_options()
@@ -119,7 +120,7 @@ def convolve(
     "-d",
     "--dilations",
     default=None,
-    callback=_int_list_callback("dilations"),
+    callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
     help="A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.",
 )
 @click.option(

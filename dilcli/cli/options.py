@@ -95,9 +95,18 @@ def _out_of_range(name, value, minimum, maximum):
     return f"{name} must be integers from {minimum} to {maximum}, got {value}"
 
 
-def _int_list_callback(name, minimum=1):
+def _int_list_callback(name, minimum=1, most=None):
+    """Parse a list option; ``most`` bounds how many items (one output file each)."""
+
     def callback(ctx, param, value):
-        return None if value is None else parse_int_list(value, name=name, minimum=minimum)
+        if value is None:
+            return None
+        items = parse_int_list(value, name=name, minimum=minimum)
+        if most is not None and len(items) > most:
+            raise click.BadParameter(
+                f"{len(items):,} {name}, over the limit of {most:,} (each one writes a file)"
+            )
+        return items
 
     return callback
 

@@ -14,7 +14,7 @@ from dilcli.cli.options import (
     load_kernel_option,
 )
 from dilcli.cli.runs import run_file_batch
-from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
+from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, MAX_FILE_DILATIONS, WAV_SCALES
 
 
 @cli.command("signal")
@@ -35,7 +35,7 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
     "--dilations",
     default="1,2,4,8",
     show_default=True,
-    callback=_int_list_callback("dilations"),
+    callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
     help="Dilations: one output each, or the layers of --stack.",
 )
 @correlation_options(signal=True)

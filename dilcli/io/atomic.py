@@ -15,6 +15,28 @@ TEMP_PREFIX = ".dilcli-tmp-"
 FOREIGN_TEMP_SECONDS = 24 * 3600
 
 
+class RunEnded(Exception):
+    """The run a worker writes for has ended: its outputs must not appear any more."""
+
+
+_guard = None
+
+
+@contextlib.contextmanager
+def commit_guard(check):
+    """While inside, :func:`atomic_write` renames a file into place only if ``check()``.
+
+    Batch workers pass "the run that sent this task still lives"; ``None`` checks
+    nothing. One task at a time runs in a worker process, so one guard serves it.
+    """
+    global _guard
+    previous, _guard = _guard, check
+    try:
+        yield
+    finally:
+        _guard = previous
+
+
 @contextlib.contextmanager
 def atomic_write(path):
     """Open a temporary file beside ``path``; rename it into place on success.
@@ -32,6 +54,8 @@ def atomic_write(path):
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp_name, 0o666 & ~_UMASK)
+        if _guard is not None and not _guard():
+            raise RunEnded(f"not written: the run that asked for {path.name} has ended")
         try:
             os.replace(temp_name, path)
         except OSError as error:  # name the file the user knows, not the temporary

@@ -98,11 +98,18 @@ def _no_nan(values):
     return values
 
 
-def _diverging_colors(values01):
+def colormap(values01, name, levels=1024):
+    """RGB floats in [0, 1] for ``values01`` through the colour map ``name`` (cmap's
+    names), looked up in a table of ``levels`` entries: every coloured picture of
+    dilcli (diverging responses, effective receptive fields) goes through here."""
     from cmap import Colormap
 
-    lut = Colormap(DIVERGING_COLORMAP).lut(1024)[:, :3].astype(np.float32)
-    return lut[np.rint(values01 * 1023).astype(np.intp)]
+    lut = Colormap(name).lut(levels)[:, :3].astype(np.float32)
+    return lut[np.rint(np.clip(values01, 0, 1) * (levels - 1)).astype(np.intp)]
+
+
+def _diverging_colors(values01):
+    return colormap(values01, DIVERGING_COLORMAP)
 
 
 def quantize(values01, bits=8, *, inplace=False):

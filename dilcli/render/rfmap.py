@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dilcli.core import receptive
-from dilcli.io.atomic import atomic_write
 from dilcli.render.rfreport import LISTED, list_text
 from dilcli.vocab import size_text
 
@@ -198,10 +197,9 @@ def _mark_output(draw, centre, cell):
 
 
 def _colormap(values01):
-    from cmap import Colormap
+    from dilcli.render.display import colormap
 
-    lut = (Colormap(EFFECTIVE_COLORMAP).lut(256)[:, :3] * 255).round().astype(np.uint8)
-    return lut[np.clip((values01 * 255).round().astype(int), 0, 255)]
+    return (colormap(values01, EFFECTIVE_COLORMAP, levels=256) * 255).round().astype(np.uint8)
 
 
 def _legend(fonts):
@@ -449,9 +447,10 @@ def diagram_lines(layers, *, causal=False):
 
 
 def save_png(image, path):
-    """Write ``image`` as PNG, atomically (temporary file beside ``path``, then rename)."""
-    with atomic_write(path) as handle:
-        image.save(handle, format="PNG")
+    """Write ``image`` (a Pillow picture) as PNG with dilcli's one encoder, atomically."""
+    from dilcli.io.png import save_pixels
+
+    save_pixels(path, np.asarray(image.convert("RGB")))
 
 
 def _check_size(field):
