@@ -71,11 +71,27 @@ def test_the_core_opens_no_files_and_prints_nothing():
 
 def test_the_command_line_starts_without_numpy():
     code = (
-        "import sys, dilcli.cli, dilcli.vocab\n"
+        "import sys, click, dilcli.cli, dilcli.vocab\n"
+        "from dilcli.cli import cli\n"
+        "context = click.Context(cli)\n"
+        "for name in cli.list_commands(context): cli.get_command(context, name)\n"
         "heavy = {'numpy', 'scipy', 'PIL', 'rich'} & set(sys.modules)\n"
-        "assert not heavy, heavy"
+        "assert not heavy, heavy\n"
+        "assert len(cli.commands) >= 7"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_a_command_loads_only_its_own_module():
+    code = (
+        "import sys\n"
+        "from dilcli.cli import main\n"
+        "sys.argv = ['dilcli', 'rf-table', '-d', '1,2']\n"
+        "try: main()\n"
+        "except SystemExit: pass\n"
+        "assert 'dilcli.cli.images' not in sys.modules, 'rf-table loaded the image commands'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))

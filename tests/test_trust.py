@@ -387,6 +387,15 @@ def test_the_log_never_appends_to_a_file_that_is_not_a_log(tmp_path, photo):
     os.link(photo, tmp_path / "hard.png")
     result = run("convolve", photo, "-o", tmp_path / "o3", "--log", tmp_path / "hard.png")
     assert result.exit_code == 2 and "by another name" in result.output
+    planned = run(
+        "convolve",
+        other,
+        "-o",
+        tmp_path / "o4",
+        "--log",
+        tmp_path / "o4" / "other_laplacian_d1.png",
+    )
+    assert planned.exit_code == 2 and "one of this run's outputs" in planned.output
     log = out / "run.jsonl"  # a log in the output folder is fine, and grows
     for _ in range(2):
         assert run("convolve", photo, "-o", out, "-d", "1", "--log", log).exit_code == 0

@@ -159,7 +159,7 @@ class JsonLog:
     stops the batch with a :class:`BatchError` (finished outputs are kept).
     """
 
-    def __init__(self, path, *, inputs=(), out_dir=None):
+    def __init__(self, path, *, inputs=(), outputs=(), out_dir=None):
         self.name = str(path)
         if self.name == "-":
             import sys
@@ -172,6 +172,8 @@ class JsonLog:
             protected.add(os.path.realpath(Path(out_dir) / RECORD_NAME))
         if real in protected:
             raise BatchError(f"the log {path} is an input or the record; name another file")
+        if real in {os.path.realpath(output) for output in outputs}:
+            raise BatchError(f"the log {path} is one of this run's outputs; name another file")
         protected_ids = set()  # the same files by another name (hard links)
         for name in protected:
             with contextlib.suppress(OSError):

@@ -8,7 +8,6 @@ One module per family: :mod:`~dilcli.cli.images` (convolve, context),
 one batch path in :mod:`~dilcli.cli.runs`.
 """
 
-from dilcli.cli import images, kernels, rf, signal  # noqa: F401 - they register commands
-from dilcli.cli.group import cli, main
+from dilcli.cli.group import cli, main  # commands load with their module on first use
 
 __all__ = ["cli", "main"]

@@ -30,7 +30,37 @@ def _print_version(ctx, param, value):
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# The module of each command: imported when that command runs (help imports them all),
+# so 'dilcli rf-table' never reads the image commands' code.
+COMMAND_MODULES = {
+    "convolve": "images",
+    "context": "images",
+    "signal": "signal",
+    "kernels": "kernels",
+    "rf-table": "rf",
+    "rf-suggest": "rf",
+    "rf-map": "rf",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are defined in modules loaded on first use."""
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
+
+    def get_command(self, ctx, name):
+        if name in COMMAND_MODULES and name not in self.commands:
+            import importlib
+
+            importlib.import_module(f"dilcli.cli.{COMMAND_MODULES[name]}")
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--version",
     is_flag=True,

@@ -61,7 +61,12 @@ def run_file_batch(
     )
     tasks = batch.plan_tasks(found, out_dir, job)
     try:
-        log = batch.JsonLog(log_path, inputs=found, out_dir=out_dir) if log_path else None
+        planned = [output for task in tasks for output in task.outputs]
+        log = (
+            batch.JsonLog(log_path, inputs=found, outputs=planned, out_dir=out_dir)
+            if log_path
+            else None
+        )
     except batch.BatchError as error:
         raise click.BadParameter(str(error), param_hint="'--log'") from None
 
