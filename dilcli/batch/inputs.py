@@ -34,7 +34,7 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
 
     def add(path, relative):
         real = os.path.realpath(path)
-        if real in seen or (excluded and _is_within(real, excluded)):
+        if real in seen or (excluded and is_within(real, excluded)):
             return
         seen.add(real)
         # '..' after a link means the link target's parent, as the OS resolves it, not
@@ -71,7 +71,7 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
     return inputs, skipped
 
 
-def _is_within(path, folder):
+def is_within(path, folder):
     """Whether ``path`` is ``folder`` or lies below it (both absolute and normalised)."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
@@ -126,7 +126,7 @@ def _glob(pattern, *, recursive, excluded=None):
         part = parts[index]
         if recursive and part == "**":
             real = os.path.realpath(folder or ".")
-            if real in visited or (excluded and _is_within(real, excluded)):
+            if real in visited or (excluded and is_within(real, excluded)):
                 return
             visited.add(real)
             yield from walk(folder, index + 1)  # ** matches no folder too
@@ -173,7 +173,7 @@ def _walk(folder, recursive, excluded=None):
                 continue
             path, relative = Path(entry.path), sub / entry.name
             if entry.is_dir(follow_symlinks=False):
-                if recursive and not (excluded and _is_within(os.path.realpath(path), excluded)):
+                if recursive and not (excluded and is_within(os.path.realpath(path), excluded)):
                     subfolders.append(relative)
                 continue
             reason = _unusable(path)

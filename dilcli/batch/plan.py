@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from dilcli.batch.inputs import _is_within
+from dilcli.batch.inputs import is_within
 from dilcli.batch.record import _record_name
 from dilcli.batch.tasks import Task
 
@@ -82,7 +82,7 @@ def _inside(output, out_dir):
     not checked.
     """
     real = os.path.join(os.path.realpath(os.path.dirname(output)), os.path.basename(output))
-    return _is_within(real, os.path.realpath(out_dir)) and _is_within(
+    return is_within(real, os.path.realpath(out_dir)) and is_within(
         os.path.normpath(output), os.path.normpath(out_dir)
     )
 

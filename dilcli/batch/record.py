@@ -138,9 +138,9 @@ class Record:
         are simply recomputed.
         """
         found = []
-        for output in task.outputs:
+        for output, maker in zip(task.outputs, _makers(task)):
             owner = self.owner.get(_record_name(output, self.out_dir))
-            if owner and owner[0] != _maker_of(task, output) and _unchanged(output, owner[1]):
+            if owner and owner[0] != maker and _unchanged(output, owner[1]):
                 found.append((output, owner[2]))
         return found
 
@@ -148,8 +148,8 @@ class Record:
         """Record ``task``'s outputs as they are on disk now (it has just written them)."""
         outputs = {_record_name(o, self.out_dir): _identity(o) for o in task.outputs}
         entry = {"key": task.key, "maker": task.maker, "input": str(task.input.path)}
-        for output, identity in zip(task.outputs, outputs.values()):
-            identity["maker"] = _maker_of(task, output)
+        for identity, maker in zip(outputs.values(), _makers(task)):
+            identity["maker"] = maker
         entry["outputs"] = outputs
         self._append((json.dumps(entry) + "\n").encode())
         self.done[task.key] = outputs
@@ -167,11 +167,9 @@ class Record:
             ) from None
 
 
-def _maker_of(task, output):
-    """What made ``output`` of ``task``: its own maker, or the task's."""
-    if task.makers:
-        return task.makers[task.outputs.index(output)]
-    return task.maker
+def _makers(task):
+    """What made each output of ``task``: its own maker, or the task's."""
+    return task.makers or (task.maker,) * len(task.outputs)
 
 
 def _identity(path):

@@ -330,7 +330,7 @@ def dask_results(tasks, job, address):
     reason and the batch ends, instead of waiting for workers that never come.
     """
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise BatchError("--scheduler needs Dask: pip install 'dilcli[dask]'") from None
     try:
@@ -341,39 +341,47 @@ def dask_results(tasks, job, address):
         ) from None
     limit = _no_worker_timeout()
     futures = {}
-    quiet = _quiet_loggers("distributed", "asyncio")  # our one-line reasons say it all
-    try:
-        futures = {client.submit(execute, job, task, pure=False): task for task in tasks}
-        remaining = dict(futures)
-        ended = as_completed(futures)
-        seen = checked = time.monotonic()  # when a worker was last known alive
-        while remaining:
-            got = False
-            for future in ended.next_batch(block=False):
-                result = _dask_result(future, futures[future])
-                if result is None:  # its worker died before the result left it
-                    ended.add(future)  # it runs again, when a worker can take it
-                    continue
-                got = True
-                yield remaining.pop(future), result
-            now = time.monotonic()
-            if got:
-                seen = now
+    # Dask's own warnings and tracebacks (a lost worker, a rescheduled key) stay off the
+    # terminal while the batch runs: our one-line reasons say it all.
+    with _silenced("distributed", "asyncio"):
+        try:
+            yield from _dask_loop(client, job, tasks, futures, limit)
+        finally:
+            client.cancel(list(futures))
+            client.close()
+
+
+def _dask_loop(client, job, tasks, futures, limit):
+    """Submit ``tasks`` (filling ``futures``) and yield results as they end."""
+    from distributed import as_completed
+
+    futures.update({client.submit(execute, job, task, pure=False): task for task in tasks})
+    remaining = dict(futures)
+    ended = as_completed(futures)
+    seen = checked = time.monotonic()  # when a worker was last known alive
+    while remaining:
+        got = False
+        for future in ended.next_batch(block=False):
+            result = _dask_result(future, futures[future])
+            if result is None:  # its worker died before the result left it
+                ended.add(future)  # it runs again, when a worker can take it
                 continue
-            if now - checked >= 1:
-                checked = now
-                if _has_workers(client):
-                    seen = now
-                elif now - seen >= limit:
-                    reason = f"no Dask worker alive for {limit:g} s"
-                    for task in remaining.values():
-                        yield task, TaskResult(task.input, "failed", reason=reason)
-                    return
-            time.sleep(0.1)
-    finally:
-        client.cancel(list(futures))
-        client.close()
-        quiet.close()
+            got = True
+            yield remaining.pop(future), result
+        now = time.monotonic()
+        if got:
+            seen = now
+            continue
+        if now - checked >= 1:
+            checked = now
+            if _has_workers(client):
+                seen = now
+            elif now - seen >= limit:
+                reason = f"no Dask worker alive for {limit:g} s"
+                for task in remaining.values():
+                    yield task, TaskResult(task.input, "failed", reason=reason)
+                return
+        time.sleep(0.1)
 
 
 def _dask_result(future, task):
@@ -391,7 +399,8 @@ def _dask_result(future, task):
 
 
 @contextlib.contextmanager
-def _silenced(names):
+def _silenced(*names):
+    """While inside, the named loggers print nothing."""
     import logging
 
     loggers = [logging.getLogger(name) for name in names]
@@ -403,14 +412,6 @@ def _silenced(names):
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-
-
-def _quiet_loggers(*names):
-    """Dask's own warnings and tracebacks (a lost worker, a rescheduled key) off the
-    user's terminal while a batch runs; close the returned stack to restore them."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(_silenced(names))
-    return stack
 
 
 def _has_workers(client):

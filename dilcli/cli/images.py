@@ -9,9 +9,9 @@ import click
 from dilcli.cli.group import cli
 from dilcli.cli.options import (
     Renamed,
-    _int_list_callback,
     batch_options,
     correlation_options,
+    file_dilations_option,
     image_input_options,
     load_kernel_option,
     rendering_options,
@@ -22,7 +22,6 @@ from dilcli.vocab import (
     CONTEXT_PRESETS,
     DEFAULT_SEED,
     DEFAULT_STARLET_LEVELS,
-    MAX_FILE_DILATIONS,
     MAX_STARLET_LEVELS,
 )
 
@@ -40,14 +39,7 @@ from dilcli.vocab import (
         ".npy/.csv/.txt file."
     ),
 )
-@click.option(
-    "-d",
-    "--dilations",
-    default="1,2,4,8",
-    show_default=True,
-    callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
-    help="Dilations, one output each: e.g. 1,2,4,8 or 1-4.",
-)
+@file_dilations_option("Dilations, one output each: e.g. 1,2,4,8 or 1-4.")
 @correlation_options()
 @rendering_options
 @click.option(
@@ -116,12 +108,9 @@ def convolve(
         " starlet: the B3-spline a trous wavelet."
     ),
 )
-@click.option(
-    "-d",
-    "--dilations",
+@file_dilations_option(
+    "A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.",
     default=None,
-    callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
-    help="A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.",
 )
 @click.option(
     "-k",

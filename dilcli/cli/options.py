@@ -16,6 +16,7 @@ from dilcli.vocab import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     MAPPINGS,
+    MAX_FILE_DILATIONS,
     MAX_INT_OPTION,
     MODES,
     OUTPUT_FORMATS,
@@ -109,6 +110,19 @@ def _int_list_callback(name, minimum=1, most=None):
         return items
 
     return callback
+
+
+def file_dilations_option(help, default="1,2,4,8"):
+    """-d/--dilations of a file command: each dilation writes a file per input, so at
+    most ``MAX_FILE_DILATIONS`` of them."""
+    return click.option(
+        "-d",
+        "--dilations",
+        default=default,
+        show_default=default is not None,
+        callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
+        help=help,
+    )
 
 
 def load_kernel_option(spec, ndim=2):

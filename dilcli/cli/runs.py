@@ -37,15 +37,18 @@ def run_file_batch(
     error reporting behave the same for all. ``extensions`` (default: images) says
     which files in folders are inputs.
     """
-    from dilcli import batch
     from dilcli.batch.console import BatchConsole
+    from dilcli.batch.inputs import check_output_folder, find_inputs
+    from dilcli.batch.plan import plan_tasks
+    from dilcli.batch.runner import JsonLog, remove_if_unused, run_batch
+    from dilcli.batch.tasks import BatchError, Refused
 
     sniff = extensions is None  # images are recognised by content too
     if extensions is None:
         from dilcli.io.images import IMAGE_EXTENSIONS as extensions
     try:
-        batch.check_output_folder(out_dir, inputs, allow_inside=allow_output_in_input)
-    except batch.BatchError as error:
+        check_output_folder(out_dir, inputs, allow_inside=allow_output_in_input)
+    except BatchError as error:
         raise click.UsageError(str(error)) from None
     created = not os.path.lexists(out_dir)
     try:
@@ -56,18 +59,16 @@ def run_file_batch(
     # Absolute from here on: workers elsewhere (other processes, a Dask cluster whose
     # workers run in other folders) must read and write the same files.
     out_dir = os.path.abspath(out_dir)
-    found, skipped = batch.find_inputs(
+    found, skipped = find_inputs(
         inputs, recursive=recursive, extensions=extensions, sniff=sniff, exclude=out_dir
     )
-    tasks = batch.plan_tasks(found, out_dir, job)
+    tasks = plan_tasks(found, out_dir, job)
     try:
         planned = [output for task in tasks for output in task.outputs]
         log = (
-            batch.JsonLog(log_path, inputs=found, outputs=planned, out_dir=out_dir)
-            if log_path
-            else None
+            JsonLog(log_path, inputs=found, outputs=planned, out_dir=out_dir) if log_path else None
         )
-    except batch.BatchError as error:
+    except BatchError as error:
         raise click.BadParameter(str(error), param_hint="'--log'") from None
 
     def on_result(result):
@@ -82,7 +83,7 @@ def run_file_batch(
             elif log:
                 log.write(result)
         try:
-            report = batch.run_batch(
+            report = run_batch(
                 tasks,
                 job,
                 out_dir=out_dir,
@@ -92,16 +93,16 @@ def run_file_batch(
                 on_result=on_result,
                 scheduler=scheduler,
             )
-        except batch.Refused as error:
+        except Refused as error:
             raise NothingRun(str(error)) from None
-        except batch.BatchError as error:
+        except BatchError as error:
             raise click.ClickException(str(error)) from None
         finally:
             if log:
                 log.close()
     report.results[:0] = skipped
     if created and not report.count("done"):
-        batch.remove_if_unused(out_dir)  # a run that wrote nothing leaves no folder behind
+        remove_if_unused(out_dir)  # a run that wrote nothing leaves no folder behind
     if not found and not skipped:
         kinds = " ".join(sorted(extensions))
         hint = "" if recursive else "; add -r to look in sub-folders"

@@ -8,13 +8,13 @@ import click
 
 from dilcli.cli.group import cli
 from dilcli.cli.options import (
-    _int_list_callback,
     batch_options,
     correlation_options,
+    file_dilations_option,
     load_kernel_option,
 )
 from dilcli.cli.runs import run_file_batch
-from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, MAX_FILE_DILATIONS, WAV_SCALES
+from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
 
 
 @cli.command("signal")
@@ -30,14 +30,7 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, MAX_FILE_DILATIONS, W
         ".npy/.csv/.txt file."
     ),
 )
-@click.option(
-    "-d",
-    "--dilations",
-    default="1,2,4,8",
-    show_default=True,
-    callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
-    help="Dilations: one output each, or the layers of --stack.",
-)
+@file_dilations_option("Dilations: one output each, or the layers of --stack.")
 @correlation_options(signal=True)
 @click.option(
     "--stack",
