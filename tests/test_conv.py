@@ -259,3 +259,20 @@ def test_kernels_of_minus_ones_on_narrow_float32_images(width):
         got = dilated_correlate(x, kernel, 1, boundary="constant")
         want = direct_correlate(x, kernel, 1, boundary="constant")
         assert_allclose(got, want, rtol=1e-6)
+
+
+def test_a_named_kernel_object_is_accepted_where_weights_are():
+    # dilated_correlate(img, named_kernel("laplacian"), 2) once failed with "got shape ()".
+    image = np.random.default_rng(3).random((17, 19)).astype(np.float32)
+    laplacian = named_kernel("laplacian")
+    assert_allclose(
+        dilated_correlate(image, laplacian, 2),
+        direct_correlate(image, laplacian.parts[0], 2, "same", "reflect"),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    sobel = named_kernel("sobel")  # a gradient pair: the magnitude of its two responses
+    gx, gy = (direct_correlate(image, part, 3, "same", "wrap") for part in sobel.parts)
+    assert_allclose(
+        dilated_correlate(image, sobel, 3, boundary="wrap"), np.hypot(gx, gy), rtol=1e-5, atol=1e-5
+    )

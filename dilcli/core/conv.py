@@ -54,8 +54,10 @@ def dilated_correlate(
     x : array_like
         ``(N,)`` or ``(N, C)`` for a 1-D kernel; ``(H, W)`` or ``(H, W, C)`` for a
         2-D kernel. Trailing channels are filtered independently.
-    kernel : array_like
-        1-D or 2-D weights, any (odd or even) length per axis.
+    kernel : array_like or Kernel
+        1-D or 2-D weights, any (odd or even) length per axis; or a
+        :class:`dilcli.core.kernels.Kernel` (``named_kernel("sobel")``), applied as
+        :func:`apply_kernel` does (a gradient pair gives its magnitude).
     dilation : int or tuple of int
         Spacing between kernel taps, 1 to ``MAX_DILATION`` (2**31 - 1); one value, or
         one per spatial axis.
@@ -86,6 +88,8 @@ def dilated_correlate(
     >>> dilated_correlate([0, 0, 1, 0, 0, 0, 0], [1, 2, 3], dilation=2, boundary="constant")
     array([3., 0., 2., 0., 1., 0., 0.])
     """
+    if hasattr(kernel, "parts"):  # a dilcli Kernel: named_kernel("laplacian"), say
+        return apply_kernel(x, kernel, dilation, mode=mode, boundary=boundary, cval=cval, flip=flip)
     x = np.asarray(x)
     kernel = np.asarray(kernel)
     dtype = _float_dtype(x.dtype)
