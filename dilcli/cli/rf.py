@@ -180,7 +180,7 @@ def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one
       dilcli rf-table --preset wavenet --repeat 3 --format json
     """
     from dilcli.core import receptive
-    from dilcli.render import rfreport
+    from dilcli.render import rfreport, tables
 
     layers, channel_spec, title = _rf_stack(preset, dilations, kernels, strides, channels, repeat)
     ndim = 1 if one_d or preset == "wavenet" else 2
@@ -205,13 +205,13 @@ def rf_table(dilations, kernels, strides, channels, preset, repeat, compare, one
             return shown
 
         columns = ("design", "layers", "params", "rf", "resolution", "coverage")
-        rfreport.print_rows(
+        tables.print_rows(
             table, columns, fmt, title=f"Ways to a {size} receptive field", display=display
         )
     else:
         columns = rfreport.columns_for(rows, channel_spec, fmt)
         display = rfreport.row_display(ndim)
-        rfreport.print_rows(
+        tables.print_rows(
             rows, columns, fmt, title=title, display=display, headers=rfreport.RF_HEADERS
         )
     for text, is_warning in rfreport.hole_report(layers, rows, ndim):
@@ -271,7 +271,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
       dilcli rf-suggest --target 129 -k 3
     """
     from dilcli.core import receptive
-    from dilcli.render import rfreport
+    from dilcli.render import rfreport, tables
 
     try:
         depth, schedules = receptive.suggest_schedules(
@@ -288,14 +288,14 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
             {"dilations": list(dilations), "kernel": kernel, "rf": rows[-1]["rf"], "layers": rows}
         )
     if fmt == "json":
-        rfreport.print_rows(results, None, fmt)
+        tables.print_rows(results, None, fmt)
     elif fmt == "csv":
         flat = [
             {"schedule": number, **row}
             for number, result in enumerate(results, 1)
             for row in result["layers"]
         ]
-        rfreport.print_rows(flat, tuple(flat[0]), fmt)
+        tables.print_rows(flat, tuple(flat[0]), fmt)
     else:
         for number, result in enumerate(results, 1):
             size = size_text(result["rf"], ndim)
@@ -303,7 +303,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
             rows = result["layers"]
             columns = rfreport.columns_for(rows, channels, fmt)
             display = rfreport.row_display(ndim)
-            rfreport.print_rows(
+            tables.print_rows(
                 rows, columns, fmt, title=title, display=display, headers=rfreport.RF_HEADERS
             )
             if number < len(results):

@@ -1,12 +1,11 @@
 """Receptive-field results as text for people: titles, rows, tables, gridding advice.
 
-What rf-table and rf-suggest print, apart from the arithmetic (:mod:`dilcli.receptive`)
-and from option parsing (:mod:`dilcli.cli`). Nothing here imports numpy or Pillow.
+What rf-table and rf-suggest show, apart from the arithmetic (:mod:`dilcli.core.receptive`)
+and from option parsing (:mod:`dilcli.cli`): rows, columns, titles and advice. The one
+printer is :mod:`dilcli.render.tables`. Nothing here imports numpy or Pillow.
 """
 
 from __future__ import annotations
-
-import sys
 
 from dilcli.core import receptive
 from dilcli.vocab import size_text
@@ -27,71 +26,6 @@ RF_COLUMNS = (
     "hdc",
 )
 RF_HEADERS = {"rf": "RF", "total_params": "total", "hdc_m": "M_i", "hdc": "HDC"}
-
-
-#: Tables longer than this print as plain aligned columns even on a terminal: rich
-#: would hold (and take seconds to lay out) every cell of every row.
-MAX_RICH_ROWS = 1000
-
-
-def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
-    """Rows as json/csv/markdown (:func:`dilcli.tables.render_rows`), or for people.
-
-    ``display`` formats a row for people (markdown and tables), ``headers`` renames
-    columns in tables. People get a rich table on a terminal (up to
-    :data:`MAX_RICH_ROWS` rows), plain aligned columns in a pipe or for longer tables;
-    neither truncates a number to fit. Text is written a row at a time.
-    """
-    from dilcli.tables import iter_rendered_rows  # json, csv: not needed for people
-
-    if fmt in ("json", "csv"):
-        for text in iter_rendered_rows(rows, columns, fmt):
-            sys.stdout.write(text)
-        return
-
-    def shown():
-        return (display(row) for row in rows) if display else iter(rows)
-
-    if fmt == "markdown":
-        if title:
-            print(f"**{title}**\n")
-        for text in iter_rendered_rows(shown(), columns, fmt):
-            sys.stdout.write(text)
-        return
-
-    def cells():
-        for row in shown():
-            yield ["" if row.get(c) is None else str(row.get(c)) for c in columns]
-
-    names = [(headers or {}).get(c, c) for c in columns]
-    widths = [len(name) for name in names]
-    for line in cells():  # a first pass for the widths: no copy of every cell is kept
-        widths = [max(width, len(cell)) for width, cell in zip(widths, line, strict=True)]
-    if not sys.stdout.isatty() or len(rows) > MAX_RICH_ROWS:
-        # A pipe or a file: plain aligned columns, no box drawing, and no rich to
-        # import (a third of the command's time).
-        if title:
-            print(title)
-        for line in (names, ["-" * w for w in widths]):
-            print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-        for line in cells():
-            print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-        return
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
-    for line in cells():
-        table.add_row(*line)
-    # Never truncate a number to fit a narrow terminal: let long lines wrap instead.
-    needed = sum(width + 2 for width in widths)
-    console = Console(highlight=False)
-    if needed > console.width:
-        console = Console(highlight=False, width=needed)
-    console.print(table)
 
 
 def row_display(ndim):
