@@ -1222,9 +1222,10 @@ def hdc_check(network):
     """The HDC rule and the exact coverage side by side, never contradicting.
 
     Returns a dict: ``applies`` (the rule is a sufficient condition here: a plain stack,
-    stride 1, square kernels of one odd size, first spatial rate 1; docs/design.md, section 7),
+    square kernels of one odd size, first spatial step 1; docs/design.md, section 7),
     ``reason``, ``says`` (``(verdict, note)`` per axis from
-    :func:`dilcli.receptive.hdc_verdict`, None without a plain stack), ``coverage`` (as
+    :func:`dilcli.receptive.hdc_verdict`, None without a plain stack), ``reading`` (per
+    axis, :func:`dilcli.receptive.hdc_reading`), ``coverage`` (as
     :func:`coverage`), ``hole_free`` (the verdict: coverage 1 on both axes) and
     ``conclusion``.
     """
@@ -1236,31 +1237,32 @@ def hdc_check(network):
     if stacks[0] is None:
         reason = "branches or transposed layers"
     else:
-        ops = [op for op in network.nodes if op.kind != "id" and op.kernel != (1, 1)]
-        sizes = {op.kernel for op in ops}
-        if any(op.stride != (1, 1) for op in network.nodes):
-            reason = "strides above 1"
-        elif any(k[0] != k[1] for k in sizes) or len(sizes) > 1:
-            reason = "kernels of more than one size or not square"
-        elif sizes and next(iter(sizes))[0] % 2 == 0:
-            reason = "even kernels"
-        elif ops and ops[0].dilation != (1, 1):
-            reason = "first spatial rate is not 1"
+        reasons = {receptive.hdc_not_applicable(stack) for stack in stacks}
+        reasons.discard("")
+        if any(op.kernel[0] != op.kernel[1] for op in network.nodes if op.kind != "id"):
+            reasons.add("kernels not square")
+        reason = ", ".join(sorted(reasons))
     applies = not reason
-    if applies and says[0][0] == "pass" and says[1][0] == "pass":
-        conclusion = "HDC passes and guarantees no holes here"
-        if not hole_free:  # cannot happen (docs/design.md, section 7); report, never hide
-            conclusion = "HDC passes yet the coverage finds holes: the coverage decides"
-    elif says is not None and all(v[0] == "fail" for v in says) and hole_free:
-        conclusion = "HDC fails but there are no holes: the rule is sufficient, not necessary"
+    readings = None if stacks[0] is None else [receptive.hdc_reading(s) for s in stacks]
+    if hole_free:
+        conclusion = "no holes"
     else:
-        conclusion = "no holes" if hole_free else "holes: coverage below 100 %"
-        if not applies:
-            conclusion += f" (HDC does not decide here: {reason})"
+        conclusion = "holes: coverage below 100 %"
+    if readings is not None and all(r[0] == "fail" for r in readings):
+        conclusion += f"; HDC fails ({readings[0][1]}): a common factor leaves holes"
+    elif applies and all(r[0] == "pass" for r in readings):
+        conclusion += "; HDC holds and guarantees it here"
+        if not hole_free:  # cannot happen (docs/design.md, section 7); report, never hide
+            conclusion = "holes, though HDC holds: the coverage decides"
+    elif applies:
+        conclusion += "; HDC not met, which says nothing about holes: a sufficient condition only"
+    else:
+        conclusion += f"; HDC does not decide here ({reason})"
     return {
         "applies": applies,
         "reason": reason,
         "says": says,
+        "reading": readings,
         "coverage": cov,
         "hole_free": hole_free,
         "conclusion": conclusion,

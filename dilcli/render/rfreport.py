@@ -94,12 +94,36 @@ def rf_command(layers, dilations, ndim):
     return command + (" --1d" if ndim == 1 else "")
 
 
+HDC_RULE = "HDC rule (Wang et al. 2018)"
+
+
+def hdc_note(row, ndim):
+    """The stderr line on the HDC rule for a layer_stats row ('' when it passes): the
+    rule as what it is, beside the coverage that decides (never against it)."""
+    reading, note = row["hdc"], row["hdc_note"]
+    if reading == "fail":
+        return f"{HDC_RULE}: fail, {note}"
+    if reading not in ("not met", "n/a") or note == "mixed kernel sizes":
+        return ""
+    if row["covered"] is None:
+        decides = "coverage decides"
+    else:
+        total = row["rf"] ** ndim
+        share = receptive.share_text(row["covered"], total)
+        found = "no holes" if row["covered"] == total else "holes"
+        decides = f"coverage decides: {share}, {found}"
+    if reading == "not met":  # docs/design.md, section 7: sufficient, not necessary
+        return f"{HDC_RULE}: not met ({note}); a sufficient condition only, so {decides}"
+    return f"{HDC_RULE}: does not apply ({note}); {decides}"
+
+
 def hole_report(layers, rows, ndim):
     """Lines for stderr: the HDC verdict, the coverage of a gridded stack, and a
     hole-free schedule to use instead. Yields ``(text, is_warning)``."""
     last = rows[-1]
-    if last["hdc"] == "fail":
-        yield f"HDC rule (Wang et al. 2018): fail, {last['hdc_note']}", False
+    note = hdc_note(last, ndim)
+    if note:
+        yield note, False
     if last["covered"] is None or last["coverage"] == 1:
         return
     field = last["rf"]
