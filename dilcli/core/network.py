@@ -871,6 +871,13 @@ PRESETS = {
 }
 
 
+#: Names for common option values: alias -> (preset, options).
+PRESET_ALIASES = {
+    "deeplab-v3-os16": ("deeplab-v3", {"output_stride": 16}),
+    "deeplab-v3-os8": ("deeplab-v3", {"output_stride": 8}),
+}
+
+
 def preset(name, **options):
     """The named :data:`PRESETS` network; ``options`` as its provenance line says."""
     if name not in PRESETS:
@@ -881,6 +888,50 @@ def preset(name, **options):
     except TypeError as error:
         raise ValueError(f"preset {name}: {error}") from None
     return parse_spec(text, name=name, provenance=provenance)
+
+
+def from_stack(layers, *, causal=False, name="", provenance=""):
+    """The :class:`Network` of a :mod:`receptive` stack: square conv layers padded
+    ``same`` (or ``causal``), so ``rf-table -d ...`` can answer network questions.
+
+    >>> from_stack([(3, 1), (3, 2, 2)]).spec()
+    'conv3/p1,conv3/s2/d2/p2'
+    """
+    padding = "causal" if causal else "same"
+    spec = ",".join(
+        f"conv{layer.kernel}/s{layer.stride}/d{layer.dilation}/{padding}"
+        for layer in receptive.as_layers(layers)
+    )
+    return parse_spec(spec, name=name, provenance=provenance)
+
+
+def parse_preset(text):
+    """``(name, options)`` from ``NAME`` or ``NAME:key=value,key=value`` (values: an
+    integer, or integers joined by ``-`` for a tuple), as ``--preset`` takes them.
+
+    >>> parse_preset("wavenet:layers=10,stacks=3"), parse_preset("hdc:rates=1-2-5")
+    (('wavenet', {'layers': 10, 'stacks': 3}), ('hdc', {'rates': (1, 2, 5)}))
+    """
+    name, _, rest = str(text).partition(":")
+    name = name.strip()
+    if name in PRESET_ALIASES:
+        name, options = PRESET_ALIASES[name]
+        options = dict(options)
+    else:
+        options = {}
+    if name not in PRESETS:
+        raise ValueError(
+            f"preset must be one of {', '.join([*PRESETS, *PRESET_ALIASES])}; got {text!r}"
+        )
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not re.fullmatch(r"\d+(-\d+)*", value.strip()):
+            raise ValueError(
+                f"preset options are key=value with whole numbers (rates=1-2-5), got {item!r}"
+            )
+        numbers = tuple(_int(v, key) for v in value.strip().split("-"))
+        options[key.strip()] = numbers[0] if len(numbers) == 1 else numbers
+    return name, options
 
 
 # --- boxes, sizes and units -----------------------------------------------------------
@@ -1244,10 +1295,7 @@ def hdc_check(network):
         reason = ", ".join(sorted(reasons))
     applies = not reason
     readings = None if stacks[0] is None else [receptive.hdc_reading(s) for s in stacks]
-    if hole_free:
-        conclusion = "no holes"
-    else:
-        conclusion = "holes: coverage below 100 %"
+    conclusion = "no holes" if hole_free else "holes: coverage below 100%"
     if readings is not None and all(r[0] == "fail" for r in readings):
         conclusion += f"; HDC fails ({readings[0][1]}): a common factor leaves holes"
     elif applies and all(r[0] == "pass" for r in readings):
@@ -1539,8 +1587,9 @@ def effective_receptive_field(
     """The ERF of output ``at`` through the linear skeleton with the given weights.
 
     ``weights``: ``'random'`` (normal, one 2-D kernel per conv and transposed conv,
-    from ``seed``), ``'uniform'`` (ones / taps), or a list of 2-D arrays, one per conv /
-    convT layer in the order they appear (branches in order). Pooling is a box,
+    from ``seed``), ``'uniform'`` (ones / taps), or a list of arrays, one per conv /
+    convT layer in the order they appear (branches in order): 2-D ``(kh, kw)``, or 4-D
+    ``(C_out, C_in, kh, kw)`` whose ``|W|`` summed over channel pairs is used. Pooling is a box,
     upsampling its interpolation footprint, branches add. The map is ``|response|``,
     normalised to sum 1. ValueError past :data:`MAX_MAP_CELLS` or :data:`MAX_MAP_WORK`.
     """
@@ -1557,7 +1606,10 @@ def effective_receptive_field(
         else:
             arrays = [np.full(op.kernel, 1.0 / math.prod(op.kernel)) for op in weighted]
     else:
+        # (C_out, C_in, kh, kw) layers: |W| summed over the channel pairs, the usual
+        # stand-in (docs/design.md, section 8); exact for one channel.
         arrays = [np.asarray(w, dtype=np.float64) for w in weights]
+        arrays = [np.abs(w).sum(axis=(0, 1)) if w.ndim == 4 else w for w in arrays]
         if len(arrays) != len(weighted):
             raise ValueError(
                 f"{len(arrays)} weight arrays for {len(weighted)} conv layers: give one each"

@@ -647,9 +647,7 @@ def _hdc_readings(layers):
             sizes.add(layer.kernel)
             first = step if first is None else first
         reason = _not_applicable(sizes, first)
-        if verdict == "fail" and note.startswith("common factor"):
-            readings.append((verdict, note))
-        elif first is None:
+        if first is None or (verdict == "fail" and note.startswith("common factor")):
             readings.append((verdict, note))
         elif reason:
             readings.append(("n/a", reason))

@@ -179,3 +179,293 @@ def hole_report(layers, rows, ndim):
             ),
             False,
         )
+
+
+# --- networks (rf-table --network / --spec / --preset NAME) -----------------------------
+
+#: The shares of RepLKNet's high-contribution area ratios.
+ERF_SHARES = (0.2, 0.3, 0.5, 0.99)
+
+
+def number(value):
+    """An exact figure (int or Fraction) for JSON: int when whole, else float."""
+    from fractions import Fraction
+
+    if isinstance(value, Fraction):
+        return value.numerator if value.denominator == 1 else float(value)
+    return value
+
+
+def number_text(value):
+    """An exact figure for people: ``3``, ``-511.5``, ``1/3`` (when not a short decimal)."""
+    from fractions import Fraction
+
+    value = Fraction(value)
+    if value.denominator == 1:
+        return str(value.numerator)
+    if 10**6 % value.denominator == 0:  # a short decimal: halves, quarters, tenths
+        return f"{float(value):g}"
+    return str(value)
+
+
+def _pair(values, text=number_text):
+    """One figure when both axes agree, ``h, w`` when they differ."""
+    h, w = (text(v) for v in values)
+    return h if h == w else f"{h}, {w}"
+
+
+def network_json(info):
+    """Everything rf-table found about a network, as one JSON-ready dict (numbers, not
+    text): per axis ``{"height": ..., "width": ...}``."""
+
+    def axes(values, convert=number):
+        return (
+            None if values is None else {"height": convert(values[0]), "width": convert(values[1])}
+        )
+
+    result = {
+        "name": info["name"],
+        "provenance": info["provenance"],
+        "spec": info["spec"],
+        "rf": axes(info["rf"]),
+        "jump": axes(info["jump"]),
+        "centre": axes(info["centre"]),
+        "padding": axes(info["padding"]),
+        "at": list(info["at"]),
+        "box": None
+        if info["box"] is None
+        else dict(zip(("top", "bottom", "left", "right"), info["box"], strict=True)),
+    }
+    if "larger" in info:
+        result["input_size"] = list(info["input_size"])
+        result["larger_than_input"] = axes(info["larger"], bool)
+    if "physical" in info:
+        result["physical"] = {
+            axis: {"value": float(value), "unit": unit}
+            for axis, (value, unit) in zip(("height", "width"), info["physical"], strict=True)
+        }
+    coverage = info["hdc"]["coverage"]
+    result["coverage"] = {key: None if v is None else float(v) for key, v in coverage.items()}
+    hdc = info["hdc"]
+    result["hdc"] = {
+        "applies": hdc["applies"],
+        "reason": hdc["reason"],
+        "reading": None
+        if hdc["reading"] is None
+        else {a: list(r) for a, r in zip(("height", "width"), hdc["reading"], strict=True)},
+        "hole_free": hdc["hole_free"],
+        "conclusion": hdc["conclusion"],
+    }
+    if "verify" in info:
+        report = info["verify"]
+        result["verification"] = {
+            "ok": report.ok,
+            "checks": [
+                {
+                    "axis": c.axis,
+                    "what": c.what,
+                    "expected": _json_value(c.expected),
+                    "measured": _json_value(c.measured),
+                    "ok": c.ok,
+                }
+                for c in report.checks
+            ],
+        }
+    if "effective" in info:
+        result["effective"] = effective_json(info["effective"], info["weights"])
+    result["layers"] = [
+        {
+            "item": row["path"],
+            "layer": row["spec"],
+            "kind": row["kind"],
+            "rf": axes(row["rf"]),
+            "jump": axes(row["jump"]),
+            "centre": axes(row["centre"]),
+        }
+        for row in info["rows"]
+    ]
+    return result
+
+
+def _json_value(value):
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return number(value)
+
+
+def effective_json(erf, weights):
+    """The effective receptive field's figures (not its map) for JSON."""
+    return {
+        "weights": weights,
+        "centre": {"height": float(erf.centre[0]), "width": float(erf.centre[1])},
+        "gaussian_fit": {
+            "mean": {"height": erf.mean[0], "width": erf.mean[1]},
+            "sigma": {"height": erf.sigma[0], "width": erf.sigma[1]},
+        },
+        "high_contribution_area": {
+            f"{round(share * 100)}%": {
+                "side": {"height": found["side"][0], "width": found["side"][1]},
+                "area_ratio": found["area_ratio"],
+                "share": found["share"],
+            }
+            for share, found in erf.ratios.items()
+        },
+    }
+
+
+def network_title(info):
+    """``name: provenance`` or the spec, for the table's title."""
+    if info["name"]:
+        return f"{info['name']}: {info['provenance']}" if info["provenance"] else info["name"]
+    spec = info["spec"]
+    return f"network {spec if len(spec) <= 60 else spec[:57] + '...'}"
+
+
+#: Longest layer text in the terminal's layer table (groups are cut in the middle).
+SHORT_LAYER = 48
+
+
+def network_layer_rows(info, ndim, *, short=False):
+    """``(rows, columns)`` of the per-layer table: one figure per column when the axes
+    agree everywhere, else a column per axis. ``short``: long groups cut to
+    :data:`SHORT_LAYER` characters (their branches have rows of their own)."""
+    rows = info["rows"]
+    same = all(row[key][0] == row[key][1] for row in rows for key in ("rf", "jump", "centre"))
+    table = []
+    for row in rows:
+        text = row["spec"]
+        if short and len(text) > SHORT_LAYER:
+            text = text[: SHORT_LAYER - 12] + "..." + text[-9:]
+        line = {"item": row["path"], "layer": text}
+        if same:
+            line["RF"] = size_text(number_text(row["rf"][0]), ndim)
+            line["jump"] = number_text(row["jump"][0])
+            line["centre"] = number_text(row["centre"][0])
+        else:
+            for a, axis in enumerate(("h", "w")):
+                line[f"RF_{axis}"] = number_text(row["rf"][a])
+            for a, axis in enumerate(("h", "w")):
+                line[f"jump_{axis}"] = number_text(row["jump"][a])
+            for a, axis in enumerate(("h", "w")):
+                line[f"centre_{axis}"] = number_text(row["centre"][a])
+        table.append(line)
+    return table, tuple(table[0])
+
+
+def network_figures(info, ndim):
+    """``(rows, columns)``: the network's figures for people, ``figure`` and ``value``
+    (or ``height`` and ``width`` when the axes differ), every one that was computed."""
+    per_axis = any(
+        info[key][0] != info[key][1] for key in ("rf", "jump", "centre", "padding", "at")
+    ) or (info["box"] is not None and info["box"][:2] != info["box"][2:])
+    lines = []
+
+    def add(figure, values, text=number_text):
+        if per_axis:
+            lines.append({"figure": figure, "height": text(values[0]), "width": text(values[1])})
+        elif ndim == 1:
+            lines.append({"figure": figure, "value": text(values[0])})
+        else:
+            lines.append({"figure": figure, "value": _pair(values, text)})
+
+    rf = info["rf"]
+    if per_axis:
+        add("receptive field", rf)
+    else:
+        lines.append({"figure": "receptive field", "value": size_text(number_text(rf[0]), ndim)})
+    if "physical" in info:
+        add("receptive field, physical", info["physical"], lambda v: f"{number_text(v[0])} {v[1]}")
+    add("jump (output spacing)", info["jump"])
+    at = info["at"] if ndim == 2 else info["at"][:1]
+    where = ", ".join(map(str, at))
+    add(
+        f"centre of output ({where})",
+        [c + a * j for c, a, j in zip(info["centre"], info["at"], info["jump"])],
+    )
+    add("effective padding", info["padding"])
+    box = info["box"]
+    if box is None:
+        add(f"input box of output ({where})", ("reads no input",) * 2, str)
+    else:
+        add(
+            f"input box of output ({where})",
+            ((box[0], box[1]), (box[2], box[3])),
+            lambda v: f"{v[0]}..{v[1]}",
+        )
+    if "larger" in info:
+        size = "x".join(map(str, info["input_size"])) if ndim == 2 else str(info["input_size"][0])
+        add(f"larger than the input ({size})", info["larger"], lambda v: "yes" if v else "no")
+    coverage = info["hdc"]["coverage"]
+    add("coverage", (coverage["height"], coverage["width"]), _share)
+    if ndim == 2:
+        area = coverage["area"]
+        lines.append(
+            {
+                "figure": "coverage, area",
+                **_both(per_axis, "not counted" if area is None else _share(area)),
+            }
+        )
+    lines.append({"figure": "holes and the HDC rule", **_both(per_axis, info["hdc"]["conclusion"])})
+    if "verify" in info:
+        report = info["verify"]
+        agree = sum(check.ok for check in report.checks)
+        verdict = f"{'yes' if report.ok else 'NO'}: {agree} of {len(report.checks)} checks agree"
+        lines.append({"figure": "verified by impulses", **_both(per_axis, verdict)})
+    if "effective" in info:
+        erf = info["effective"]
+        lines.append({"figure": "ERF weights", **_both(per_axis, info["weights"])})
+        add("ERF Gaussian fit: sigma", erf.sigma, lambda v: f"{v:.1f}")
+        for share, found in erf.ratios.items():
+            side = found["side"]
+            text = f"{side[0]}x{side[1]} ({found['area_ratio']:.1%} of the box)"
+            lines.append({"figure": f"ERF: square holding {share:.0%}", **_both(per_axis, text)})
+    columns = ("figure", "height", "width") if per_axis else ("figure", "value")
+    return lines, columns
+
+
+def _both(per_axis, text):
+    return {"height": text, "width": ""} if per_axis else {"value": text}
+
+
+def _share(value):
+    from fractions import Fraction
+
+    value = Fraction(value)
+    return receptive.share_text(value.numerator, value.denominator)
+
+
+def network_csv_rows(info):
+    """Every figure of :func:`network_json` as flat ``figure, height, width`` rows (the
+    per-layer figures as ``layer <item> <spec>: rf`` and so on)."""
+    data = network_json(info)
+    rows = []
+
+    def walk(prefix, value):
+        if (
+            isinstance(value, dict)
+            and set(value) == {"height", "width"}
+            and not any(isinstance(v, dict) for v in value.values())
+        ):
+            rows.append({"figure": prefix, "height": value["height"], "width": value["width"]})
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        elif isinstance(value, list) and prefix == "layers":
+            for layer in value:
+                for key in ("rf", "jump", "centre"):
+                    walk(f"layer {layer['item']} {layer['layer']}: {key}", layer[key])
+        elif isinstance(value, list) and prefix == "verification.checks":
+            for check in value:
+                rows.append(
+                    {
+                        "figure": f"verify {check['axis']} {check['what']}",
+                        "height": check["ok"],
+                        "width": "",
+                    }
+                )
+        else:
+            text = value if not isinstance(value, list) else ",".join(map(str, value))
+            rows.append({"figure": prefix, "height": text, "width": ""})
+
+    walk("", data)
+    return rows

@@ -69,11 +69,12 @@ def render_rows(rows, columns, fmt, *, title=None):
     return ""
 
 
-def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
+def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None, left=()):
     """Rows on stdout as json/csv/markdown (:func:`iter_rendered_rows`), or for people.
 
     ``display`` formats a row for people (markdown and tables), ``headers`` renames
-    columns in tables. People get a rich table on a terminal (up to
+    columns in tables, whose cells are right-aligned but for the ``left`` columns
+    (text). People get a rich table on a terminal (up to
     :data:`MAX_RICH_ROWS` rows), plain aligned columns in a pipe or for longer tables;
     neither truncates a number to fit. Text is written a row at a time.
     """
@@ -105,7 +106,8 @@ def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
         # import (a third of the command's time).
         if title:
             print(title)
-        for line in plain_lines(names, cells(), widths=widths, indent="", rule=True):
+        aligned = [column in left for column in columns]
+        for line in plain_lines(names, cells(), widths=widths, indent="", rule=True, left=aligned):
             print(line)
         return
     from rich import box
@@ -113,8 +115,8 @@ def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
     from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+    for column, name in zip(columns, names, strict=True):
+        table.add_column(name, justify="left" if column in left else "right", no_wrap=True)
     for line in cells():
         table.add_row(*line)
     # Never truncate a number to fit a narrow terminal: let long lines wrap instead.
@@ -125,21 +127,26 @@ def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
     console.print(table)
 
 
-def plain_lines(names, rows, *, widths=None, indent="  ", rule=False):
+def plain_lines(names, rows, *, widths=None, indent="  ", rule=False, left=None):
     """A plain text table, a line at a time: the header ``names``, a rule of dashes if
     asked, then each row of cells, every cell right-aligned to its column's width
     (``widths``, default the header's; a width of 0 leaves the cell as it is) and
-    joined by two spaces. The stderr tables of ``context`` and ``signal --stack``.
+    joined by two spaces; columns marked True in ``left`` are left-aligned instead (and
+    the lines lose their trailing spaces). The stderr tables of ``context`` and
+    ``signal --stack`` use it too.
 
     >>> list(plain_lines(["layer", "dilation"], [[1, 2]]))
     ['  layer  dilation', '      1         2']
     """
     widths = list(widths) if widths is not None else [len(name) for name in names]
     lines = [names, ["-" * width for width in widths]] if rule else [names]
+    left = list(left) if left is not None else [False] * len(widths)
     for line in (*lines, *rows):
-        yield indent + "  ".join(
-            str(cell).rjust(width) for cell, width in zip(line, widths, strict=True)
+        text = indent + "  ".join(
+            str(cell).ljust(width) if to_left else str(cell).rjust(width)
+            for cell, width, to_left in zip(line, widths, left, strict=True)
         )
+        yield text.rstrip() if any(left) else text
 
 
 def iter_rendered_rows(rows, columns, fmt):
