@@ -185,7 +185,10 @@ def _build_network(network_file, spec, preset, dilations, kernels, strides, repe
             try:
                 return parse_network_file(network_file), ndim
             except OSError as error:
-                raise ValueError(f"{network_file}: {error.strerror or error}") from None
+                reason = f"{network_file}: {error.strerror or error}"
+                raise click.BadParameter(reason, param_hint="'--network'") from None
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="'--network'") from None
         if spec:
             try:
                 return network.parse_spec(spec), ndim
@@ -661,7 +664,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
 
 
 @cli.command("rf-map")
-@layer_options(required=True, example="2,2,2 or 1,2,5", kernel_default="3, or the --taps size")
+@layer_options(required=False, example="2,2,2 or 1,2,5", kernel_default="3, or the --taps size")
 @click.option(
     "-o",
     "--output",
@@ -679,15 +682,35 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
 )
 @click.option(
     "--taps",
-    "--weights",
     "weights_spec",
-    cls=Renamed,
-    old=("--weights",),  # before 0.2; --weights is a file of trained layers in 'context'
     default=None,
     help=(
         "--effective: every layer's tap weights, a named kernel or text like "
         "'1,2,1;2,4,2;1,2,1' [default: uniform]; magnitudes are shown."
     ),
+)
+@network_options
+@click.option(
+    "--preset",
+    callback=_preset_callback,
+    default=None,
+    help="A network preset, as in rf-table (e.g. resnet50, deeplab-v2-aspp-l, tcn:levels=4).",
+)
+@click.option(
+    "--weights",
+    "network_weights",
+    default=None,
+    help=(
+        "Networks, --effective: random (from --seed), uniform, or a .npz of weight_0, "
+        "weight_1, ... one per conv layer [default: random]."
+    ),
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_INT_OPTION),
+    default=0,
+    show_default=True,
+    help="--effective --weights random: the random seed.",
 )
 @click.option(
     "--1d",
@@ -700,17 +723,38 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
     is_flag=True,
     help="--1d: causal padding (the output sees only the past), as in WaveNet.",
 )
-def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, causal):
-    """Draw which input pixels reach the centre output, one panel per layer.
+def rf_map(
+    dilations,
+    kernels,
+    strides,
+    output,
+    effective,
+    weights_spec,
+    network_file,
+    spec,
+    at,
+    preset,
+    network_weights,
+    seed,
+    one_d,
+    causal,
+):
+    """Draw which input pixels reach the centre output, one panel per layer; or, for a
+    network, the input pixels one output reads and its effective receptive field.
 
     Holes of a gridded stack show as pale cells. --effective shades the pixels by
     their weight on the output; --1d draws the dependency diagram of one output sample.
+    For a network (--network, --spec, --preset), --effective adds the effective
+    receptive field (Luo et al. 2016) with RepLKNet's squares holding 20/30/50/99% of
+    it and the Gaussian fit's 1-sigma ellipse.
 
     \b
     Examples:
       dilcli rf-map -d 2,2,2 -o gridding.png
       dilcli rf-map -d 1,2,5 --effective -o erf.png
       dilcli rf-map -k 2 -d 1,2,4,8 --1d --causal -o wavenet.png
+      dilcli rf-map --preset deeplab-v2-aspp-l --effective -o aspp.png
+      dilcli rf-map --spec 'conv3,[conv3,conv3]+' --effective --weights w.npz -o res.png
     """
     from dilcli.core import receptive
 
@@ -721,6 +765,24 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise click.BadParameter(f"folder {folder} does not exist", param_hint="'-o' / '--output'")
+    if network_weights and not (
+        network_weights in ("random", "uniform") or network_weights.lower().endswith(".npz")
+    ):
+        # Before 0.3 --weights meant --taps here: tap weights as text or a kernel name.
+        if weights_spec:
+            raise click.UsageError("give the tap weights once, with --taps")
+        weights_spec, network_weights = network_weights, None
+    if network_file or spec or preset or at:
+        if one_d or causal or weights_spec or kernels or strides:
+            raise click.UsageError("--1d, --causal, --taps, -k and -s are for -d stacks")
+        _network_map(
+            network_file, spec, preset, dilations, output, at, effective, network_weights, seed
+        )
+        return
+    if network_weights:
+        raise click.UsageError("--weights is for networks (--network, --spec, --preset)")
+    if not dilations:
+        raise click.UsageError("give -d/--dilations, or a network (--network, --spec, --preset)")
     if causal and not one_d:
         raise click.UsageError("--causal is for --1d diagrams")
     if weights_spec and not effective:
@@ -760,6 +822,39 @@ def rf_map(dilations, kernels, strides, output, effective, weights_spec, one_d, 
 
     field = receptive.receptive_fields(layers)[-1]
     size = size_text(field, 1 if one_d else 2)
+    click.echo(
+        f"wrote {display_path(output)} "
+        f"({picture.width}x{picture.height} px; receptive field {size})",
+        err=True,
+    )
+
+
+def _network_map(network_file, spec, preset, dilations, output, at, effective, weights, seed):
+    """rf-map for a network: its footprint (and effective receptive field) as a PNG."""
+    from dilcli.core import network
+
+    net, _ = _build_network(network_file, spec, preset, dilations, None, None, None, False)
+    at = at or (0, 0)
+    erf = None
+    try:
+        if effective:
+            chosen, label = _weights_choice(weights, seed)
+            erf = (network.effective_receptive_field(net, chosen, seed=seed, at=at), label)
+        elif weights:
+            raise click.UsageError("--weights is for --effective")
+        from dilcli.render import rfmap
+
+        picture = rfmap.network_picture(net, at=at, effective=erf)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        rfmap.save_png(picture, output)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    from dilcli.batch.console import display_path
+    from dilcli.render.rfreport import number_text
+
+    size = "x".join(number_text(field.size) for field in net.field)
     click.echo(
         f"wrote {display_path(output)} "
         f"({picture.width}x{picture.height} px; receptive field {size})",
