@@ -231,7 +231,7 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
         try:
             info["verify"] = network.verify(net, at=at)
         except ValueError as error:
-            failure = f"cannot verify: {error}"
+            raise click.ClickException(f"cannot verify: {error}") from None
         else:
             if not info["verify"].ok:
                 failure = "verification failed: " + "; ".join(
