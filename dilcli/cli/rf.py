@@ -256,11 +256,14 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
         title = rfreport.network_title(info)
         tables.print_rows(rows, columns, fmt, title=title, left=left)
         click.echo()
-        rows, columns = rfreport.network_figures(info, ndim)
+        rows, columns, notes = rfreport.network_figures(info, ndim)
         tables.print_rows(rows, columns, fmt, left=left)
+        if notes:
+            click.echo()
+            tables.print_rows(notes, ("figure", "value"), fmt, left=left)
     if "larger" in info and any(info["larger"]):
         size = "x".join(map(str, input_size)) if ndim == 2 else str(input_size[0])
-        field = rfreport.network_figures(info, ndim)[0][0]
+        field = rfreport.network_figures(info, ndim)[0][0]  # the receptive field
         field = field.get("value") or f"{field['height']}x{field['width']}"
         click.echo(
             f"warning: the receptive field ({field}) is larger than the input ({size}): "

@@ -353,12 +353,13 @@ def network_layer_rows(info, ndim, *, short=False):
 
 
 def network_figures(info, ndim):
-    """``(rows, columns)``: the network's figures for people, ``figure`` and ``value``
-    (or ``height`` and ``width`` when the axes differ), every one that was computed."""
+    """``(rows, columns, notes)``: the network's figures for people, ``figure`` and
+    ``value`` (or ``height`` and ``width`` when the axes differ, the figures of one value
+    then in ``notes``, rows of ``figure`` and ``value``), every one that was computed."""
     per_axis = any(
         info[key][0] != info[key][1] for key in ("rf", "jump", "centre", "padding", "at")
     ) or (info["box"] is not None and info["box"][:2] != info["box"][2:])
-    lines = []
+    lines, notes = [], []
 
     def add(figure, values, text=number_text):
         if per_axis:
@@ -399,32 +400,28 @@ def network_figures(info, ndim):
     add("coverage", (coverage["height"], coverage["width"]), _share)
     if ndim == 2:
         area = coverage["area"]
-        lines.append(
-            {
-                "figure": "coverage, area",
-                **_both(per_axis, "not counted" if area is None else _share(area)),
-            }
+        notes.append(
+            {"figure": "coverage, area", "value": "not counted" if area is None else _share(area)}
         )
-    lines.append({"figure": "holes and the HDC rule", **_both(per_axis, info["hdc"]["conclusion"])})
+    notes.append({"figure": "holes and the HDC rule", "value": info["hdc"]["conclusion"]})
     if "verify" in info:
         report = info["verify"]
         agree = sum(check.ok for check in report.checks)
         verdict = f"{'yes' if report.ok else 'NO'}: {agree} of {len(report.checks)} checks agree"
-        lines.append({"figure": "verified by impulses", **_both(per_axis, verdict)})
+        notes.append({"figure": "verified by impulses", "value": verdict})
+    if not per_axis:  # one table: the effective field's figures come last
+        lines, notes = lines + notes, []
     if "effective" in info:
         erf = info["effective"]
-        lines.append({"figure": "ERF weights", **_both(per_axis, info["weights"])})
+        notes.append({"figure": "ERF weights", "value": info["weights"]})
         add("ERF Gaussian fit: sigma", erf.sigma, lambda v: f"{v:.1f}")
         for share, found in erf.ratios.items():
             side = found["side"]
             text = f"{side[0]}x{side[1]} ({found['area_ratio']:.1%} of the box)"
-            lines.append({"figure": f"ERF: square holding {share:.0%}", **_both(per_axis, text)})
-    columns = ("figure", "height", "width") if per_axis else ("figure", "value")
-    return lines, columns
-
-
-def _both(per_axis, text):
-    return {"height": text, "width": ""} if per_axis else {"value": text}
+            notes.append({"figure": f"ERF: square holding {share:.0%}", "value": text})
+    if per_axis:
+        return lines, ("figure", "height", "width"), notes
+    return lines + notes, ("figure", "value"), []
 
 
 def _share(value):
