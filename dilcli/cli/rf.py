@@ -261,15 +261,9 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
         if notes:
             click.echo()
             tables.print_rows(notes, ("figure", "value"), fmt, left=left)
-    if "larger" in info and any(info["larger"]):
-        size = "x".join(map(str, input_size)) if ndim == 2 else str(input_size[0])
-        field = rfreport.network_figures(info, ndim)[0][0]  # the receptive field
-        field = field.get("value") or f"{field['height']}x{field['width']}"
-        click.echo(
-            f"warning: the receptive field ({field}) is larger than the input ({size}): "
-            "every output also sees padding",
-            err=True,
-        )
+    for line in rfreport.network_warnings(info, ndim):
+        color = False if os.environ.get("NO_COLOR") else None
+        click.secho(line, fg="yellow", err=True, color=color)
     if failure:
         raise click.ClickException(failure)
     if verify:

@@ -496,7 +496,7 @@ def _describe(layers, one_d=False):
 # --- networks: the footprint and the effective field of one output ---------------------
 
 #: Outline colours of RepLKNet's squares (20, 30, 50, 99 % of the effective field).
-SHARE_COLOURS = ((255, 255, 255), (255, 200, 60), (255, 120, 40), (230, 30, 30))
+SHARE_COLOURS = ((90, 215, 255), (255, 200, 60), (255, 140, 60), (240, 80, 80))
 #: The effective field's colours run from 0 to this percentile of its non-zero weights.
 ERF_PERCENTILE = 99.5
 
@@ -611,8 +611,12 @@ def _draw_shares(draw, erf, box, cell, fonts):
             (low_r + side_h) * cell - 1,
         ]
         draw.rectangle(rect, outline=colour, width=2)
-        label = (rect[0] + 3 + 34 * index, rect[1] + 2)  # apart when squares coincide
-        draw.text(label, f"{share:.0%}", fill=colour, font=fonts["small"])
+        # A tag in the square's colour on its corner, apart when squares coincide.
+        text = f"{share:.0%}"
+        x, y = rect[0] + 34 * index, rect[1]
+        tag = draw.textbbox((x + 3, y + 1), text, font=fonts["small"])
+        draw.rectangle([x, y, tag[2] + 3, tag[3] + 2], fill=colour)
+        draw.text((x + 3, y + 1), text, fill=TEXT, font=fonts["small"])
     mean_r, mean_c = erf.mean[0] - box[0] + 0.5, erf.mean[1] - box[2] + 0.5
     sigma_r, sigma_c = erf.sigma
     draw.ellipse(

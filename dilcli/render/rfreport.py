@@ -424,6 +424,40 @@ def network_figures(info, ndim):
     return lines + notes, ("figure", "value"), []
 
 
+def network_warnings(info, ndim):
+    """Lines for stderr: holes in the output's box, a field larger than the input."""
+    from fractions import Fraction
+
+    field = network_figures(info, ndim)[0][0]  # the receptive field's row
+    field = field.get("value") or f"{field['height']}x{field['width']}"
+    where = ", ".join(map(str, info["at"] if ndim == 2 else info["at"][:1]))
+    hdc = info["hdc"]
+    if not hdc["hole_free"] and info["box"] is not None:
+        top, bottom, left, right = info["box"]
+        coverage = hdc["coverage"]
+        if ndim == 1:
+            total, share = bottom - top + 1, Fraction(coverage["height"])
+        else:
+            total, share = (bottom - top + 1) * (right - left + 1), coverage["area"]
+        what = "pixels" if ndim == 2 else "positions"
+        if share is None:
+            shares = ", ".join(_share(coverage[a]) for a in ("height", "width"))
+            yield f"warning: holes: output ({where}) reads {shares} of its box per axis"
+        else:
+            reached = int(share * total)
+            yield (
+                f"warning: holes: only {reached} of {total} {what} ({_share(share)}) of the "
+                f"{field} receptive field reach output ({where})"
+            )
+    if "larger" in info and any(info["larger"]):
+        size = info["input_size"]
+        size = "x".join(map(str, size)) if ndim == 2 else str(size[0])
+        yield (
+            f"warning: the receptive field ({field}) is larger than the input ({size}): "
+            "every output also sees padding"
+        )
+
+
 def _share(value):
     from fractions import Fraction
 
