@@ -295,5 +295,7 @@ def test_rf_map_errors(tmp_path):
     out = str(tmp_path / "x.png")
     assert "give -d" in error_of("rf-map", "-o", out)
     assert "for -d stacks" in error_of("rf-map", "--preset", "alexnet", "--1d", "-o", out)
+    assert "go with -d" in error_of("rf-map", "--preset", "alexnet", "-k", "3", "-o", out)
+    assert run("rf-map", "-d", "1,2", "-k", "3", "--at", "1,1", "-o", out).exit_code == 0
     assert "for networks" in error_of("rf-map", "-d", "1,2", "--weights", "a.npz", "-o", out)
     assert "reads no input" not in error_of("rf-map", "--spec", "conv3,[conv3|conv3/s2]", "-o", out)

@@ -153,6 +153,30 @@ def network_options(command):
     return _apply(decorators)(command)
 
 
+def effective_weight_options(command):
+    """--weights and --seed of a network's effective receptive field."""
+    decorators = [
+        click.option(
+            "--weights",
+            "network_weights",
+            default=None,
+            help=(
+                "Networks, --effective: random (normal, from --seed), uniform, or a .npz of "
+                "weight_0, weight_1, ... one per conv layer, (kh, kw) or (C_out, C_in, kh, "
+                "kw) [default: random]."
+            ),
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(0, MAX_INT_OPTION),
+            default=0,
+            show_default=True,
+            help="--effective --weights random: the random seed.",
+        ),
+    ]
+    return _apply(decorators)(command)
+
+
 def _network_path(network_file, spec, preset, dilations):
     """True when the options ask about a network (not the layer table of a stack)."""
     if network_file or spec:
@@ -415,22 +439,7 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
         "holding 20/30/50/99% of it and a Gaussian fit."
     ),
 )
-@click.option(
-    "--weights",
-    default=None,
-    help=(
-        "--effective: random (normal, from --seed), uniform, or a .npz of weight_0, "
-        "weight_1, ... one per conv layer, (kh, kw) or (C_out, C_in, kh, kw) [default: "
-        "random]."
-    ),
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, MAX_INT_OPTION),
-    default=0,
-    show_default=True,
-    help="--effective --weights random: the random seed.",
-)
+@effective_weight_options
 @_rf_options
 def rf_table(
     dilations,
@@ -448,7 +457,7 @@ def rf_table(
     rate,
     verify,
     effective,
-    weights,
+    network_weights,
     seed,
     one_d,
     fmt,
@@ -496,7 +505,7 @@ def rf_table(
         )
         if value
     ]
-    if weights and not effective:
+    if network_weights and not effective:
         raise click.UsageError("--weights is for --effective")
     if network_only or _network_path(network_file, spec, preset, dilations):
         if compare or channels:
@@ -519,7 +528,7 @@ def rf_table(
             pixel_size=pixel_size,
             rate=rate,
             verify=verify,
-            effective=(*_weights_choice(weights, seed), seed) if effective else None,
+            effective=(*_weights_choice(network_weights, seed), seed) if effective else None,
         )
         return
 
@@ -693,22 +702,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
     default=None,
     help="A network preset, as in rf-table (e.g. resnet50, deeplab-v2-aspp-l, tcn:levels=4).",
 )
-@click.option(
-    "--weights",
-    "network_weights",
-    default=None,
-    help=(
-        "Networks, --effective: random (from --seed), uniform, or a .npz of weight_0, "
-        "weight_1, ... one per conv layer [default: random]."
-    ),
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, MAX_INT_OPTION),
-    default=0,
-    show_default=True,
-    help="--effective --weights random: the random seed.",
-)
+@effective_weight_options
 @click.option(
     "--1d",
     "one_d",
@@ -770,10 +764,11 @@ def rf_map(
             raise click.UsageError("give the tap weights once, with --taps")
         weights_spec, network_weights = network_weights, None
     if network_file or spec or preset or at:
-        if one_d or causal or weights_spec or kernels or strides:
-            raise click.UsageError("--1d, --causal, --taps, -k and -s are for -d stacks")
+        if one_d or causal or weights_spec:
+            raise click.UsageError("--1d, --causal and --taps are for -d stacks")
+        layers = (dilations, kernels, strides)
         _network_map(
-            network_file, spec, preset, dilations, output, at, effective, network_weights, seed
+            network_file, spec, preset, layers, output, at, effective, network_weights, seed
         )
         return
     if network_weights:
@@ -811,14 +806,19 @@ def rf_map(
             picture = rfmap.coverage_picture(layers, effective=effective, kernels=weights)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    field = receptive.receptive_fields(layers)[-1]
+    _save_picture(picture, output, size_text(field, 1 if one_d else 2))
+
+
+def _save_picture(picture, output, size):
+    """Write the rf-map picture and say so on stderr; one line if it cannot be written."""
+    from dilcli.batch.console import display_path
+    from dilcli.render import rfmap
+
     try:
         rfmap.save_png(picture, output)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
-    from dilcli.batch.console import display_path
-
-    field = receptive.receptive_fields(layers)[-1]
-    size = size_text(field, 1 if one_d else 2)
     click.echo(
         f"wrote {display_path(output)} "
         f"({picture.width}x{picture.height} px; receptive field {size})",
@@ -826,11 +826,12 @@ def rf_map(
     )
 
 
-def _network_map(network_file, spec, preset, dilations, output, at, effective, weights, seed):
-    """rf-map for a network: its footprint (and effective receptive field) as a PNG."""
+def _network_map(network_file, spec, preset, layers, output, at, effective, weights, seed):
+    """rf-map for a network (or a ``(dilations, kernels, strides)`` stack with --at): its
+    footprint (and effective receptive field) as a PNG."""
     from dilcli.core import network
 
-    net, _ = _build_network(network_file, spec, preset, dilations, None, None, None, False)
+    net, _ = _build_network(network_file, spec, preset, *layers, None, False)
     at = at or (0, 0)
     erf = None
     try:
@@ -844,16 +845,6 @@ def _network_map(network_file, spec, preset, dilations, output, at, effective, w
         picture = rfmap.network_picture(net, at=at, effective=erf)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    try:
-        rfmap.save_png(picture, output)
-    except OSError as error:
-        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
-    from dilcli.batch.console import display_path
     from dilcli.render.rfreport import number_text
 
-    size = "x".join(number_text(field.size) for field in net.field)
-    click.echo(
-        f"wrote {display_path(output)} "
-        f"({picture.width}x{picture.height} px; receptive field {size})",
-        err=True,
-    )
+    _save_picture(picture, output, "x".join(number_text(field.size) for field in net.field))

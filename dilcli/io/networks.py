@@ -52,7 +52,6 @@ def read_network_weights(path):
             raise ValueError("give arrays weight_0, weight_1, ... (one per conv layer, in order)")
         return [numbered[i] for i in range(len(numbered))]
     except (OSError, ValueError, MemoryError) as error:
-        reason = "not enough memory" if isinstance(error, MemoryError) else str(error)
-        if isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        raise ValueError(f"{path}: {' '.join(reason.split())}") from None
+        from dilcli.io.weights import file_error
+
+        raise file_error(path, error) from None

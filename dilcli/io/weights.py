@@ -28,7 +28,12 @@ def read_weights(path, *, truncate=True):
         )
         return stack_from_arrays(named, truncate=truncate)
     except (OSError, ValueError, MemoryError) as error:
-        reason = "not enough memory" if isinstance(error, MemoryError) else str(error)
-        if isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        raise ValueError(f"{path}: {' '.join(reason.split())}") from None
+        raise file_error(path, error) from None
+
+
+def file_error(path, error):
+    """One-line ValueError naming ``path`` for an OSError, ValueError or MemoryError."""
+    reason = "not enough memory" if isinstance(error, MemoryError) else str(error)
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    return ValueError(f"{path}: {' '.join(reason.split())}")
