@@ -230,6 +230,8 @@ def test_effective_in_the_table():
         (("--preset", "resnet99"), "choose one of"),
         (("--preset", "wavenet:stacks=x"), "key=value"),
         (("--preset", "alexnet", "--pixel-size", "3 parsecs"), "unit"),
+        (("--preset", "alexnet", "--pixel-size", "1e999m", "--format", "json"), "1e30"),
+        (("--preset", "wavenet", "--rate", "1e-999Hz"), "1e-30"),
         (("--preset", "alexnet", "--pixel-size", "1um", "--rate", "1kHz"), "not both"),
         (("--preset", "alexnet", "--compare"), "for stacks"),
         (("--preset", "alexnet", "--repeat", "2"), "--repeat is for --preset wavenet"),
@@ -242,6 +244,16 @@ def test_effective_in_the_table():
 def test_rf_table_network_errors(tmp_path, args, message):
     line = error_of("rf-table", *args, cwd=tmp_path)
     assert message in line
+
+
+def test_fields_too_wide_to_follow_keep_the_exact_figures():
+    # 1 + 2 * 2e9 * 1000: the field is exact; its footprint is too wide to follow.
+    data, _ = network_json("--spec", "conv3/d2000000000*1000")
+    assert data["rf"]["height"] == 1 + 2 * 2_000_000_000 * 1000
+    assert data["coverage"] == {"height": None, "width": None, "area": None}
+    assert data["hdc"]["conclusion"].startswith("coverage not computed: receptive field")
+    line = error_of("rf-table", "--spec", "up2*3,conv3/d100000000*40")
+    assert "cannot follow output (0, 0) back to its box" in line
 
 
 def test_branch_error_names_the_layers_in_one_line():

@@ -242,14 +242,30 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
     from dilcli.render import rfreport, tables
 
     at = at or (0, 0)
+    if pixel_size or rate:
+        try:
+            network.physical(1, pixel_size=pixel_size, rate=rate)
+        except ValueError as error:
+            option = "'--pixel-size'" if pixel_size else "'--rate'"
+            raise click.BadParameter(str(error), param_hint=option) from None
     try:
         info = network.describe(net, at=at, input_size=input_size, pixel_size=pixel_size, rate=rate)
-    except ValueError as error:
-        option = "'--pixel-size'" if pixel_size else "'--rate'"
-        raise click.BadParameter(str(error), param_hint=option) from None
+    except ValueError as error:  # the exact box of a fractional network, too wide
+        raise click.UsageError(f"cannot follow output {at} back to its box: {error}") from None
     if input_size is not None:
         info["input_size"] = input_size
-    info["hdc"] = network.hdc_check(net) if at == (0, 0) else _hdc_at(net, at)
+    try:
+        info["hdc"] = network.hdc_check(net) if at == (0, 0) else _hdc_at(net, at)
+    except ValueError as error:  # a field too wide to follow: the rest still stands
+        info["hdc"] = {
+            "applies": False,
+            "reason": "",
+            "says": None,
+            "reading": None,
+            "coverage": {"height": None, "width": None, "area": None},
+            "hole_free": None,
+            "conclusion": f"coverage not computed: {error}",
+        }
     failure = None
     if verify:
         try:

@@ -995,6 +995,8 @@ def parse_quantity(text, units, what):
     value = Fraction(match.group(1)) * Fraction(10) ** int(match.group(2) or 0)
     if value <= 0:
         raise ValueError(f"{what} must be positive, got {text!r}")
+    if not Fraction(1, 10**30) <= value <= 10**30:  # physical figures stay floats
+        raise ValueError(f"{what} must be from 1e-30 to 1e30, got {text!r}")
     unit = match.group(3)
     return value, next(u for u in units if u.lower() == unit.lower().replace("μ", "µ"))
 

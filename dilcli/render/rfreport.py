@@ -432,7 +432,7 @@ def network_warnings(info, ndim):
     field = field.get("value") or f"{field['height']}x{field['width']}"
     where = ", ".join(map(str, info["at"] if ndim == 2 else info["at"][:1]))
     hdc = info["hdc"]
-    if not hdc["hole_free"] and info["box"] is not None:
+    if hdc["hole_free"] is False and info["box"] is not None:
         top, bottom, left, right = info["box"]
         coverage = hdc["coverage"]
         if ndim == 1:
@@ -461,6 +461,8 @@ def network_warnings(info, ndim):
 def _share(value):
     from fractions import Fraction
 
+    if value is None:
+        return "not computed"
     value = Fraction(value)
     return receptive.share_text(value.numerator, value.denominator)
 
