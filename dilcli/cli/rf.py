@@ -135,6 +135,17 @@ def network_options(command):
             ),
         ),
         click.option(
+            "--onnx",
+            "onnx_file",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help=(
+                "An ONNX model: its Conv, ConvTranspose, pooling, Resize, Add and Concat, up "
+                "to the output or the first global pooling / Flatten (pip install "
+                "'dilcli[onnx]')."
+            ),
+        ),
+        click.option(
             "--spec",
             default=None,
             help=(
@@ -177,18 +188,24 @@ def effective_weight_options(command):
     return _apply(decorators)(command)
 
 
-def _network_path(network_file, spec, preset, dilations):
-    """True when the options ask about a network (not the layer table of a stack)."""
-    if network_file or spec:
+def _network_path(files, spec, preset, dilations):
+    """True when the options ask about a network (not the layer table of a stack);
+    ``files``: --network and --onnx."""
+    if any(files) or spec:
         return True
     return bool(preset) and (":" in preset or preset in NETWORK_PRESETS)
 
 
-def _build_network(network_file, spec, preset, dilations, kernels, strides, repeat, one_d):
+def _build_network(files, spec, preset, dilations, kernels, strides, repeat, one_d):
     """``(Network, ndim)`` from the options; usage errors naming the option."""
     from dilcli.core import network, receptive
 
-    given = [name for name, value in (("--network", network_file), ("--spec", spec)) if value]
+    network_file, onnx_file = files
+    given = [
+        name
+        for name, value in (("--network", network_file), ("--onnx", onnx_file), ("--spec", spec))
+        if value
+    ]
     given += ["--preset"] if preset else []
     given += ["-d/--dilations"] if dilations else []
     if len(given) > 1:
@@ -213,6 +230,13 @@ def _build_network(network_file, spec, preset, dilations, kernels, strides, repe
                 raise click.BadParameter(reason, param_hint="'--network'") from None
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint="'--network'") from None
+        if onnx_file:
+            from dilcli.io.onnxgraph import read_onnx
+
+            try:
+                return read_onnx(onnx_file), ndim
+            except (ImportError, ValueError) as error:
+                raise click.BadParameter(str(error), param_hint="'--onnx'") from None
         if spec:
             try:
                 return network.parse_spec(spec), ndim
@@ -466,6 +490,7 @@ def rf_table(
     repeat,
     compare,
     network_file,
+    onnx_file,
     spec,
     at,
     input_size,
@@ -523,16 +548,15 @@ def rf_table(
     ]
     if network_weights and not effective:
         raise click.UsageError("--weights is for --effective")
-    if network_only or _network_path(network_file, spec, preset, dilations):
+    files = (network_file, onnx_file)
+    if network_only or _network_path(files, spec, preset, dilations):
         if compare or channels:
             raise click.UsageError("--compare and --channels are for stacks, not networks")
         if pixel_size and rate:
             raise click.UsageError("give --pixel-size or --rate, not both")
         if rate is not None and rate.strip().isdigit():
             rate = f"{rate.strip()}Hz"
-        net, ndim = _build_network(
-            network_file, spec, preset, dilations, kernels, strides, repeat, one_d
-        )
+        net, ndim = _build_network(files, spec, preset, dilations, kernels, strides, repeat, one_d)
         if rate is not None:
             ndim = 1
         _network_report(
@@ -738,6 +762,7 @@ def rf_map(
     effective,
     weights_spec,
     network_file,
+    onnx_file,
     spec,
     at,
     preset,
@@ -779,13 +804,12 @@ def rf_map(
         if weights_spec:
             raise click.UsageError("give the tap weights once, with --taps")
         weights_spec, network_weights = network_weights, None
-    if network_file or spec or preset or at:
+    files = (network_file, onnx_file)
+    if any(files) or spec or preset or at:
         if one_d or causal or weights_spec:
             raise click.UsageError("--1d, --causal and --taps are for -d stacks")
         layers = (dilations, kernels, strides)
-        _network_map(
-            network_file, spec, preset, layers, output, at, effective, network_weights, seed
-        )
+        _network_map(files, spec, preset, layers, output, at, effective, network_weights, seed)
         return
     if network_weights:
         raise click.UsageError("--weights is for networks (--network, --spec, --preset)")
@@ -842,12 +866,12 @@ def _save_picture(picture, output, size):
     )
 
 
-def _network_map(network_file, spec, preset, layers, output, at, effective, weights, seed):
+def _network_map(files, spec, preset, layers, output, at, effective, weights, seed):
     """rf-map for a network (or a ``(dilations, kernels, strides)`` stack with --at): its
     footprint (and effective receptive field) as a PNG."""
     from dilcli.core import network
 
-    net, _ = _build_network(network_file, spec, preset, *layers, None, False)
+    net, _ = _build_network(files, spec, preset, *layers, None, False)
     at = at or (0, 0)
     erf = None
     try:
