@@ -311,3 +311,15 @@ def test_rf_map_errors(tmp_path):
     assert run("rf-map", "-d", "1,2", "-k", "3", "--at", "1,1", "-o", out).exit_code == 0
     assert "for networks" in error_of("rf-map", "-d", "1,2", "--weights", "a.npz", "-o", out)
     assert "reads no input" not in error_of("rf-map", "--spec", "conv3,[conv3|conv3/s2]", "-o", out)
+
+
+def test_rich_tables_show_brackets_as_text(monkeypatch, capsys):
+    # On a terminal, rich would read '[conv3|pool2]+' as markup and drop it.
+    import sys
+
+    from dilcli.render import tables
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    tables.print_rows([{"layer": "[conv3|pool2]+"}], ("layer",), "table", title="[a|b]")
+    out = capsys.readouterr().out
+    assert "[conv3|pool2]+" in out and "[a|b]" in out

@@ -120,10 +120,11 @@ def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None, le
     for line in cells():
         table.add_row(*line)
     # Never truncate a number to fit a narrow terminal: let long lines wrap instead.
+    # markup=False: cells are text, never rich markup ('[conv3|pool2]+' is a network).
     needed = sum(width + 2 for width in widths)
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)
     if needed > console.width:
-        console = Console(highlight=False, width=needed)
+        console = Console(highlight=False, markup=False, width=needed)
     console.print(table)
 
 
