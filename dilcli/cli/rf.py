@@ -279,7 +279,7 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
     if input_size is not None:
         info["input_size"] = input_size
     try:
-        info["hdc"] = network.hdc_check(net) if at == (0, 0) else _hdc_at(net, at)
+        info["hdc"] = network.hdc_check(net, at)
     except ValueError as error:  # a field too wide to follow: the rest still stands
         info["hdc"] = {
             "applies": False,
@@ -337,14 +337,6 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
             f"on size, centre, jump, box and coverage ({len(checks)} checks)",
             err=True,
         )
-
-
-def _hdc_at(net, at):
-    from dilcli.core import network
-
-    report = network.hdc_check(net)
-    report["coverage"] = network.coverage(net, at)
-    return report
 
 
 def _weights_choice(weights, seed):

@@ -1271,18 +1271,18 @@ def coverage(network, at=(0, 0)):
     return result
 
 
-def hdc_check(network):
+def hdc_check(network, at=(0, 0)):
     """The HDC rule and the exact coverage side by side, never contradicting.
 
     Returns a dict: ``applies`` (the rule is a sufficient condition here: a plain stack,
     square kernels of one odd size, first spatial step 1; docs/design.md, section 7),
     ``reason``, ``says`` (``(verdict, note)`` per axis from
     :func:`dilcli.receptive.hdc_verdict`, None without a plain stack), ``reading`` (per
-    axis, :func:`dilcli.receptive.hdc_reading`), ``coverage`` (as
+    axis, :func:`dilcli.receptive.hdc_reading`), ``coverage`` (of output ``at``, as
     :func:`coverage`), ``hole_free`` (the verdict: coverage 1 on both axes) and
     ``conclusion``.
     """
-    cov = coverage(network)
+    cov = coverage(network, at)
     hole_free = cov["height"] == 1 and cov["width"] == 1
     stacks = [_chain_layers(network, a) for a in (0, 1)]
     says = None if stacks[0] is None else tuple(receptive.hdc_verdict(s) for s in stacks)
