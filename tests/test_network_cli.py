@@ -323,3 +323,12 @@ def test_rich_tables_show_brackets_as_text(monkeypatch, capsys):
     tables.print_rows([{"layer": "[conv3|pool2]+"}], ("layer",), "table", title="[a|b]")
     out = capsys.readouterr().out
     assert "[conv3|pool2]+" in out and "[a|b]" in out
+
+
+def test_a_disagreeing_check_fails_the_command(monkeypatch):
+    from dilcli.core import network
+
+    bad = network.VerifyReport([network.Check("height", "size", 3, 4)])
+    monkeypatch.setattr(network, "verify", lambda net, at: bad)
+    line = error_of("rf-table", "--spec", "conv3", "--verify")
+    assert line == "Error: verification failed: BAD height size expected 3, measured 4"

@@ -299,7 +299,9 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
         else:
             if not info["verify"].ok:
                 failure = "verification failed: " + "; ".join(
-                    line for line in info["verify"].lines() if line.startswith("BAD")
+                    " ".join(line.split())
+                    for line in info["verify"].lines()
+                    if line.startswith("BAD")
                 )
     if effective is not None:
         weights, label, seed = effective
