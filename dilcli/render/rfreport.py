@@ -318,7 +318,28 @@ def network_title(info):
     if info["name"]:
         return f"{info['name']}: {info['provenance']}" if info["provenance"] else info["name"]
     spec = info["spec"]
-    return f"network {spec if len(spec) <= 60 else spec[:57] + '...'}"
+    if len(spec) > 60:  # whole items while they fit (the layer table lists them all)
+        shown = ""
+        for item in _top_level_items(spec):
+            if len(shown) + len(item) > 56:
+                break
+            shown += item + ","
+        spec = (shown or spec[:56]) + "..."
+    return f"network {spec}"
+
+
+def _top_level_items(spec):
+    """The spec's items at depth 0 (commas inside groups and parentheses kept)."""
+    items, depth, start = [], 0, 0
+    for index, char in enumerate(spec):
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(spec[start:index])
+            start = index + 1
+    return [*items, spec[start:]]
 
 
 #: Longest layer text in the terminal's layer table (groups are cut in the middle).
