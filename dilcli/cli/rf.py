@@ -347,7 +347,7 @@ def _weights_choice(weights, seed):
         return "random", f"random (seed {seed})" if seed else "random"
     if weights == "uniform":
         return "uniform", "uniform"
-    from dilcli.io.networks import read_network_weights
+    from dilcli.io.weights import read_network_weights
 
     try:
         return read_network_weights(weights), os.path.basename(weights)
