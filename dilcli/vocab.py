@@ -58,6 +58,20 @@ MAX_WAVENET_REPEAT = 10_000
 CONTEXT_PRESETS = ("context-basic", "context-large", "starlet")
 #: ``dilcli rf-table --preset``.
 RF_PRESETS = ("context-basic", "context-large", "seed", "wavenet")
+#: ``rf-table --preset`` / ``rf-map --preset`` networks (:data:`dilcli.core.network.PRESETS`
+#: and its aliases); the stack presets above are networks too.
+NETWORK_PRESETS = (
+    "alexnet",
+    "vgg16",
+    "resnet50",
+    "deeplab-v2-aspp-l",
+    "deeplab-v3-os16",
+    "deeplab-v3-os8",
+    "deeplab-v3",
+    "tcn",
+    "hdc",
+    "drn-c-26",
+)
 DEFAULT_STARLET_LEVELS = 5
 MAX_STARLET_LEVELS = 30
 

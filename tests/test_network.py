@@ -437,3 +437,45 @@ def test_hdc_pass_never_contradicts_coverage(rates):
     report = N.hdc_check(N.parse_spec(",".join(f"conv3/d{r}" for r in rates)))
     if report["applies"] and all(v[0] == "pass" for v in report["says"]):
         assert report["hole_free"]
+
+
+# --- centres against an impulse through dilcli's own engine --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kernels", "dilations", "mode"),
+    [
+        ((3,) * 7 + (1,), (1, 1, 2, 4, 8, 16, 1, 1), "same"),  # the context module
+        ((2, 2, 2, 2), (1, 2, 4, 8), "same"),  # even spans: the extra reach on the right
+        ((2, 2, 2, 2), (1, 2, 4, 8), "causal"),  # WaveNet: the field ends at the present
+        ((3, 4, 3), (2, 3, 5), "same"),
+    ],
+)
+def test_centre_of_a_dilated_stack_matches_an_impulse_through_the_engine(kernels, dilations, mode):
+    from dilcli.core.conv import dilated_correlate
+
+    # Per layer the window of output i is x[i - o .. i - o + (k-1) d] with o = (k-1)d // 2
+    # ('same', extra reach on the right) or o = (k-1)d ('causal'): the field of output i
+    # starts at i - sum(o_l) and the centre sits at i - sum(o_l) + (RF - 1) / 2.
+    offsets = [((k - 1) * d) // 2 if mode == "same" else (k - 1) * d
+               for k, d in zip(kernels, dilations)]  # fmt: skip
+    rf = 1 + sum((k - 1) * d for k, d in zip(kernels, dilations))
+    centre = -sum(offsets) + Fraction(rf - 1, 2)
+    padding = "/causal" if mode == "causal" else "/same"
+    net = N.parse_spec(",".join(f"conv{k}/d{d}{padding}" for k, d in zip(kernels, dilations)))
+    assert net.field[0].size == rf and net.field[0].centre == centre
+    # The impulse at input n: output i responds exactly when n lies in i's field, so the
+    # responding outputs run from n - (field end) to n - (field start) of output 0.
+    n, length = 300, 600
+    x = np.zeros(length)
+    x[n] = 1
+    for k, d in zip(kernels, dilations):
+        x = dilated_correlate(x, np.ones(k), d, mode=mode, boundary="constant")
+    reached = np.nonzero(x)[0]
+    low, high = N.box(net, 0, 0)[:2]
+    assert (reached[0], reached[-1]) == (n - high, n - low)
+    assert Fraction(int(reached[0] + reached[-1]), 2) == n - centre
+    if len(kernels) == 8:  # the context module: a 'start' computed without the dilation
+        # (pytorch-receptive-field) would put the centre 33 - 7 = 26 pixels off.
+        undilated = -sum((k - 1) // 2 for k in kernels) + Fraction(rf - 1, 2)
+        assert undilated - centre == 33 - 7 == 26

@@ -287,10 +287,19 @@ def _print_stack(job):
         name = f"{job.kernel.name} stack"
     elif job.stack == "random":
         name = f"random {'x'.join(map(str, job.kernel.shape))} kernels, seed {job.seed}"
+    from dilcli.render.tables import plain_lines
+
     click.echo(f"{name}: {len(layers)} layers", err=True)
-    click.echo("  layer  kernel  dilation  ReLU  receptive field", err=True)
-    for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes, strict=True), 1):
-        kernel = "x".join(str(k) for k in layer.kernel_shape)
-        relu = "yes" if layer.truncate else "no"
-        row = f"  {number:>5}  {kernel:>6}  {layer.dilation:>8}  {relu:>4}  {rows:>11}x{columns}"
-        click.echo(row, err=True)
+    cells = (
+        (
+            number,
+            "x".join(str(k) for k in layer.kernel_shape),
+            layer.dilation,
+            "yes" if layer.truncate else "no",
+            f"{rows:>11}x{columns}",  # the x lines up under 'receptive field'
+        )
+        for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes, strict=True), 1)
+    )
+    names = ("layer", "kernel", "dilation", "ReLU", "receptive field")
+    for line in plain_lines(names, cells, widths=(5, 6, 8, 4, 0)):
+        click.echo(line, err=True)

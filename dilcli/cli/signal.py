@@ -174,6 +174,8 @@ def _print_signal_stack(kernel, dilations, mode):
         ),
         err=True,
     )
-    click.echo("  layer  dilation  receptive field", err=True)
-    for number, (dilation, size) in enumerate(zip(dilations, fields, strict=True), 1):
-        click.echo(f"  {number:>5}  {dilation:>8}  {size:>15}", err=True)
+    from dilcli.render.tables import plain_lines
+
+    cells = ((number, d, size) for number, (d, size) in enumerate(zip(dilations, fields), 1))
+    for line in plain_lines(("layer", "dilation", "receptive field"), cells):
+        click.echo(line, err=True)

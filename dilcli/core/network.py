@@ -871,6 +871,13 @@ PRESETS = {
 }
 
 
+#: Names for common option values: alias -> (preset, options).
+PRESET_ALIASES = {
+    "deeplab-v3-os16": ("deeplab-v3", {"output_stride": 16}),
+    "deeplab-v3-os8": ("deeplab-v3", {"output_stride": 8}),
+}
+
+
 def preset(name, **options):
     """The named :data:`PRESETS` network; ``options`` as its provenance line says."""
     if name not in PRESETS:
@@ -881,6 +888,50 @@ def preset(name, **options):
     except TypeError as error:
         raise ValueError(f"preset {name}: {error}") from None
     return parse_spec(text, name=name, provenance=provenance)
+
+
+def from_stack(layers, *, causal=False, name="", provenance=""):
+    """The :class:`Network` of a :mod:`receptive` stack: square conv layers padded
+    ``same`` (or ``causal``), so ``rf-table -d ...`` can answer network questions.
+
+    >>> from_stack([(3, 1), (3, 2, 2)]).spec()
+    'conv3/p1,conv3/s2/d2/p2'
+    """
+    padding = "causal" if causal else "same"
+    spec = ",".join(
+        f"conv{layer.kernel}/s{layer.stride}/d{layer.dilation}/{padding}"
+        for layer in receptive.as_layers(layers)
+    )
+    return parse_spec(spec, name=name, provenance=provenance)
+
+
+def parse_preset(text):
+    """``(name, options)`` from ``NAME`` or ``NAME:key=value,key=value`` (values: an
+    integer, or integers joined by ``-`` for a tuple), as ``--preset`` takes them.
+
+    >>> parse_preset("wavenet:layers=10,stacks=3"), parse_preset("hdc:rates=1-2-5")
+    (('wavenet', {'layers': 10, 'stacks': 3}), ('hdc', {'rates': (1, 2, 5)}))
+    """
+    name, _, rest = str(text).partition(":")
+    name = name.strip()
+    if name in PRESET_ALIASES:
+        name, options = PRESET_ALIASES[name]
+        options = dict(options)
+    else:
+        options = {}
+    if name not in PRESETS:
+        raise ValueError(
+            f"preset must be one of {', '.join([*PRESETS, *PRESET_ALIASES])}; got {text!r}"
+        )
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not re.fullmatch(r"\d+(-\d+)*", value.strip()):
+            raise ValueError(
+                f"preset options are key=value with whole numbers (rates=1-2-5), got {item!r}"
+            )
+        numbers = tuple(_int(v, key) for v in value.strip().split("-"))
+        options[key.strip()] = numbers[0] if len(numbers) == 1 else numbers
+    return name, options
 
 
 # --- boxes, sizes and units -----------------------------------------------------------
@@ -944,6 +995,8 @@ def parse_quantity(text, units, what):
     value = Fraction(match.group(1)) * Fraction(10) ** int(match.group(2) or 0)
     if value <= 0:
         raise ValueError(f"{what} must be positive, got {text!r}")
+    if not Fraction(1, 10**30) <= value <= 10**30:  # physical figures stay floats
+        raise ValueError(f"{what} must be from 1e-30 to 1e30, got {text!r}")
     unit = match.group(3)
     return value, next(u for u in units if u.lower() == unit.lower().replace("μ", "µ"))
 
@@ -1218,17 +1271,18 @@ def coverage(network, at=(0, 0)):
     return result
 
 
-def hdc_check(network):
+def hdc_check(network, at=(0, 0)):
     """The HDC rule and the exact coverage side by side, never contradicting.
 
     Returns a dict: ``applies`` (the rule is a sufficient condition here: a plain stack,
-    stride 1, square kernels of one odd size, first spatial rate 1; docs/design.md, section 7),
+    square kernels of one odd size, first spatial step 1; docs/design.md, section 7),
     ``reason``, ``says`` (``(verdict, note)`` per axis from
-    :func:`dilcli.receptive.hdc_verdict`, None without a plain stack), ``coverage`` (as
+    :func:`dilcli.receptive.hdc_verdict`, None without a plain stack), ``reading`` (per
+    axis, :func:`dilcli.receptive.hdc_reading`), ``coverage`` (of output ``at``, as
     :func:`coverage`), ``hole_free`` (the verdict: coverage 1 on both axes) and
     ``conclusion``.
     """
-    cov = coverage(network)
+    cov = coverage(network, at)
     hole_free = cov["height"] == 1 and cov["width"] == 1
     stacks = [_chain_layers(network, a) for a in (0, 1)]
     says = None if stacks[0] is None else tuple(receptive.hdc_verdict(s) for s in stacks)
@@ -1236,31 +1290,29 @@ def hdc_check(network):
     if stacks[0] is None:
         reason = "branches or transposed layers"
     else:
-        ops = [op for op in network.nodes if op.kind != "id" and op.kernel != (1, 1)]
-        sizes = {op.kernel for op in ops}
-        if any(op.stride != (1, 1) for op in network.nodes):
-            reason = "strides above 1"
-        elif any(k[0] != k[1] for k in sizes) or len(sizes) > 1:
-            reason = "kernels of more than one size or not square"
-        elif sizes and next(iter(sizes))[0] % 2 == 0:
-            reason = "even kernels"
-        elif ops and ops[0].dilation != (1, 1):
-            reason = "first spatial rate is not 1"
+        reasons = {receptive.hdc_not_applicable(stack) for stack in stacks}
+        reasons.discard("")
+        if any(op.kernel[0] != op.kernel[1] for op in network.nodes if op.kind != "id"):
+            reasons.add("kernels not square")
+        reason = ", ".join(sorted(reasons))
     applies = not reason
-    if applies and says[0][0] == "pass" and says[1][0] == "pass":
-        conclusion = "HDC passes and guarantees no holes here"
+    readings = None if stacks[0] is None else [receptive.hdc_reading(s) for s in stacks]
+    conclusion = "no holes" if hole_free else "holes: coverage below 100%"
+    if readings is not None and all(r[0] == "fail" for r in readings):
+        conclusion += f"; HDC fails ({readings[0][1]}): a common factor leaves holes"
+    elif applies and all(r[0] == "pass" for r in readings):
+        conclusion += "; HDC holds and guarantees it here"
         if not hole_free:  # cannot happen (docs/design.md, section 7); report, never hide
-            conclusion = "HDC passes yet the coverage finds holes: the coverage decides"
-    elif says is not None and all(v[0] == "fail" for v in says) and hole_free:
-        conclusion = "HDC fails but there are no holes: the rule is sufficient, not necessary"
+            conclusion = "holes, though HDC holds: the coverage decides"
+    elif applies:
+        conclusion += "; HDC not met, which says nothing about holes: a sufficient condition only"
     else:
-        conclusion = "no holes" if hole_free else "holes: coverage below 100 %"
-        if not applies:
-            conclusion += f" (HDC does not decide here: {reason})"
+        conclusion += f"; HDC does not decide here ({reason})"
     return {
         "applies": applies,
         "reason": reason,
         "says": says,
+        "reading": readings,
         "coverage": cov,
         "hole_free": hole_free,
         "conclusion": conclusion,
@@ -1537,8 +1589,9 @@ def effective_receptive_field(
     """The ERF of output ``at`` through the linear skeleton with the given weights.
 
     ``weights``: ``'random'`` (normal, one 2-D kernel per conv and transposed conv,
-    from ``seed``), ``'uniform'`` (ones / taps), or a list of 2-D arrays, one per conv /
-    convT layer in the order they appear (branches in order). Pooling is a box,
+    from ``seed``), ``'uniform'`` (ones / taps), or a list of arrays, one per conv /
+    convT layer in the order they appear (branches in order): 2-D ``(kh, kw)``, or 4-D
+    ``(C_out, C_in, kh, kw)`` whose ``|W|`` summed over channel pairs is used. Pooling is a box,
     upsampling its interpolation footprint, branches add. The map is ``|response|``,
     normalised to sum 1. ValueError past :data:`MAX_MAP_CELLS` or :data:`MAX_MAP_WORK`.
     """
@@ -1555,7 +1608,10 @@ def effective_receptive_field(
         else:
             arrays = [np.full(op.kernel, 1.0 / math.prod(op.kernel)) for op in weighted]
     else:
+        # (C_out, C_in, kh, kw) layers: |W| summed over the channel pairs, the usual
+        # stand-in (docs/design.md, section 8); exact for one channel.
         arrays = [np.asarray(w, dtype=np.float64) for w in weights]
+        arrays = [np.abs(w).sum(axis=(0, 1)) if w.ndim == 4 else w for w in arrays]
         if len(arrays) != len(weighted):
             raise ValueError(
                 f"{len(arrays)} weight arrays for {len(weighted)} conv layers: give one each"

@@ -595,6 +595,69 @@ def _hdc_verdicts(layers):
     return verdicts
 
 
+def hdc_reading(layers):
+    """``(word, note)``: what the HDC rule tells about holes in this stack.
+
+    The exact coverage is the verdict on holes (docs/design.md, section 6); the rule is
+    reported as what it is (section 7), never against it:
+
+    - ``'fail'``: the steps share a factor above 1, so offset 1 is never reached: holes;
+    - ``'pass'``: the rule holds where it is a sufficient condition (one odd kernel
+      size, first spatial step 1): no holes;
+    - ``'not met'``: it does not hold there; a sufficient condition, not a necessary
+      one, so this says nothing about holes (``1,3,1`` has none);
+    - ``'n/a'``: the rule does not decide here (mixed or even kernels, first step above
+      1); the note says why, and what the rule computed.
+
+    >>> hdc_reading([(3, 1), (3, 2), (3, 9)]), hdc_reading([(2, 1), (2, 2), (2, 4)])
+    (('not met', 'M2 = 5 > 3'), ('n/a', 'even kernels'))
+    """
+    return _hdc_readings(as_layers(layers))[-1]
+
+
+def hdc_not_applicable(layers):
+    """Why the HDC rule is not a sufficient condition for this stack ('' when it is):
+    kernels of more than one size, even kernels, or a first spatial step above 1."""
+    layers = as_layers(layers)
+    spatial = [
+        (layer.kernel, step)
+        for layer, step in zip(layers, steps(layers), strict=True)
+        if layer.kernel > 1
+    ]
+    return _not_applicable({k for k, _ in spatial}, spatial[0][1] if spatial else None)
+
+
+def _not_applicable(sizes, first):
+    if len(sizes) > 1:
+        return "mixed kernel sizes"
+    if sizes and next(iter(sizes)) % 2 == 0:
+        return "even kernels"
+    if first is not None and first != 1:
+        return f"first rate {first}, not 1"
+    return ""
+
+
+def _hdc_readings(layers):
+    """:func:`hdc_reading` of every prefix, from :func:`_hdc_verdicts` in one pass."""
+    readings, sizes, first = [], set(), None
+    for layer, step, (verdict, note) in zip(
+        layers, steps(layers), _hdc_verdicts(layers), strict=True
+    ):
+        if layer.kernel > 1:
+            sizes.add(layer.kernel)
+            first = step if first is None else first
+        reason = _not_applicable(sizes, first)
+        if first is None or (verdict == "fail" and note.startswith("common factor")):
+            readings.append((verdict, note))
+        elif reason:
+            readings.append(("n/a", reason))
+        elif verdict == "fail":
+            readings.append(("not met", note))
+        else:
+            readings.append((verdict, note))
+    return readings
+
+
 def _prefix_m2(rates, m2s, run_starts):
     """``M_2`` of the spatial rates ``rates`` (0-based ``M[1]``); ``m2s[j]`` holds it for
     the prefix ending at ``j`` (j >= 1), ``run_starts[j]`` where ``rates[j]``'s run of
@@ -643,7 +706,8 @@ def layer_stats(layers, channels=None, *, ndim=2):
     :data:`MAX_FOOTPRINT` positions per axis, or once following the footprint has
     taken :data:`MAX_FOOTPRINT_WORK` bit operations), ``params``,
     ``total_params``, ``hdc_m`` (``M_i`` of the whole stack; None for 1x1 layers),
-    ``hdc`` ('pass' / 'fail' / 'n/a' for the layers up to this one) and ``hdc_note``.
+    ``hdc`` (:func:`hdc_reading` of the layers up to this one: 'pass', 'fail', 'not
+    met' or 'n/a') and ``hdc_note``.
     """
     layers = as_layers(layers)
     if ndim not in (1, 2):
@@ -658,7 +722,7 @@ def layer_stats(layers, channels=None, *, ndim=2):
             fields,
             _footprints(layers),
             hdc_values(layers),
-            _hdc_verdicts(layers),
+            _hdc_readings(layers),
             strict=True,
         )
     ):

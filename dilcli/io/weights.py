@@ -1,4 +1,5 @@
-"""Trained layers from a ``.npz`` file (``dilcli context --weights``)."""
+"""Trained layers from ``.npz`` files: a stack (``dilcli context --weights``) or a
+network's kernels (``rf-table``/``rf-map --effective --weights``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,48 @@ def read_weights(path, *, truncate=True):
         )
         return stack_from_arrays(named, truncate=truncate)
     except (OSError, ValueError, MemoryError) as error:
-        reason = "not enough memory" if isinstance(error, MemoryError) else str(error)
-        if isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        raise ValueError(f"{path}: {' '.join(reason.split())}") from None
+        raise file_error(path, error) from None
+
+
+def file_error(path, error):
+    """One-line ValueError naming ``path`` for an OSError, ValueError or MemoryError."""
+    reason = "not enough memory" if isinstance(error, MemoryError) else str(error)
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    return ValueError(f"{path}: {' '.join(reason.split())}")
+
+
+def read_network_weights(path):
+    """The weight arrays of ``rf-map --effective --weights FILE.npz``: ``weight_0`` ...
+    ``weight_{n-1}`` in order, 2-D ``(kh, kw)`` or 4-D ``(C_out, C_in, kh, kw)``, one per
+    conv / convT layer of the network (other members, such as ``bias_i``, are ignored).
+
+    Read by :func:`dilcli.io.arrays.read_npz` within the limits of trained weights
+    (:data:`dilcli.core.stacks.MAX_WEIGHTS_BYTES`, headers checked before decompressing,
+    never unpickled); ValueError naming the file otherwise.
+    """
+    import re
+
+    from dilcli.core.network import MAX_NODES
+    from dilcli.core.stacks import MAX_WEIGHTS_BYTES, check_weights_header
+    from dilcli.io.arrays import read_npz
+
+    try:
+        named = read_npz(
+            path,
+            max_total_bytes=MAX_WEIGHTS_BYTES,
+            max_members=2 * MAX_NODES + 1,
+            check=check_weights_header,
+        )
+        numbered = {}
+        for name, array in named.items():
+            match = re.fullmatch(r"weight_(\d+)", name)
+            if match:
+                if array.ndim not in (2, 4):
+                    raise ValueError(f"'{name}' has shape {array.shape}: give (kh, kw) or 4-D")
+                numbered[int(match.group(1))] = array
+        if not numbered or sorted(numbered) != list(range(len(numbered))):
+            raise ValueError("give arrays weight_0, weight_1, ... (one per conv layer, in order)")
+        return [numbered[i] for i in range(len(numbered))]
+    except (OSError, ValueError, MemoryError) as error:
+        raise file_error(path, error) from None

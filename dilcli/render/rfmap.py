@@ -491,3 +491,159 @@ def _describe(layers, one_d=False):
     if len(layers) > LISTED:
         text += f" ({len(layers)} layers)"
     return text
+
+
+# --- networks: the footprint and the effective field of one output ---------------------
+
+#: Outline colours of RepLKNet's squares (20, 30, 50, 99 % of the effective field).
+SHARE_COLOURS = ((90, 215, 255), (255, 200, 60), (255, 140, 60), (240, 80, 80))
+#: The effective field's colours run from 0 to this percentile of its non-zero weights.
+ERF_PERCENTILE = 99.5
+
+
+def network_picture(network, *, at=(0, 0), effective=None, title=""):
+    """An RGB picture of one output of a network: the input pixels it reads (its exact
+    footprint within its box, holes pale) and, with ``effective`` (an
+    :class:`~dilcli.core.network.EffectiveField` and its weights' label), the effective
+    receptive field as a heat map with RepLKNet's squares holding 20/30/50/99 % of it
+    and the Gaussian fit's 1-sigma ellipse.
+
+    Raises ValueError past :data:`MAX_PICTURE_FIELD` pixels a side.
+    """
+    from dilcli.core import network as net
+    from dilcli.core.receptive import share_text
+
+    fields = network.field
+    sizes = [math.ceil(field.size) for field in fields]
+    for size in sizes:
+        _check_size(size)
+    got = net.footprint_2d(network, at)
+    if got is None:
+        raise ValueError(f"output {at} reads no input")
+    top, left, mask = got
+    box = net.box(network, *at)
+    height, width = box[1] - box[0] + 1, box[3] - box[2] + 1
+    cell = max(1, min(MAX_CELL, PANEL_SIZE // max(height, width)))
+    fonts = _fonts()
+    name = title or network.name or _short_spec(network.spec())
+    where = ", ".join(map(str, at))
+    heading = f"{name}: the input pixels output ({where}) reads"
+    reached, total = int(mask.sum()), height * width
+    share = share_text(reached, total)
+    size = f"{height}x{width}"
+    summary = f"receptive field {size}, box {box[0]}..{box[1]} x {box[2]}..{box[3]}: "
+    summary += f"{reached} of {total} pixels reached ({share})"
+    if reached < total:
+        summary += f"; {total - reached} holes"
+    count = 2 if effective else 1
+    legend = _network_legend(fonts, effective is not None)
+    panel_width = max(width * cell, MIN_PANEL_WIDTH + 60)
+    canvas, place = _layout(count, panel_width, height * cell, heading, summary, legend, fonts)
+    draw = ImageDraw.Draw(canvas)
+    cells = np.empty((height, width, 3), dtype=np.uint8)
+    cells[:] = HOLE
+    rows = slice(top - box[0], top - box[0] + mask.shape[0])
+    columns = slice(left - box[2], left - box[2] + mask.shape[1])
+    cells[rows, columns][mask] = REACHED
+    centre = [float(f.window(o)[0] + (f.size - 1) / 2) for f, o in zip(fields, at)]
+    centre_cell = (math.floor(centre[0]) - box[0], math.floor(centre[1]) - box[2])
+    panels = [("footprint", f"RF {size}, {share} reached", cells, None)]
+    if effective:
+        erf, label = effective
+        heat = np.zeros((height, width))
+        r0, c0 = erf.top - box[0], erf.left - box[2]
+        heat[r0 : r0 + erf.map.shape[0], c0 : c0 + erf.map.shape[1]] = erf.map
+        # One sharp peak would leave the rest dark: scale to a high percentile instead.
+        positive = heat[heat > 0]
+        top = np.percentile(positive, ERF_PERCENTILE) if positive.size else 0
+        pixels = _colormap(np.clip(heat / top, 0, 1) if top > 0 else heat)
+        pixels[cells[..., 0] == HOLE[0]] = HOLE
+        sigma = ", ".join(f"{s:.1f}" for s in erf.sigma)
+        detail = f"{label} weights; Gaussian fit sigma {sigma} px"
+        panels.append(("effective receptive field", detail, pixels, erf))
+    for number, (caption, detail, pixels, erf) in enumerate(panels):
+        image = _upscale(pixels, cell, grid=cell >= 6)
+        panel = ImageDraw.Draw(image)
+        if erf is not None:
+            _draw_shares(panel, erf, box, cell, fonts)
+        _mark_cell(panel, centre_cell, cell)
+        x, y = place(number)
+        draw.text((x, y), caption, fill=TEXT, font=fonts["label"])
+        draw.text((x, y + 18), detail, fill=MUTED_TEXT, font=fonts["small"])
+        canvas.paste(image, (x, y + LABEL_HEIGHT))
+    return canvas
+
+
+def _short_spec(spec, most=70):
+    return spec if len(spec) <= most else spec[: most - 13] + "..." + spec[-10:]
+
+
+def _mark_cell(draw, where, cell):
+    """A red square around the cell (row, column) of the output's centre."""
+    pad = max(1, cell // 6, (9 - cell) // 2)
+    row, column = where
+    draw.rectangle(
+        [
+            column * cell - pad,
+            row * cell - pad,
+            (column + 1) * cell - 1 + pad,
+            (row + 1) * cell - 1 + pad,
+        ],
+        outline=OUTPUT,
+        width=max(1, min(3, cell // 5)),
+    )
+
+
+def _draw_shares(draw, erf, box, cell, fonts):
+    """RepLKNet's centred squares (one outline per share) and the 1-sigma ellipse."""
+    for index, (colour, (share, found)) in enumerate(
+        zip(SHARE_COLOURS, erf.ratios.items(), strict=False)
+    ):
+        side_h, side_w = found["side"]
+        centre_row = float(erf.centre[0]) - box[0]
+        centre_col = float(erf.centre[1]) - box[2]
+        low_r = math.floor(centre_row - (side_h - 1) / 2)
+        low_c = math.floor(centre_col - (side_w - 1) / 2)
+        rect = [
+            low_c * cell,
+            low_r * cell,
+            (low_c + side_w) * cell - 1,
+            (low_r + side_h) * cell - 1,
+        ]
+        draw.rectangle(rect, outline=colour, width=2)
+        # A tag in the square's colour on its corner, apart when squares coincide.
+        text = f"{share:.0%}"
+        x, y = rect[0] + 34 * index, rect[1]
+        tag = draw.textbbox((x + 3, y + 1), text, font=fonts["small"])
+        draw.rectangle([x, y, tag[2] + 3, tag[3] + 2], fill=colour)
+        draw.text((x + 3, y + 1), text, fill=TEXT, font=fonts["small"])
+    mean_r, mean_c = erf.mean[0] - box[0] + 0.5, erf.mean[1] - box[2] + 0.5
+    sigma_r, sigma_c = erf.sigma
+    draw.ellipse(
+        [
+            (mean_c - sigma_c) * cell,
+            (mean_r - sigma_r) * cell,
+            (mean_c + sigma_c) * cell,
+            (mean_r + sigma_r) * cell,
+        ],
+        outline=(0, 0, 0),
+        width=1,
+    )
+
+
+def _network_legend(fonts, effective):
+    parts = [
+        ("swatch", REACHED),
+        ("text", "reaches the output"),
+        ("swatch", HOLE),
+        ("text", "hole: never reaches it"),
+        ("swatch", None),
+        ("text", "the output's centre"),
+    ]
+    if effective:
+        ramp = _colormap(np.linspace(0, 1, 120))[None].repeat(14, axis=0)
+        parts += [
+            ("image", Image.fromarray(ramp)),
+            ("text", "weight, 0 to its 99.5th percentile; squares hold 20/30/50/99 % of it"),
+        ]
+    return _row_of(parts, fonts)

@@ -1,12 +1,11 @@
 """Receptive-field results as text for people: titles, rows, tables, gridding advice.
 
-What rf-table and rf-suggest print, apart from the arithmetic (:mod:`dilcli.receptive`)
-and from option parsing (:mod:`dilcli.cli`). Nothing here imports numpy or Pillow.
+What rf-table and rf-suggest show, apart from the arithmetic (:mod:`dilcli.core.receptive`)
+and from option parsing (:mod:`dilcli.cli`): rows, columns, titles and advice. The one
+printer is :mod:`dilcli.render.tables`. Nothing here imports numpy or Pillow.
 """
 
 from __future__ import annotations
-
-import sys
 
 from dilcli.core import receptive
 from dilcli.vocab import size_text
@@ -27,71 +26,6 @@ RF_COLUMNS = (
     "hdc",
 )
 RF_HEADERS = {"rf": "RF", "total_params": "total", "hdc_m": "M_i", "hdc": "HDC"}
-
-
-#: Tables longer than this print as plain aligned columns even on a terminal: rich
-#: would hold (and take seconds to lay out) every cell of every row.
-MAX_RICH_ROWS = 1000
-
-
-def print_rows(rows, columns, fmt, *, title=None, display=None, headers=None):
-    """Rows as json/csv/markdown (:func:`dilcli.tables.render_rows`), or for people.
-
-    ``display`` formats a row for people (markdown and tables), ``headers`` renames
-    columns in tables. People get a rich table on a terminal (up to
-    :data:`MAX_RICH_ROWS` rows), plain aligned columns in a pipe or for longer tables;
-    neither truncates a number to fit. Text is written a row at a time.
-    """
-    from dilcli.tables import iter_rendered_rows  # json, csv: not needed for people
-
-    if fmt in ("json", "csv"):
-        for text in iter_rendered_rows(rows, columns, fmt):
-            sys.stdout.write(text)
-        return
-
-    def shown():
-        return (display(row) for row in rows) if display else iter(rows)
-
-    if fmt == "markdown":
-        if title:
-            print(f"**{title}**\n")
-        for text in iter_rendered_rows(shown(), columns, fmt):
-            sys.stdout.write(text)
-        return
-
-    def cells():
-        for row in shown():
-            yield ["" if row.get(c) is None else str(row.get(c)) for c in columns]
-
-    names = [(headers or {}).get(c, c) for c in columns]
-    widths = [len(name) for name in names]
-    for line in cells():  # a first pass for the widths: no copy of every cell is kept
-        widths = [max(width, len(cell)) for width, cell in zip(widths, line, strict=True)]
-    if not sys.stdout.isatty() or len(rows) > MAX_RICH_ROWS:
-        # A pipe or a file: plain aligned columns, no box drawing, and no rich to
-        # import (a third of the command's time).
-        if title:
-            print(title)
-        for line in (names, ["-" * w for w in widths]):
-            print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-        for line in cells():
-            print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-        return
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
-    for line in cells():
-        table.add_row(*line)
-    # Never truncate a number to fit a narrow terminal: let long lines wrap instead.
-    needed = sum(width + 2 for width in widths)
-    console = Console(highlight=False)
-    if needed > console.width:
-        console = Console(highlight=False, width=needed)
-    console.print(table)
 
 
 def row_display(ndim):
@@ -160,12 +94,36 @@ def rf_command(layers, dilations, ndim):
     return command + (" --1d" if ndim == 1 else "")
 
 
+HDC_RULE = "HDC rule (Wang et al. 2018)"
+
+
+def hdc_note(row, ndim):
+    """The stderr line on the HDC rule for a layer_stats row ('' when it passes): the
+    rule as what it is, beside the coverage that decides (never against it)."""
+    reading, note = row["hdc"], row["hdc_note"]
+    if reading == "fail":
+        return f"{HDC_RULE}: fail, {note}"
+    if reading not in ("not met", "n/a") or note == "mixed kernel sizes":
+        return ""
+    if row["covered"] is None:
+        decides = "coverage decides"
+    else:
+        total = row["rf"] ** ndim
+        share = receptive.share_text(row["covered"], total)
+        found = "no holes" if row["covered"] == total else "holes"
+        decides = f"coverage decides: {share}, {found}"
+    if reading == "not met":  # docs/design.md, section 7: sufficient, not necessary
+        return f"{HDC_RULE}: not met ({note}); a sufficient condition only, so {decides}"
+    return f"{HDC_RULE}: does not apply ({note}); {decides}"
+
+
 def hole_report(layers, rows, ndim):
     """Lines for stderr: the HDC verdict, the coverage of a gridded stack, and a
     hole-free schedule to use instead. Yields ``(text, is_warning)``."""
     last = rows[-1]
-    if last["hdc"] == "fail":
-        yield f"HDC rule (Wang et al. 2018): fail, {last['hdc_note']}", False
+    note = hdc_note(last, ndim)
+    if note:
+        yield note, False
     if last["covered"] is None or last["coverage"] == 1:
         return
     field = last["rf"]
@@ -221,3 +179,347 @@ def hole_report(layers, rows, ndim):
             ),
             False,
         )
+
+
+# --- networks (rf-table --network / --spec / --preset NAME) -----------------------------
+
+#: The shares of RepLKNet's high-contribution area ratios.
+ERF_SHARES = (0.2, 0.3, 0.5, 0.99)
+
+
+def number(value):
+    """An exact figure (int or Fraction) for JSON: int when whole, else float."""
+    from fractions import Fraction
+
+    if isinstance(value, Fraction):
+        return value.numerator if value.denominator == 1 else float(value)
+    return value
+
+
+def number_text(value):
+    """An exact figure for people: ``3``, ``-511.5``, ``1/3`` (when not a short decimal)."""
+    from fractions import Fraction
+
+    value = Fraction(value)
+    if value.denominator == 1:
+        return str(value.numerator)
+    if 10**6 % value.denominator == 0:  # a short decimal: halves, quarters, tenths
+        return f"{float(value):g}"
+    return str(value)
+
+
+def _pair(values, text=number_text):
+    """One figure when both axes agree, ``h, w`` when they differ."""
+    h, w = (text(v) for v in values)
+    return h if h == w else f"{h}, {w}"
+
+
+def network_json(info):
+    """Everything rf-table found about a network, as one JSON-ready dict (numbers, not
+    text): per axis ``{"height": ..., "width": ...}``."""
+
+    def axes(values, convert=number):
+        return (
+            None if values is None else {"height": convert(values[0]), "width": convert(values[1])}
+        )
+
+    result = {
+        "name": info["name"],
+        "provenance": info["provenance"],
+        "spec": info["spec"],
+        "rf": axes(info["rf"]),
+        "jump": axes(info["jump"]),
+        "centre": axes(info["centre"]),
+        "padding": axes(info["padding"]),
+        "at": list(info["at"]),
+        "box": None
+        if info["box"] is None
+        else dict(zip(("top", "bottom", "left", "right"), info["box"], strict=True)),
+    }
+    if "larger" in info:
+        result["input_size"] = list(info["input_size"])
+        result["larger_than_input"] = axes(info["larger"], bool)
+    if "physical" in info:
+        result["physical"] = {
+            axis: {"value": float(value), "unit": unit}
+            for axis, (value, unit) in zip(("height", "width"), info["physical"], strict=True)
+        }
+    coverage = info["hdc"]["coverage"]
+    result["coverage"] = {key: None if v is None else float(v) for key, v in coverage.items()}
+    hdc = info["hdc"]
+    result["hdc"] = {
+        "applies": hdc["applies"],
+        "reason": hdc["reason"],
+        "reading": None
+        if hdc["reading"] is None
+        else {a: list(r) for a, r in zip(("height", "width"), hdc["reading"], strict=True)},
+        "hole_free": hdc["hole_free"],
+        "conclusion": hdc["conclusion"],
+    }
+    if "verify" in info:
+        report = info["verify"]
+        result["verification"] = {
+            "ok": report.ok,
+            "checks": [
+                {
+                    "axis": c.axis,
+                    "what": c.what,
+                    "expected": _json_value(c.expected),
+                    "measured": _json_value(c.measured),
+                    "ok": c.ok,
+                }
+                for c in report.checks
+            ],
+        }
+    if "effective" in info:
+        result["effective"] = effective_json(info["effective"], info["weights"])
+    result["layers"] = [
+        {
+            "item": row["path"],
+            "layer": row["spec"],
+            "kind": row["kind"],
+            "rf": axes(row["rf"]),
+            "jump": axes(row["jump"]),
+            "centre": axes(row["centre"]),
+        }
+        for row in info["rows"]
+    ]
+    return result
+
+
+def _json_value(value):
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return number(value)
+
+
+def effective_json(erf, weights):
+    """The effective receptive field's figures (not its map) for JSON."""
+    return {
+        "weights": weights,
+        "centre": {"height": float(erf.centre[0]), "width": float(erf.centre[1])},
+        "gaussian_fit": {
+            "mean": {"height": erf.mean[0], "width": erf.mean[1]},
+            "sigma": {"height": erf.sigma[0], "width": erf.sigma[1]},
+        },
+        "high_contribution_area": {
+            f"{round(share * 100)}%": {
+                "side": {"height": found["side"][0], "width": found["side"][1]},
+                "area_ratio": found["area_ratio"],
+                "share": found["share"],
+            }
+            for share, found in erf.ratios.items()
+        },
+    }
+
+
+def network_title(info):
+    """``name: provenance`` or the spec, for the table's title."""
+    if info["name"]:
+        return f"{info['name']}: {info['provenance']}" if info["provenance"] else info["name"]
+    spec = info["spec"]
+    if len(spec) > 60:  # whole items while they fit (the layer table lists them all)
+        shown = ""
+        for item in _top_level_items(spec):
+            if len(shown) + len(item) > 56:
+                break
+            shown += item + ","
+        spec = (shown or spec[:56]) + "..."
+    return f"network {spec}"
+
+
+def _top_level_items(spec):
+    """The spec's items at depth 0 (commas inside groups and parentheses kept)."""
+    items, depth, start = [], 0, 0
+    for index, char in enumerate(spec):
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(spec[start:index])
+            start = index + 1
+    return [*items, spec[start:]]
+
+
+#: Longest layer text in the terminal's layer table (groups are cut in the middle).
+SHORT_LAYER = 48
+
+
+def network_layer_rows(info, ndim, *, short=False):
+    """``(rows, columns)`` of the per-layer table: one figure per column when the axes
+    agree everywhere, else a column per axis. ``short``: long groups cut to
+    :data:`SHORT_LAYER` characters (their branches have rows of their own)."""
+    rows = info["rows"]
+    same = all(row[key][0] == row[key][1] for row in rows for key in ("rf", "jump", "centre"))
+    table = []
+    for row in rows:
+        text = row["spec"]
+        if short and len(text) > SHORT_LAYER:
+            text = text[: SHORT_LAYER - 12] + "..." + text[-9:]
+        line = {"item": row["path"], "layer": text}
+        if same:
+            line["RF"] = size_text(number_text(row["rf"][0]), ndim)
+            line["jump"] = number_text(row["jump"][0])
+            line["centre"] = number_text(row["centre"][0])
+        else:
+            for a, axis in enumerate(("h", "w")):
+                line[f"RF_{axis}"] = number_text(row["rf"][a])
+            for a, axis in enumerate(("h", "w")):
+                line[f"jump_{axis}"] = number_text(row["jump"][a])
+            for a, axis in enumerate(("h", "w")):
+                line[f"centre_{axis}"] = number_text(row["centre"][a])
+        table.append(line)
+    return table, tuple(table[0])
+
+
+def network_figures(info, ndim):
+    """``(rows, columns, notes)``: the network's figures for people, ``figure`` and
+    ``value`` (or ``height`` and ``width`` when the axes differ, the figures of one value
+    then in ``notes``, rows of ``figure`` and ``value``), every one that was computed."""
+    per_axis = any(
+        info[key][0] != info[key][1] for key in ("rf", "jump", "centre", "padding", "at")
+    ) or (info["box"] is not None and info["box"][:2] != info["box"][2:])
+    lines, notes = [], []
+
+    def add(figure, values, text=number_text):
+        if per_axis:
+            lines.append({"figure": figure, "height": text(values[0]), "width": text(values[1])})
+        elif ndim == 1:
+            lines.append({"figure": figure, "value": text(values[0])})
+        else:
+            lines.append({"figure": figure, "value": _pair(values, text)})
+
+    rf = info["rf"]
+    if per_axis:
+        add("receptive field", rf)
+    else:
+        lines.append({"figure": "receptive field", "value": size_text(number_text(rf[0]), ndim)})
+    if "physical" in info:
+        add("receptive field, physical", info["physical"], lambda v: f"{number_text(v[0])} {v[1]}")
+    add("jump (output spacing)", info["jump"])
+    at = info["at"] if ndim == 2 else info["at"][:1]
+    where = ", ".join(map(str, at))
+    add(
+        f"centre of output ({where})",
+        [c + a * j for c, a, j in zip(info["centre"], info["at"], info["jump"])],
+    )
+    add("effective padding", info["padding"])
+    box = info["box"]
+    if box is None:
+        add(f"input box of output ({where})", ("reads no input",) * 2, str)
+    else:
+        add(
+            f"input box of output ({where})",
+            ((box[0], box[1]), (box[2], box[3])),
+            lambda v: f"{v[0]}..{v[1]}",
+        )
+    if "larger" in info:
+        size = "x".join(map(str, info["input_size"])) if ndim == 2 else str(info["input_size"][0])
+        add(f"larger than the input ({size})", info["larger"], lambda v: "yes" if v else "no")
+    coverage = info["hdc"]["coverage"]
+    add("coverage", (coverage["height"], coverage["width"]), _share)
+    if ndim == 2:
+        area = coverage["area"]
+        notes.append(
+            {"figure": "coverage, area", "value": "not counted" if area is None else _share(area)}
+        )
+    notes.append({"figure": "holes and the HDC rule", "value": info["hdc"]["conclusion"]})
+    if "verify" in info:
+        report = info["verify"]
+        agree = sum(check.ok for check in report.checks)
+        verdict = f"{'yes' if report.ok else 'NO'}: {agree} of {len(report.checks)} checks agree"
+        notes.append({"figure": "verified by impulses", "value": verdict})
+    if not per_axis:  # one table: the effective field's figures come last
+        lines, notes = lines + notes, []
+    if "effective" in info:
+        erf = info["effective"]
+        notes.append({"figure": "ERF weights", "value": info["weights"]})
+        add("ERF Gaussian fit: sigma", erf.sigma, lambda v: f"{v:.1f}")
+        for share, found in erf.ratios.items():
+            side = found["side"]
+            text = f"{side[0]}x{side[1]} ({found['area_ratio']:.1%} of the box)"
+            notes.append({"figure": f"ERF: square holding {share:.0%}", "value": text})
+    if per_axis:
+        return lines, ("figure", "height", "width"), notes
+    return lines + notes, ("figure", "value"), []
+
+
+def network_warnings(info, ndim):
+    """Lines for stderr: holes in the output's box, a field larger than the input."""
+    from fractions import Fraction
+
+    field = network_figures(info, ndim)[0][0]  # the receptive field's row
+    field = field.get("value") or f"{field['height']}x{field['width']}"
+    where = ", ".join(map(str, info["at"] if ndim == 2 else info["at"][:1]))
+    hdc = info["hdc"]
+    if hdc["hole_free"] is False and info["box"] is not None:
+        top, bottom, left, right = info["box"]
+        coverage = hdc["coverage"]
+        if ndim == 1:
+            total, share = bottom - top + 1, Fraction(coverage["height"])
+        else:
+            total, share = (bottom - top + 1) * (right - left + 1), coverage["area"]
+        what = "pixels" if ndim == 2 else "positions"
+        if share is None:
+            shares = ", ".join(_share(coverage[a]) for a in ("height", "width"))
+            yield f"warning: holes: output ({where}) reads {shares} of its box per axis"
+        else:
+            reached = int(share * total)
+            yield (
+                f"warning: holes: only {reached} of {total} {what} ({_share(share)}) of the "
+                f"{field} receptive field reach output ({where})"
+            )
+    if "larger" in info and any(info["larger"]):
+        size = info["input_size"]
+        size = "x".join(map(str, size)) if ndim == 2 else str(size[0])
+        yield (
+            f"warning: the receptive field ({field}) is larger than the input ({size}): "
+            "every output also sees padding"
+        )
+
+
+def _share(value):
+    from fractions import Fraction
+
+    if value is None:
+        return "not computed"
+    value = Fraction(value)
+    return receptive.share_text(value.numerator, value.denominator)
+
+
+def network_csv_rows(info):
+    """Every figure of :func:`network_json` as flat ``figure, height, width`` rows (the
+    per-layer figures as ``layer <item> <spec>: rf`` and so on)."""
+    data = network_json(info)
+    rows = []
+
+    def walk(prefix, value):
+        if (
+            isinstance(value, dict)
+            and set(value) == {"height", "width"}
+            and not any(isinstance(v, dict) for v in value.values())
+        ):
+            rows.append({"figure": prefix, "height": value["height"], "width": value["width"]})
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        elif isinstance(value, list) and prefix == "layers":
+            for layer in value:
+                for key in ("rf", "jump", "centre"):
+                    walk(f"layer {layer['item']} {layer['layer']}: {key}", layer[key])
+        elif isinstance(value, list) and prefix == "verification.checks":
+            for check in value:
+                rows.append(
+                    {
+                        "figure": f"verify {check['axis']} {check['what']}",
+                        "height": check["ok"],
+                        "width": "",
+                    }
+                )
+        else:
+            text = value if not isinstance(value, list) else ",".join(map(str, value))
+            rows.append({"figure": prefix, "height": text, "width": ""})
+
+    walk("", data)
+    return rows
