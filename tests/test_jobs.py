@@ -49,7 +49,7 @@ def test_signal_job_signature_is_json():
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"mode": "valid"}, "needs mode 'same'"), ({"truncate": False}, "starlet is linear")],
+    [({"mode": "valid"}, "needs mode 'same'"), ({"relu": False}, "starlet is linear")],
 )
 def test_the_library_refuses_what_the_cli_refuses(options, message):
     from dilcli.batch.jobs import ContextJob

@@ -7,11 +7,12 @@ processes and cluster workers can run them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import InitVar, dataclass, fields, is_dataclass
 
 import numpy as np
 
 from dilcli.core.kernels import Kernel
+from dilcli.core.layers import Layer, relu_keyword
 from dilcli.io import images, png
 from dilcli.render import display
 from dilcli.render.display import Rendering
@@ -41,12 +42,19 @@ LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples")
 class Job:
     """What every job shares: the signature that resume compares."""
 
+    #: Renamed fields keep their old key, so resume knows the outputs of earlier versions.
+    SIGNATURE_NAMES = {}
+
     def signature(self):
         """Every field but the limits, as JSON values: what makes the outputs' bytes."""
         values = _signature_value(self)
         return {
             "job": type(self).__name__,
-            **{k: v for k, v in values.items() if k not in LIMIT_FIELDS},
+            **{
+                self.SIGNATURE_NAMES.get(k, k): v
+                for k, v in values.items()
+                if k not in LIMIT_FIELDS
+            },
         }
 
     def output_scopes(self, names):
@@ -58,6 +66,12 @@ class Job:
 
 
 def _signature_value(value):
+    if isinstance(value, Layer):  # the keys of dilcli 0.1's layers, and what is new
+        keys = {"weights": value.weights, "dilation": value.dilation, "bias": value.bias}
+        keys["truncate"] = value.relu
+        if value.activation == "tanh" or value.stride != 1:
+            keys.update(activation=value.activation, stride=value.stride)
+        return {key: _signature_value(item) for key, item in keys.items()}
     if isinstance(value, Kernel):
         return {"name": value.name, "weights": [p.tolist() for p in value.parts]}
     if is_dataclass(value) and not isinstance(value, type):
@@ -252,7 +266,7 @@ class ContextJob(ImageInput):
     layers: tuple = ()
     weights_name: str = ""
     seed: int = DEFAULT_SEED
-    truncate: bool | None = None  # None: ReLUs for presets and weights, none for kernels
+    relu: bool | None = None  # None: ReLUs for presets and weights, none for kernels
     mode: str = "same"
     boundary: str | None = None
     cval: float = 0.0
@@ -264,9 +278,13 @@ class ContextJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
     max_frames: int = DEFAULT_MAX_FRAMES
+    truncate: InitVar[bool | None] = None  # relu's deprecated name
 
-    def __post_init__(self):
+    SIGNATURE_NAMES = {"relu": "truncate"}
+
+    def __post_init__(self, truncate):
         """The library's rules, whoever builds the job (the CLI only rewords them)."""
+        object.__setattr__(self, "relu", relu_keyword(self.relu, truncate, stacklevel=4))
         if self.stack not in STACKS:
             raise ValueError(f"stack must be one of {', '.join(STACKS)}; got {self.stack!r}")
         if self.stack == "starlet":
@@ -274,8 +292,8 @@ class ContextJob(ImageInput):
                 raise ValueError(
                     "the starlet needs mode 'same' (its planes are differences of images)"
                 )
-            if self.truncate is not None:
-                raise ValueError("the starlet is linear: truncate (ReLU) does not apply")
+            if self.relu is not None:
+                raise ValueError("the starlet is linear: relu (a ReLU) does not apply")
 
     @property
     def prefix(self):
@@ -317,18 +335,18 @@ class ContextJob(ImageInput):
         """The stack for an input with ``channels`` channels."""
         from dilcli.core import stacks
 
-        relu = self.truncate
+        relu = self.relu
         if relu is None:  # Table 1's ReLUs for the paper's module; the seed's stacks are linear
             relu = self.stack in ("context-basic", "context-large")
         if self.stack == "context-basic":
-            return stacks.context_basic(channels, truncate=relu)
+            return stacks.context_basic(channels, relu=relu)
         if self.stack == "context-large":
-            return stacks.context_large(channels, seed=self.seed, truncate=relu)
+            return stacks.context_large(channels, seed=self.seed, relu=relu)
         if self.stack == "kernel":
-            return stacks.kernel_stack(self.kernel.parts[0], self.dilations, truncate=relu)
+            return stacks.kernel_stack(self.kernel.parts[0], self.dilations, relu=relu)
         if self.stack == "random":
             size = self.kernel.shape
-            return stacks.random_stack(self.dilations, size=size, seed=self.seed, truncate=relu)
+            return stacks.random_stack(self.dilations, size=size, seed=self.seed, relu=relu)
         if self.stack == "weights":
             return list(self.layers)
         if self.stack == "starlet":
@@ -336,12 +354,10 @@ class ContextJob(ImageInput):
         raise ValueError(f"unknown stack {self.stack!r}")
 
     def receptive_field_sizes(self, layers):
-        """(rows, columns) of each layer's receptive field, from :mod:`dilcli.receptive`."""
-        from dilcli.core.receptive import Layer, receptive_fields
+        """(rows, columns) of each layer's receptive field: the layers that run, measured."""
+        from dilcli.core.receptive import receptive_field_shapes
 
-        rows = receptive_fields([Layer(int(x.kernel_shape[0]), x.dilation) for x in layers])
-        columns = receptive_fields([Layer(int(x.kernel_shape[1]), x.dilation) for x in layers])
-        return list(zip(rows, columns, strict=True))
+        return receptive_field_shapes(layers)
 
     def _run_image(self, image, output_paths):
         from dilcli.core import stacks

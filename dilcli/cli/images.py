@@ -158,7 +158,7 @@ def convolve(
 @click.option(
     "--relu/--no-relu",
     "--truncate/--no-truncate",
-    "truncate",
+    "relu",
     cls=Renamed,
     old=("--truncate", "--no-truncate"),  # before 0.2; --allow-truncated is about files
     default=None,
@@ -191,7 +191,7 @@ def context(
     seed,
     weights_path,
     levels,
-    truncate,
+    relu,
     mode,
     boundary,
     cval,
@@ -241,7 +241,7 @@ def context(
     elif preset is not None:
         dilations = CONTEXT_DILATIONS
     elif weights_path is not None:
-        layers = _load_context_weights(weights_path, truncate=truncate is not False)
+        layers = _load_context_weights(weights_path, relu=relu is not False)
         dilations, stack = tuple(layer.dilation for layer in layers), "weights"
     else:
         kernel = load_kernel_option(kernel_spec or "laplacian", ndim=2)
@@ -257,7 +257,7 @@ def context(
     try:
         job = ContextJob(
             stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
-            seed, truncate, mode, boundary, cval, flip, rendering, montage, final_only,
+            seed, relu, mode, boundary, cval, flip, rendering, montage, final_only,
             max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
         )  # fmt: skip
     except ValueError as error:
@@ -267,12 +267,12 @@ def context(
     run_file_batch(inputs, job, label="context", **batch)
 
 
-def _load_context_weights(path, *, truncate):
+def _load_context_weights(path, *, relu):
     """The layers of a weights .npz file; a usage error naming the file if it is bad."""
     from dilcli.io.weights import read_weights
 
     try:
-        return read_weights(path, truncate=truncate)
+        return read_weights(path, relu=relu)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="'--weights'") from None
 
@@ -291,6 +291,6 @@ def _print_stack(job):
     click.echo("  layer  kernel  dilation  ReLU  receptive field", err=True)
     for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes, strict=True), 1):
         kernel = "x".join(str(k) for k in layer.kernel_shape)
-        relu = "yes" if layer.truncate else "no"
+        relu = "yes" if layer.relu else "no"
         row = f"  {number:>5}  {kernel:>6}  {layer.dilation:>8}  {relu:>4}  {rows:>11}x{columns}"
         click.echo(row, err=True)
