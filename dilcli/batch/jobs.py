@@ -439,6 +439,21 @@ class SignalJob(Job):
     plot_per_input: bool = False
     max_samples: int = DEFAULT_MAX_SAMPLES  # values (samples x channels); 0: no limit
 
+    def __post_init__(self):
+        """The library's rules, whoever builds the job (the CLI only rewords them)."""
+        from dilcli.core.conv import check_mode_boundary
+
+        check_mode_boundary(self.mode, self.boundary, spatial=1)
+        if self.activation != "none" and not self.stack:
+            raise ValueError("an activation applies between the layers of a stack: add stack=True")
+
+    def build_layers(self):
+        """The layers that run: the stack (``stack``), or one layer per dilation."""
+        from dilcli.core.stacks import signal_stack
+
+        kernel, activation = self.kernel.parts[0], self.activation
+        return signal_stack(kernel, self.dilations, activation=activation, flip=self.flip)
+
     def output_names(self, stem, suffix=".npy"):
         ext = suffix or ".npy"
         if self.stack:
@@ -469,19 +484,10 @@ class SignalJob(Job):
         signal = signals.read_signal(
             input_path, time_column=self.time_column, max_samples=self.max_samples
         )
-        from dilcli.core.stacks import signal_layers
+        from dilcli.core.stacks import signal_outputs
 
-        layers = signal_layers(
-            signal.data,
-            self.kernel.parts[0],
-            self.dilations,
-            mode=self.mode,
-            boundary=self.boundary,
-            cval=self.cval,
-            flip=self.flip,
-            stack=self.stack,
-            activation=self.activation,
-        )
+        options = dict(mode=self.mode, boundary=self.boundary, cval=self.cval, stack=self.stack)
+        layers = signal_outputs(signal.data, self.build_layers(), **options)
         gain = float(np.abs(self.kernel.parts[0]).sum())
         bound = 1.0  # worst case of |y| for an input within full scale
         for layer, path in zip(layers, output_paths, strict=False):

@@ -154,16 +154,16 @@ def signal_command(
         max_samples,
     )
     if stack and not batch["quiet"]:
-        _print_signal_stack(kernel, dilations, mode)
+        _print_signal_stack(job)
     run_file_batch(inputs, job, label="signal", extensions=SIGNAL_EXTENSIONS, **batch)
 
 
-def _print_signal_stack(kernel, dilations, mode):
-    """Each layer's receptive field, on stderr, before the stack runs."""
-    from dilcli.core.receptive import Layer, causal_receptive_fields, receptive_fields
+def _print_signal_stack(job):
+    """Each layer's receptive field, on stderr, before the stack runs: the job's layers."""
+    from dilcli.core.receptive import causal_receptive_fields, receptive_fields
 
-    layers = [Layer(kernel.shape[0], d) for d in dilations]
-    if mode == "causal":
+    kernel, layers = job.kernel, job.build_layers()
+    if job.mode == "causal":
         fields, what = causal_receptive_fields(layers), "past samples reaching y[i] (x[i] included)"
     else:
         fields, what = receptive_fields(layers), "input samples reaching y[i] (centred on i)"
@@ -175,5 +175,5 @@ def _print_signal_stack(kernel, dilations, mode):
         err=True,
     )
     click.echo("  layer  dilation  receptive field", err=True)
-    for number, (dilation, size) in enumerate(zip(dilations, fields, strict=True), 1):
-        click.echo(f"  {number:>5}  {dilation:>8}  {size:>15}", err=True)
+    for number, (layer, size) in enumerate(zip(layers, fields, strict=True), 1):
+        click.echo(f"  {number:>5}  {layer.dilation:>8}  {size:>15}", err=True)

@@ -543,8 +543,22 @@ def signal_layers(
     if activation != "none" and not stack:
         raise ValueError("an activation applies between the layers of a stack: add stack=True")
     layers = signal_stack(weights, dilations, activation=activation, flip=flip)
+    return signal_outputs(data, layers, mode=mode, boundary=boundary, cval=cval, stack=stack)
+
+
+def signal_outputs(data, layers, *, mode="same", boundary=None, cval=0.0, stack=False):
+    """Run 1-D ``layers`` on ``data`` one after another (``stack``), or each on ``data``
+    itself, and place every output on the input's axis (see :func:`signal_layers`).
+
+    Returns
+    -------
+    list of LayerOutput
+    """
+    layers = list(layers)
     if not layers:
         return []
+    if any(layer.stride != 1 for layer in layers):
+        raise ValueError("signal outputs keep every sample: strides above 1 do not apply")
     options = dict(mode=mode, boundary=boundary, cval=cval)
     if stack:
         responses = iterate_layers(data, layers, **options)
