@@ -82,13 +82,22 @@ MAX_FILE_DILATIONS = 1024
 TABLE_FORMATS = ("table", "json", "csv", "markdown")
 
 
+def shape_text(shape):
+    """A size per axis as people write it: ``"3x5"``, ``"1024"``.
+
+    >>> shape_text((3, 5)), shape_text((1024,))
+    ('3x5', '1024')
+    """
+    return "x".join(str(n) for n in shape)
+
+
 def size_text(n, ndim=2):
     """A square size as people write it: ``"3x3"`` in 2-D, ``"3"`` in 1-D.
 
     >>> size_text(67), size_text(1024, ndim=1)
     ('67x67', '1024')
     """
-    return f"{n}x{n}" if ndim == 2 else str(n)
+    return shape_text((n,) * ndim)
 
 
 def choices_text(names):

@@ -16,7 +16,13 @@ from dilcli.core.layers import Layer, relu_keyword
 from dilcli.io import images, png
 from dilcli.render import display
 from dilcli.render.display import Rendering
-from dilcli.vocab import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SAMPLES, DEFAULT_SEED
+from dilcli.vocab import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SAMPLES,
+    DEFAULT_SEED,
+    shape_text,
+)
 
 # What ContextJob runs: the paper's module, a kernel stack, random kernels, trained
 # weights, or the starlet.
@@ -384,7 +390,7 @@ class ContextJob(ImageInput):
             scales = zip(stacks.iterate_layers(data, layers, **options), signs, strict=True)
             sizes = self.receptive_field_sizes(layers)
             labels = [
-                f"l{i} d={layer.dilation} RF {_size(size)}"
+                f"l{i} d={layer.dilation} RF {shape_text(size)}"
                 for i, (layer, size) in enumerate(zip(layers, sizes, strict=True), 1)
             ]
         count = len(self.scale_names())
@@ -407,11 +413,6 @@ class ContextJob(ImageInput):
             from dilcli.render.panels import montage
 
             png.save_pixels(output_paths[-1], montage(panels))
-
-
-def _size(rows_columns):
-    rows, columns = rows_columns
-    return f"{rows}x{columns}"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dilcli.vocab import (
     DEFAULT_SEED,
     DEFAULT_STARLET_LEVELS,
     MAX_STARLET_LEVELS,
+    shape_text,
 )
 
 
@@ -286,11 +287,11 @@ def _print_stack(job):
     if job.stack == "kernel":
         name = f"{job.kernel.name} stack"
     elif job.stack == "random":
-        name = f"random {'x'.join(map(str, job.kernel.shape))} kernels, seed {job.seed}"
+        name = f"random {shape_text(job.kernel.shape)} kernels, seed {job.seed}"
     click.echo(f"{name}: {len(layers)} layers", err=True)
     click.echo("  layer  kernel  dilation  ReLU  receptive field", err=True)
     for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes, strict=True), 1):
-        kernel = "x".join(str(k) for k in layer.kernel_shape)
+        kernel = shape_text(layer.kernel_shape)
         relu = "yes" if layer.relu else "no"
         row = f"  {number:>5}  {kernel:>6}  {layer.dilation:>8}  {relu:>4}  {rows:>11}x{columns}"
         click.echo(row, err=True)

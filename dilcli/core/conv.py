@@ -26,6 +26,7 @@ from dilcli.vocab import (
     MAX_DILATION,
     SIGNAL_MODES,
     choices_text,
+    shape_text,
 )
 
 # Every mode; 'causal' is for 1-D signals only.
@@ -170,11 +171,10 @@ def _check_growth(x, out_shape, dtype):
         out_values *= size
     grown = (out_values - x.size) * dtype.itemsize
     if grown > MAX_FULL_GROWTH_BYTES:
-        shape = "x".join(map(str, out_shape))
         raise ValueError(
-            f"the output would be {shape} values, {grown:,} bytes more than the input, over "
-            f"the limit of {MAX_FULL_GROWTH_BYTES:,} (the dilated kernel is too wide for "
-            "mode 'full')"
+            f"the output would be {shape_text(out_shape)} values, {grown:,} bytes more than "
+            f"the input, over the limit of {MAX_FULL_GROWTH_BYTES:,} (the dilated kernel is too "
+            "wide for mode 'full')"
         )
 
 

@@ -17,7 +17,7 @@ import numbers
 import warnings
 from dataclasses import dataclass, field
 
-from dilcli.vocab import ACTIVATIONS, choices_text
+from dilcli.vocab import ACTIVATIONS, choices_text, shape_text
 
 
 def positive_int(value, name):
@@ -211,7 +211,7 @@ class Layer:
         """Taps per axis (the same on every axis); ValueError for a kernel like 3x5."""
         if self._kernel is None:
             raise ValueError(
-                f"a {'x'.join(map(str, self._shape))} kernel has another size on each axis: "
+                f"a {shape_text(self._shape)} kernel has another size on each axis: "
                 "take its receptive field per axis (receptive_field_shapes, along)"
             )
         return self._kernel

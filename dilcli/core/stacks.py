@@ -60,6 +60,7 @@ from dilcli.vocab import (
     CONTEXT_KERNEL_SIZES,
     LARGE_NOISE,
     RANDOM_KERNEL_SCALE,
+    shape_text,
 )
 from dilcli.vocab import CONTEXT_LARGE_CHANNELS as LARGE_CHANNEL_FACTORS
 
@@ -432,7 +433,7 @@ def check_weights_header(name, shape, dtype):
         side = max(shape[2], shape[3])
         if side > MAX_WEIGHTS_KERNEL_SIDE:
             raise ValueError(
-                f"'{name}' has {shape[2]}x{shape[3]} kernels, over the limit of "
+                f"'{name}' has {shape_text(shape[2:])} kernels, over the limit of "
                 f"{MAX_WEIGHTS_KERNEL_SIDE} taps a side"
             )
 
