@@ -54,10 +54,12 @@ DEFAULT_SEED = 42
 #: WaveNet's block: kernel 2 at 1, 2, ..., 512.
 WAVENET_DILATIONS = tuple(2**i for i in range(10))
 MAX_WAVENET_REPEAT = 10_000
+#: The paper's context modules, by name.
+CONTEXT_MODULES = ("context-basic", "context-large")
 #: ``dilcli context --preset``.
-CONTEXT_PRESETS = ("context-basic", "context-large", "starlet")
+CONTEXT_PRESETS = (*CONTEXT_MODULES, "starlet")
 #: ``dilcli rf-table --preset``.
-RF_PRESETS = ("context-basic", "context-large", "seed", "wavenet")
+RF_PRESETS = (*CONTEXT_MODULES, "seed", "wavenet")
 DEFAULT_STARLET_LEVELS = 5
 MAX_STARLET_LEVELS = 30
 

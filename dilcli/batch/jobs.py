@@ -17,6 +17,7 @@ from dilcli.io import images, png
 from dilcli.render import display
 from dilcli.render.display import Rendering
 from dilcli.vocab import (
+    CONTEXT_MODULES,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SAMPLES,
@@ -26,7 +27,7 @@ from dilcli.vocab import (
 
 # What ContextJob runs: the paper's module, a kernel stack, random kernels, trained
 # weights, or the starlet.
-STACKS = ("context-basic", "context-large", "kernel", "random", "weights", "starlet")
+STACKS = (*CONTEXT_MODULES, "kernel", "random", "weights", "starlet")
 
 
 def frame_stems(stem, frames=None):
@@ -293,6 +294,10 @@ class ContextJob(ImageInput):
         object.__setattr__(self, "relu", relu_keyword(self.relu, truncate, stacklevel=4))
         if self.stack not in STACKS:
             raise ValueError(f"stack must be one of {', '.join(STACKS)}; got {self.stack!r}")
+        if self.stack in ("kernel", "random") and self.kernel is None:
+            raise ValueError(f"stack {self.stack!r} needs a kernel")
+        if self.stack == "kernel":
+            self.kernel.stack_weights()  # one kernel, not a gradient pair
         if self.stack == "starlet":
             if self.mode != "same":
                 raise ValueError(
@@ -343,13 +348,13 @@ class ContextJob(ImageInput):
 
         relu = self.relu
         if relu is None:  # Table 1's ReLUs for the paper's module; the seed's stacks are linear
-            relu = self.stack in ("context-basic", "context-large")
+            relu = self.stack in CONTEXT_MODULES
         if self.stack == "context-basic":
             return stacks.context_basic(channels, relu=relu)
         if self.stack == "context-large":
             return stacks.context_large(channels, seed=self.seed, relu=relu)
         if self.stack == "kernel":
-            return stacks.kernel_stack(self.kernel.parts[0], self.dilations, relu=relu)
+            return stacks.kernel_stack(self.kernel.stack_weights(), self.dilations, relu=relu)
         if self.stack == "random":
             size = self.kernel.shape
             return stacks.random_stack(self.dilations, size=size, seed=self.seed, relu=relu)
@@ -445,6 +450,8 @@ class SignalJob(Job):
         from dilcli.core.conv import check_mode_boundary
 
         check_mode_boundary(self.mode, self.boundary, spatial=1)
+        if self.kernel.is_gradient_pair or self.kernel.ndim != 1:
+            raise ValueError(f"a signal needs one 1-D kernel; {self.kernel.name} is not")
         if self.activation != "none" and not self.stack:
             raise ValueError("an activation applies between the layers of a stack: add stack=True")
 

@@ -246,12 +246,11 @@ def context(
         dilations, stack = tuple(layer.dilation for layer in layers), "weights"
     else:
         kernel = load_kernel_option(kernel_spec or "laplacian", ndim=2)
-        if kernel.is_gradient_pair and init == "kernel":
-            raise click.BadParameter(
-                f"{kernel.name} is a gradient pair (a magnitude); a stack needs one kernel, "
-                f"e.g. {kernel.name}-x",
-                param_hint="'-k' / '--kernel'",
-            )
+        if init == "kernel":
+            try:
+                kernel.stack_weights()
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="'-k' / '--kernel'") from None
         stack = init if init == "random" else "kernel"
     bits = int(bits) if bits else None
     rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=bits, compression=compression)
