@@ -26,7 +26,7 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
     default="second-difference",
     show_default=True,
     help=(
-        "A named 1-D kernel (see 'dilcli kernels --signal'), weights like '0.5,-1,0.25', or a "
+        "A named 1-D kernel (see 'dilcli kernels --1d'), weights like '0.5,-1,0.25', or a "
         ".npy/.csv/.txt file."
     ),
 )
