@@ -79,6 +79,7 @@ def test_a_layer_is_a_value():
     weights = RNG.normal(size=(2, 3, 3, 3))
     layer = Layer(weights, 2, bias=np.array([0.5, -1.0]), activation="tanh")
     assert pickle.loads(pickle.dumps(layer)) == layer
+    assert pickle.loads(pickle.dumps(Layer(3, 2, 2))) == Layer(3, 2, 2)
     assert layer != Layer(weights + 1e-9, 2, bias=np.array([0.5, -1.0]), activation="tanh")
     assert dataclasses.replace(layer, dilation=3).dilation == 3
     assert dataclasses.replace(Layer(3, 2), stride=2) == Layer(3, 2, 2)

@@ -68,6 +68,20 @@ def relu_keyword(relu, truncate, *, stacklevel=3):
     return truncate
 
 
+class _SizePerAxis:
+    """``Layer.kernel``: taps per axis, the same on every axis. A layer keeps that number
+    in its own attributes, which this (non-data) descriptor gives way to; a kernel like
+    3x5 has none, and reading it gives the reason instead."""
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        raise ValueError(
+            f"a {shape_text(layer.kernel_shape)} kernel has another size on each axis: "
+            "take its receptive field per axis (receptive_field_shapes, along)"
+        )
+
+
 @dataclass(frozen=True, init=False, eq=False, repr=False)
 class Layer:
     """One layer of a stack: ``y = activation(correlate(x, weights, dilation) + bias)``,
@@ -104,11 +118,12 @@ class Layer:
     (3, 5, 'relu')
     """
 
-    weights: object  # ndarray, or None for a layer given by its size
-    dilation: int
-    stride: int
-    bias: object
-    activation: str
+    # The defaults are class attributes: a layer given by its size stores only the rest.
+    weights: object = None  # ndarray, or None for a layer given by its size
+    dilation: int = 1
+    stride: int = 1
+    bias: object = None
+    activation: str = "none"
     # The size per axis of a layer without weights (what dataclasses.replace passes on).
     _size: int | None = field(default=None, repr=False)
 
@@ -125,6 +140,18 @@ class Layer:
         truncate=None,
         _size=None,
     ):
+        if (
+            type(kernel) is int
+            and type(dilation) is int
+            and type(stride) is int
+            and kernel >= 1
+            and dilation >= 1
+            and stride >= 1
+            and not legacy
+            and activation is relu is truncate is bias is weights is None
+        ):  # a layer given by its size, the tables' usual case: no checks to make
+            self.__dict__.update(dilation=dilation, stride=stride, _size=kernel, kernel=kernel)
+            return
         if weights is not None:
             if kernel is not None:
                 raise ValueError("give the kernel's size or its weights, not both")
@@ -160,11 +187,8 @@ class Layer:
             if bias is not None:
                 raise ValueError("a bias needs weights: give the kernel's weights, not its size")
             size = positive_int(kernel, "kernel")
-            set_(self, "weights", None)
-            set_(self, "bias", None)
             set_(self, "_size", size)
-            set_(self, "_kernel", size)
-            set_(self, "_shape", (size,))
+            set_(self, "kernel", size)
             return
         if isinstance(kernel, (numbers.Number, str, bytes)):
             raise ValueError(
@@ -202,25 +226,18 @@ class Layer:
         set_(self, "bias", bias)
         set_(self, "_size", None)
         set_(self, "_shape", shape)
-        set_(self, "_kernel", shape[0] if len(set(shape)) == 1 else None)
+        if len(set(shape)) == 1:
+            set_(self, "kernel", shape[0])  # else the class's kernel explains the error
 
     # --- geometry: what the receptive-field maths reads ------------------------------
 
-    @property
-    def kernel(self):
-        """Taps per axis (the same on every axis); ValueError for a kernel like 3x5."""
-        if self._kernel is None:
-            raise ValueError(
-                f"a {shape_text(self._shape)} kernel has another size on each axis: "
-                "take its receptive field per axis (receptive_field_shapes, along)"
-            )
-        return self._kernel
+    kernel = _SizePerAxis()
 
     @property
     def kernel_shape(self):
         """Taps along each spatial axis: ``(kh, kw)``, ``(k,)``; ``(k,)`` for a layer
         given by its size alone (the same on every axis)."""
-        return self._shape
+        return self._shape if self.weights is not None else (self._size,)
 
     @property
     def ndim(self):
@@ -236,7 +253,7 @@ class Layer:
 
     def along(self, axis):
         """This layer's geometry along one spatial ``axis``, as a layer of its own."""
-        size = self._shape[axis] if self.weights is not None else self._kernel
+        size = self._shape[axis] if self.weights is not None else self._size
         return Layer(size, self.dilation, self.stride)
 
     # --- channels and activation: what a stack reads ---------------------------------
@@ -266,7 +283,8 @@ class Layer:
     # --- a value: immutable, compared by what it computes -----------------------------
 
     def _key(self):
-        return (self._shape, self.dilation, self.stride, self.activation, self.weights is None)
+        geometry = (self.kernel_shape, self.dilation, self.stride)
+        return (*geometry, self.activation, self.weights is None)
 
     def __eq__(self, other):
         if not isinstance(other, Layer):
@@ -287,7 +305,7 @@ class Layer:
 
     def __repr__(self):
         if self.weights is None:
-            return f"Layer(kernel={self._kernel}, dilation={self.dilation}, stride={self.stride})"
+            return f"Layer(kernel={self._size}, dilation={self.dilation}, stride={self.stride})"
         parts = [
             f"weights=<{self.weights.dtype} {self.weights.shape}>",
             f"dilation={self.dilation}",
