@@ -270,7 +270,7 @@ def test_stack_from_arrays_refuses_bad_files_clearly(change, message):
 
 def test_layer_refuses_bad_shapes_and_dilations():
     with pytest.raises(ValueError, match="must be"):
-        Layer(np.ones((3, 3, 3)))
+        Layer(np.ones((3, 3, 3, 3, 3)))
     with pytest.raises(ValueError, match="dilation must be a positive integer"):
         Layer(np.ones((3, 3)), 0)
     with pytest.raises(ValueError, match="dilation must be a positive integer"):

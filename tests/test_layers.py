@@ -257,3 +257,31 @@ def test_old_signal_activations_name_still_imports():
     assert stacks.SIGNAL_ACTIVATIONS is stacks.ACTIVATION_FUNCTIONS
     y = np.array([-1.0, 2.0])
     assert_array_equal(stacks.ACTIVATION_FUNCTIONS["relu"](y.copy()), [0.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "mode, boundary", [("same", "wrap"), ("valid", "reflect"), ("causal", "nearest")]
+)
+@pytest.mark.parametrize("flip", [False, True])
+def test_1d_layers_mix_channels_as_their_definition(mode, boundary, flip):
+    # y[:, o] = sum_i correlate(x[:, i], w[o, i]) + b[o], by loops over the definition
+    x = RNG.normal(size=(40, 3))
+    weights, bias = RNG.normal(size=(2, 3, 4)), RNG.normal(size=2)
+    layers = [Layer(weights, 3, bias=bias, relu=True), Layer(RNG.normal(size=(1, 2, 2)), 2)]
+    got = stacks.forward(x, layers, mode=mode, boundary=boundary, flip=flip)
+    want = x
+    for layer in layers:
+        taps = layer.weights[..., ::-1] if flip else layer.weights
+        planes = [
+            sum(
+                direct_correlate(want[:, i], taps[o, i], layer.dilation, mode, boundary)
+                for i in range(taps.shape[1])
+            )
+            + (0.0 if layer.bias is None else layer.bias[o])
+            for o in range(taps.shape[0])
+        ]
+        want = np.stack(planes, axis=-1)
+        want = np.maximum(want, 0) if layer.relu else want
+    assert [y.shape[1] for y in got] == [2, 1]
+    assert receptive.receptive_fields(layers) == [10, 12]
+    assert_allclose(got[-1], want, rtol=1e-10, atol=1e-12)

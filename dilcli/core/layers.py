@@ -91,9 +91,9 @@ class Layer:
     ----------
     kernel : int or array_like
         An int: the kernel's taps per axis, for receptive-field geometry only (the same
-        on every axis). An array: the weights, which a stack can run: ``(k,)`` for a
-        1-D layer, ``(kh, kw)`` applied to every channel alike, or
-        ``(C_out, C_in, kh, kw)`` mixing channels like a conv layer.
+        on every axis). An array: the weights, which a stack can run: ``(k,)`` or
+        ``(kh, kw)`` applied to every channel alike, or ``(C_out, C_in, k)`` or
+        ``(C_out, C_in, kh, kw)`` mixing channels like a conv layer (1-D or 2-D).
     dilation : int
         Spacing between taps, >= 1 (the same on every axis).
     stride : int
@@ -200,9 +200,9 @@ class Layer:
         import numpy as np
 
         weights = np.asarray(weights)
-        if weights.ndim not in (1, 2, 4) or weights.size == 0:
+        if weights.ndim not in (1, 2, 3, 4) or weights.size == 0:
             raise ValueError(
-                "layer weights must be (k,), (k, k) or (C_out, C_in, k, k), "
+                "layer weights must be (k,), (k, k), (C_out, C_in, k) or (C_out, C_in, k, k), "
                 f"got shape {weights.shape}"
             )
         if weights.dtype.kind not in "biuf" or not np.all(np.isfinite(weights)):
@@ -211,16 +211,17 @@ class Layer:
             bias = np.asarray(bias)
             if bias.dtype.kind not in "biuf" or not np.all(np.isfinite(bias)):
                 raise ValueError("bias must be finite real numbers")
-            if weights.ndim == 4 and bias.shape != (weights.shape[0],):
+            if weights.ndim > 2 and bias.shape != (weights.shape[0],):
                 raise ValueError(
                     f"bias of shape {bias.shape} does not fit weights {weights.shape}: "
                     f"expected ({weights.shape[0]},)"
                 )
-            if weights.ndim != 4 and bias.ndim > 1:
+            if weights.ndim <= 2 and bias.ndim > 1:
                 raise ValueError(
                     f"bias of a per-channel layer must be 0-D or 1-D, got {bias.shape}"
                 )
-        shape = tuple(int(n) for n in (weights.shape if weights.ndim == 1 else weights.shape[-2:]))
+        spatial = 1 if weights.ndim in (1, 3) else 2
+        shape = tuple(int(n) for n in weights.shape[-spatial:])
         set_ = object.__setattr__
         set_(self, "weights", weights)
         set_(self, "bias", bias)
@@ -244,7 +245,7 @@ class Layer:
         """Spatial axes the weights work on (1 or 2); None for a layer without weights."""
         if self.weights is None:
             return None
-        return 1 if self.weights.ndim == 1 else 2
+        return 1 if self.weights.ndim in (1, 3) else 2
 
     @property
     def span(self):
@@ -270,7 +271,7 @@ class Layer:
 
     @property
     def mixes_channels(self):
-        return self.weights is not None and self.weights.ndim == 4
+        return self.weights is not None and self.weights.ndim > 2
 
     @property
     def in_channels(self):

@@ -4,8 +4,9 @@
 A stack is a list of :class:`~dilcli.core.layers.Layer`; :func:`iterate_layers` runs it
 (on any number of spatial axes the layers work on: ``(N,)``/``(N, C)`` signals,
 ``(H, W)``/``(H, W, C)`` images) and yields every layer's output in turn. A layer either
-mixes channels like a conv layer (weights ``(C_out, C_in, k, k)``) or applies one kernel
-to each channel (weights ``(k, k)`` or ``(k,)``); its bias, activation (``relu``,
+mixes channels like a conv layer (weights ``(C_out, C_in, k, k)``, or
+``(C_out, C_in, k)`` in 1-D) or applies one kernel to each channel (weights ``(k, k)``
+or ``(k,)``); its bias, activation (``relu``,
 ``tanh`` or ``none``) and stride are its own.
 
 Channel mixing is computed per kernel tap as one matrix product over channels::
@@ -125,7 +126,8 @@ def iterate_layers(x, layers, *, mode="same", boundary=None, cval=0.0, flip=Fals
     ndarray
         float32, or float64 for float64 (and 64-bit integer) input, as
         :func:`dilcli.conv.dilated_correlate`. A mixing layer's output is
-        ``(H, W, C_out)``; a per-channel layer's has its input's shape.
+        ``(H, W, C_out)`` (``(N, C_out)`` in 1-D); a per-channel layer's has its input's
+        shape.
 
     Raises
     ------
@@ -199,8 +201,14 @@ SIGNAL_ACTIVATIONS = ACTIVATION_FUNCTIONS  # its name before the stacks had one 
 def apply_layer(x, layer, *, mode="same", boundary=None, cval=0.0, flip=False):
     """One layer on float ``x``; see :func:`iterate_layers`."""
     if layer.mixes_channels:
-        boundary = check_mode_boundary(mode, boundary, 2)
-        y = _mix_channels(x, layer.weights, layer.dilation, mode, boundary, cval, flip)
+        boundary = check_mode_boundary(mode, boundary, layer.ndim)
+        if layer.ndim == 1:  # a signal is an image one column wide: (N, 1, C)
+            columns = x.reshape(x.shape[0], 1, -1)
+            weights = layer.weights[..., np.newaxis]
+            y = _mix_channels(columns, weights, layer.dilation, mode, boundary, cval, flip)
+            y = y.reshape(y.shape[0], -1)
+        else:
+            y = _mix_channels(x, layer.weights, layer.dilation, mode, boundary, cval, flip)
     else:
         y = dilated_correlate(
             x, layer.weights, layer.dilation, mode=mode, boundary=boundary, cval=cval, flip=flip
