@@ -33,7 +33,7 @@ def per_channel_pair(x, layers, boundary):
                 )
         if layer.bias is not None:
             y += layer.bias.astype(y.dtype)
-        x = np.maximum(y, 0) if layer.truncate else y
+        x = np.maximum(y, 0) if layer.relu else y
     return x
 
 
@@ -46,7 +46,7 @@ def with_torch(x, layers):
             w = torch.from_numpy(layer.weights.astype(np.float32))
             pad = layer.dilation * (w.shape[-1] // 2)
             y = torch.nn.functional.conv2d(y, w, padding=pad, dilation=layer.dilation)
-            if layer.truncate:
+            if layer.relu:
                 y = torch.relu(y)
     return y[0].numpy().transpose(1, 2, 0)
 
@@ -70,7 +70,7 @@ def main():
     x = rng.random((args.size, args.size, args.channels)).astype(np.float32)
     identity = context_basic(args.channels)
     dense = [
-        Layer(rng.normal(0, 0.1, layer.weights.shape), layer.dilation, truncate=layer.truncate)
+        Layer(rng.normal(0, 0.1, layer.weights.shape), layer.dilation, relu=layer.relu)
         for layer in identity
     ]
     try:

@@ -54,10 +54,12 @@ DEFAULT_SEED = 42
 #: WaveNet's block: kernel 2 at 1, 2, ..., 512.
 WAVENET_DILATIONS = tuple(2**i for i in range(10))
 MAX_WAVENET_REPEAT = 10_000
+#: The paper's context modules, by name.
+CONTEXT_MODULES = ("context-basic", "context-large")
 #: ``dilcli context --preset``.
-CONTEXT_PRESETS = ("context-basic", "context-large", "starlet")
+CONTEXT_PRESETS = (*CONTEXT_MODULES, "starlet")
 #: ``dilcli rf-table --preset``.
-RF_PRESETS = ("context-basic", "context-large", "seed", "wavenet")
+RF_PRESETS = (*CONTEXT_MODULES, "seed", "wavenet")
 #: ``rf-table --preset`` / ``rf-map --preset`` networks (:data:`dilcli.core.network.PRESETS`
 #: and its aliases); the stack presets above are networks too.
 NETWORK_PRESETS = (
@@ -96,13 +98,22 @@ MAX_FILE_DILATIONS = 1024
 TABLE_FORMATS = ("table", "json", "csv", "markdown")
 
 
+def shape_text(shape):
+    """A size per axis as people write it: ``"3x5"``, ``"1024"``.
+
+    >>> shape_text((3, 5)), shape_text((1024,))
+    ('3x5', '1024')
+    """
+    return "x".join(str(n) for n in shape)
+
+
 def size_text(n, ndim=2):
     """A square size as people write it: ``"3x3"`` in 2-D, ``"3"`` in 1-D.
 
     >>> size_text(67), size_text(1024, ndim=1)
     ('67x67', '1024')
     """
-    return f"{n}x{n}" if ndim == 2 else str(n)
+    return shape_text((n,) * ndim)
 
 
 def choices_text(names):

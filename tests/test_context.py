@@ -75,7 +75,7 @@ def test_context_basic_follows_table_1():
     layers = context_basic(4)
     assert [layer.dilation for layer in layers] == list(CONTEXT_DILATIONS)
     assert [layer.kernel_shape for layer in layers] == [(3, 3)] * 7 + [(1, 1)]
-    assert [layer.truncate for layer in layers] == [True] * 7 + [False]
+    assert [layer.relu for layer in layers] == [True] * 7 + [False]
     assert all(layer.weights.shape[:2] == (4, 4) for layer in layers)
 
 
@@ -165,8 +165,8 @@ def test_weights_stack_in_float32_within_1e_5(boundary):
 
 def test_weights_stack_without_truncation_has_no_relu():
     arrays = random_weights([2, 3, 2], [(3, 3), (3, 3)], [1, 2])
-    layers = stack_from_arrays(arrays, truncate=False)
-    assert [layer.truncate for layer in layers] == [False, False]
+    layers = stack_from_arrays(arrays, relu=False)
+    assert [layer.relu for layer in layers] == [False, False]
     x = RNG.random((10, 10, 2))
     want = direct_stack(
         x,
@@ -270,7 +270,7 @@ def test_stack_from_arrays_refuses_bad_files_clearly(change, message):
 
 def test_layer_refuses_bad_shapes_and_dilations():
     with pytest.raises(ValueError, match="must be"):
-        Layer(np.ones((3, 3, 3)))
+        Layer(np.ones((3, 3, 3, 3, 3)))
     with pytest.raises(ValueError, match="dilation must be a positive integer"):
         Layer(np.ones((3, 3)), 0)
     with pytest.raises(ValueError, match="dilation must be a positive integer"):
@@ -302,7 +302,7 @@ def test_stacks_accept_views_and_fortran_arrays():
 def test_kernel_stack_per_channel_matches_direct_loop():
     x = RNG.random((9, 10, 2))
     kernel = RNG.normal(size=(3, 3))
-    got = forward(x, kernel_stack(kernel, [1, 3], truncate=True))
+    got = forward(x, kernel_stack(kernel, [1, 3], relu=True))
     eye = np.eye(2)[:, :, None, None] * kernel  # per channel == diagonal channel mixing
     want = direct_stack(x, [eye, eye], [None, None], [1, 3], [True, False])
     assert_allclose(got[-1], want, rtol=1e-10, atol=1e-10)
@@ -315,7 +315,7 @@ def test_random_stack_reproduces_the_seed_notebook_kernels():
     for layer, kernel in zip(layers, want, strict=True):
         assert_array_equal(layer.weights, kernel)
     assert [layer.dilation for layer in layers] == [1, 2, 4, 8]
-    assert not any(layer.truncate for layer in layers)
+    assert not any(layer.relu for layer in layers)
 
 
 def test_can_be_negative_follows_weights_and_truncation():

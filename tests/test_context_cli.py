@@ -233,7 +233,7 @@ def test_no_truncate_removes_the_relus(tmp_path, rng):
         "--final-only",
     )
     assert result.exit_code == 0, result.output
-    want = forward(features, stack_from_arrays(arrays, truncate=False))[-1]
+    want = forward(features, stack_from_arrays(arrays, relu=False))[-1]
     assert_allclose(np.load(out / "f_context_l2_d2.npy"), want, rtol=1e-6, atol=1e-6)
 
 

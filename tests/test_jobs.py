@@ -49,7 +49,7 @@ def test_signal_job_signature_is_json():
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"mode": "valid"}, "needs mode 'same'"), ({"truncate": False}, "starlet is linear")],
+    [({"mode": "valid"}, "needs mode 'same'"), ({"relu": False}, "starlet is linear")],
 )
 def test_the_library_refuses_what_the_cli_refuses(options, message):
     from dilcli.batch.jobs import ContextJob
@@ -58,3 +58,14 @@ def test_the_library_refuses_what_the_cli_refuses(options, message):
         ContextJob("starlet", (1, 2, 4), **options)
     with pytest.raises(ValueError, match="stack must be one of"):
         ContextJob("starlet-ish", (1, 2))
+
+
+def test_the_library_refuses_stacks_the_cli_refuses():
+    from dilcli.batch.jobs import ContextJob
+
+    with pytest.raises(ValueError, match="sobel is a gradient pair"):
+        ContextJob("kernel", (1, 2), kernel=named_kernel("sobel"))
+    with pytest.raises(ValueError, match="stack 'random' needs a kernel"):
+        ContextJob("random", (1, 2))
+    with pytest.raises(ValueError, match="one 1-D kernel; laplacian is not"):
+        SignalJob(named_kernel("laplacian"), (1, 2))

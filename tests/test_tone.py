@@ -143,7 +143,7 @@ def test_relu_and_bias_moments():
     weights = named_kernel("laplacian").parts[0]
     linear = tone.stack_rms([stack_library.Layer(weights, 1)], model=WHITE)[0]
     # max(Y, 0) of a zero-mean Gaussian keeps half its second moment.
-    relu = tone.stack_rms([stack_library.Layer(weights, 1, truncate=True)], model=WHITE)[0]
+    relu = tone.stack_rms([stack_library.Layer(weights, 1, relu=True)], model=WHITE)[0]
     assert relu == pytest.approx(linear / math.sqrt(2), rel=1e-9)
     biased = tone.stack_rms([stack_library.Layer(weights, 1, bias=3.0)], model=WHITE)[0]
     assert biased == pytest.approx(math.hypot(linear, 3.0), rel=1e-9)

@@ -7,19 +7,27 @@ processes and cluster workers can run them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import InitVar, dataclass, fields, is_dataclass
 
 import numpy as np
 
 from dilcli.core.kernels import Kernel
+from dilcli.core.layers import Layer, relu_keyword
 from dilcli.io import images, png
 from dilcli.render import display
 from dilcli.render.display import Rendering
-from dilcli.vocab import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SAMPLES, DEFAULT_SEED
+from dilcli.vocab import (
+    CONTEXT_MODULES,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SAMPLES,
+    DEFAULT_SEED,
+    shape_text,
+)
 
 # What ContextJob runs: the paper's module, a kernel stack, random kernels, trained
 # weights, or the starlet.
-STACKS = ("context-basic", "context-large", "kernel", "random", "weights", "starlet")
+STACKS = (*CONTEXT_MODULES, "kernel", "random", "weights", "starlet")
 
 
 def frame_stems(stem, frames=None):
@@ -41,12 +49,19 @@ LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples")
 class Job:
     """What every job shares: the signature that resume compares."""
 
+    #: Renamed fields keep their old key, so resume knows the outputs of earlier versions.
+    SIGNATURE_NAMES = {}
+
     def signature(self):
         """Every field but the limits, as JSON values: what makes the outputs' bytes."""
         values = _signature_value(self)
         return {
             "job": type(self).__name__,
-            **{k: v for k, v in values.items() if k not in LIMIT_FIELDS},
+            **{
+                self.SIGNATURE_NAMES.get(k, k): v
+                for k, v in values.items()
+                if k not in LIMIT_FIELDS
+            },
         }
 
     def output_scopes(self, names):
@@ -58,6 +73,12 @@ class Job:
 
 
 def _signature_value(value):
+    if isinstance(value, Layer):  # the keys of dilcli 0.1's layers, and what is new
+        keys = {"weights": value.weights, "dilation": value.dilation, "bias": value.bias}
+        keys["truncate"] = value.relu
+        if value.activation == "tanh" or value.stride != 1:
+            keys.update(activation=value.activation, stride=value.stride)
+        return {key: _signature_value(item) for key, item in keys.items()}
     if isinstance(value, Kernel):
         return {"name": value.name, "weights": [p.tolist() for p in value.parts]}
     if is_dataclass(value) and not isinstance(value, type):
@@ -252,7 +273,7 @@ class ContextJob(ImageInput):
     layers: tuple = ()
     weights_name: str = ""
     seed: int = DEFAULT_SEED
-    truncate: bool | None = None  # None: ReLUs for presets and weights, none for kernels
+    relu: bool | None = None  # None: ReLUs for presets and weights, none for kernels
     mode: str = "same"
     boundary: str | None = None
     cval: float = 0.0
@@ -264,18 +285,26 @@ class ContextJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
     max_frames: int = DEFAULT_MAX_FRAMES
+    truncate: InitVar[bool | None] = None  # relu's deprecated name
 
-    def __post_init__(self):
+    SIGNATURE_NAMES = {"relu": "truncate"}
+
+    def __post_init__(self, truncate):
         """The library's rules, whoever builds the job (the CLI only rewords them)."""
+        object.__setattr__(self, "relu", relu_keyword(self.relu, truncate, stacklevel=4))
         if self.stack not in STACKS:
             raise ValueError(f"stack must be one of {', '.join(STACKS)}; got {self.stack!r}")
+        if self.stack in ("kernel", "random") and self.kernel is None:
+            raise ValueError(f"stack {self.stack!r} needs a kernel")
+        if self.stack == "kernel":
+            self.kernel.stack_weights()  # one kernel, not a gradient pair
         if self.stack == "starlet":
             if self.mode != "same":
                 raise ValueError(
                     "the starlet needs mode 'same' (its planes are differences of images)"
                 )
-            if self.truncate is not None:
-                raise ValueError("the starlet is linear: truncate (ReLU) does not apply")
+            if self.relu is not None:
+                raise ValueError("the starlet is linear: relu (a ReLU) does not apply")
 
     @property
     def prefix(self):
@@ -317,18 +346,18 @@ class ContextJob(ImageInput):
         """The stack for an input with ``channels`` channels."""
         from dilcli.core import stacks
 
-        relu = self.truncate
+        relu = self.relu
         if relu is None:  # Table 1's ReLUs for the paper's module; the seed's stacks are linear
-            relu = self.stack in ("context-basic", "context-large")
+            relu = self.stack in CONTEXT_MODULES
         if self.stack == "context-basic":
-            return stacks.context_basic(channels, truncate=relu)
+            return stacks.context_basic(channels, relu=relu)
         if self.stack == "context-large":
-            return stacks.context_large(channels, seed=self.seed, truncate=relu)
+            return stacks.context_large(channels, seed=self.seed, relu=relu)
         if self.stack == "kernel":
-            return stacks.kernel_stack(self.kernel.parts[0], self.dilations, truncate=relu)
+            return stacks.kernel_stack(self.kernel.stack_weights(), self.dilations, relu=relu)
         if self.stack == "random":
             size = self.kernel.shape
-            return stacks.random_stack(self.dilations, size=size, seed=self.seed, truncate=relu)
+            return stacks.random_stack(self.dilations, size=size, seed=self.seed, relu=relu)
         if self.stack == "weights":
             return list(self.layers)
         if self.stack == "starlet":
@@ -336,12 +365,10 @@ class ContextJob(ImageInput):
         raise ValueError(f"unknown stack {self.stack!r}")
 
     def receptive_field_sizes(self, layers):
-        """(rows, columns) of each layer's receptive field, from :mod:`dilcli.receptive`."""
-        from dilcli.core.receptive import Layer, receptive_fields
+        """(rows, columns) of each layer's receptive field: the layers that run, measured."""
+        from dilcli.core.receptive import receptive_field_shapes
 
-        rows = receptive_fields([Layer(int(x.kernel_shape[0]), x.dilation) for x in layers])
-        columns = receptive_fields([Layer(int(x.kernel_shape[1]), x.dilation) for x in layers])
-        return list(zip(rows, columns, strict=True))
+        return receptive_field_shapes(layers)
 
     def _run_image(self, image, output_paths):
         from dilcli.core import stacks
@@ -368,7 +395,7 @@ class ContextJob(ImageInput):
             scales = zip(stacks.iterate_layers(data, layers, **options), signs, strict=True)
             sizes = self.receptive_field_sizes(layers)
             labels = [
-                f"l{i} d={layer.dilation} RF {_size(size)}"
+                f"l{i} d={layer.dilation} RF {shape_text(size)}"
                 for i, (layer, size) in enumerate(zip(layers, sizes, strict=True), 1)
             ]
         count = len(self.scale_names())
@@ -391,11 +418,6 @@ class ContextJob(ImageInput):
             from dilcli.render.panels import montage
 
             png.save_pixels(output_paths[-1], montage(panels))
-
-
-def _size(rows_columns):
-    rows, columns = rows_columns
-    return f"{rows}x{columns}"
 
 
 @dataclass(frozen=True)
@@ -422,6 +444,23 @@ class SignalJob(Job):
     plot: str | None = None
     plot_per_input: bool = False
     max_samples: int = DEFAULT_MAX_SAMPLES  # values (samples x channels); 0: no limit
+
+    def __post_init__(self):
+        """The library's rules, whoever builds the job (the CLI only rewords them)."""
+        from dilcli.core.conv import check_mode_boundary
+
+        check_mode_boundary(self.mode, self.boundary, spatial=1)
+        if self.kernel.is_gradient_pair or self.kernel.ndim != 1:
+            raise ValueError(f"a signal needs one 1-D kernel; {self.kernel.name} is not")
+        if self.activation != "none" and not self.stack:
+            raise ValueError("an activation applies between the layers of a stack: add stack=True")
+
+    def build_layers(self):
+        """The layers that run: the stack (``stack``), or one layer per dilation."""
+        from dilcli.core.stacks import signal_stack
+
+        kernel, activation = self.kernel.parts[0], self.activation
+        return signal_stack(kernel, self.dilations, activation=activation, flip=self.flip)
 
     def output_names(self, stem, suffix=".npy"):
         ext = suffix or ".npy"
@@ -453,19 +492,10 @@ class SignalJob(Job):
         signal = signals.read_signal(
             input_path, time_column=self.time_column, max_samples=self.max_samples
         )
-        from dilcli.core.stacks import signal_layers
+        from dilcli.core.stacks import signal_outputs
 
-        layers = signal_layers(
-            signal.data,
-            self.kernel.parts[0],
-            self.dilations,
-            mode=self.mode,
-            boundary=self.boundary,
-            cval=self.cval,
-            flip=self.flip,
-            stack=self.stack,
-            activation=self.activation,
-        )
+        options = dict(mode=self.mode, boundary=self.boundary, cval=self.cval, stack=self.stack)
+        layers = signal_outputs(signal.data, self.build_layers(), **options)
         gain = float(np.abs(self.kernel.parts[0]).sum())
         bound = 1.0  # worst case of |y| for an input within full scale
         for layer, path in zip(layers, output_paths, strict=False):

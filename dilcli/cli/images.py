@@ -23,6 +23,7 @@ from dilcli.vocab import (
     DEFAULT_SEED,
     DEFAULT_STARLET_LEVELS,
     MAX_STARLET_LEVELS,
+    shape_text,
 )
 
 
@@ -158,7 +159,7 @@ def convolve(
 @click.option(
     "--relu/--no-relu",
     "--truncate/--no-truncate",
-    "truncate",
+    "relu",
     cls=Renamed,
     old=("--truncate", "--no-truncate"),  # before 0.2; --allow-truncated is about files
     default=None,
@@ -191,7 +192,7 @@ def context(
     seed,
     weights_path,
     levels,
-    truncate,
+    relu,
     mode,
     boundary,
     cval,
@@ -241,23 +242,22 @@ def context(
     elif preset is not None:
         dilations = CONTEXT_DILATIONS
     elif weights_path is not None:
-        layers = _load_context_weights(weights_path, truncate=truncate is not False)
+        layers = _load_context_weights(weights_path, relu=relu is not False)
         dilations, stack = tuple(layer.dilation for layer in layers), "weights"
     else:
         kernel = load_kernel_option(kernel_spec or "laplacian", ndim=2)
-        if kernel.is_gradient_pair and init == "kernel":
-            raise click.BadParameter(
-                f"{kernel.name} is a gradient pair (a magnitude); a stack needs one kernel, "
-                f"e.g. {kernel.name}-x",
-                param_hint="'-k' / '--kernel'",
-            )
+        if init == "kernel":
+            try:
+                kernel.stack_weights()
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="'-k' / '--kernel'") from None
         stack = init if init == "random" else "kernel"
     bits = int(bits) if bits else None
     rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=bits, compression=compression)
     try:
         job = ContextJob(
             stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
-            seed, truncate, mode, boundary, cval, flip, rendering, montage, final_only,
+            seed, relu, mode, boundary, cval, flip, rendering, montage, final_only,
             max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
         )  # fmt: skip
     except ValueError as error:
@@ -267,12 +267,12 @@ def context(
     run_file_batch(inputs, job, label="context", **batch)
 
 
-def _load_context_weights(path, *, truncate):
+def _load_context_weights(path, *, relu):
     """The layers of a weights .npz file; a usage error naming the file if it is bad."""
     from dilcli.io.weights import read_weights
 
     try:
-        return read_weights(path, truncate=truncate)
+        return read_weights(path, relu=relu)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="'--weights'") from None
 
@@ -286,16 +286,16 @@ def _print_stack(job):
     if job.stack == "kernel":
         name = f"{job.kernel.name} stack"
     elif job.stack == "random":
-        name = f"random {'x'.join(map(str, job.kernel.shape))} kernels, seed {job.seed}"
+        name = f"random {shape_text(job.kernel.shape)} kernels, seed {job.seed}"
     from dilcli.render.tables import plain_lines
 
     click.echo(f"{name}: {len(layers)} layers", err=True)
     cells = (
         (
             number,
-            "x".join(str(k) for k in layer.kernel_shape),
+            shape_text(layer.kernel_shape),
             layer.dilation,
-            "yes" if layer.truncate else "no",
+            "yes" if layer.relu else "no",
             f"{rows:>11}x{columns}",  # the x lines up under 'receptive field'
         )
         for number, (layer, (rows, columns)) in enumerate(zip(layers, sizes, strict=True), 1)

@@ -12,7 +12,9 @@ import click
 
 from dilcli.vocab import (
     BOUNDARIES,
+    CAUSAL_BOUNDARIES,
     DEFAULT_BOUNDARY,
+    DEFAULT_CAUSAL_BOUNDARY,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     MAPPINGS,
@@ -21,6 +23,7 @@ from dilcli.vocab import (
     MODES,
     OUTPUT_FORMATS,
     SIGNAL_MODES,
+    choices_text,
 )
 
 
@@ -171,7 +174,8 @@ def correlation_options(*, signal=False):
             default=None,
             help=(
                 "How the signal is extended past its ends (scipy.ndimage's meanings) [default: "
-                "reflect; in causal mode constant, and only constant or nearest are allowed]."
+                f"{DEFAULT_BOUNDARY}; in causal mode {DEFAULT_CAUSAL_BOUNDARY}, and only "
+                f"{choices_text(CAUSAL_BOUNDARIES)} are allowed]."
             ),
         )
     else:

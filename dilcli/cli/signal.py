@@ -26,7 +26,7 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
     default="second-difference",
     show_default=True,
     help=(
-        "A named 1-D kernel (see 'dilcli kernels --signal'), weights like '0.5,-1,0.25', or a "
+        "A named 1-D kernel (see 'dilcli kernels --1d'), weights like '0.5,-1,0.25', or a "
         ".npy/.csv/.txt file."
     ),
 )
@@ -154,16 +154,16 @@ def signal_command(
         max_samples,
     )
     if stack and not batch["quiet"]:
-        _print_signal_stack(kernel, dilations, mode)
+        _print_signal_stack(job)
     run_file_batch(inputs, job, label="signal", extensions=SIGNAL_EXTENSIONS, **batch)
 
 
-def _print_signal_stack(kernel, dilations, mode):
-    """Each layer's receptive field, on stderr, before the stack runs."""
-    from dilcli.core.receptive import Layer, causal_receptive_fields, receptive_fields
+def _print_signal_stack(job):
+    """Each layer's receptive field, on stderr, before the stack runs: the job's layers."""
+    from dilcli.core.receptive import causal_receptive_fields, receptive_fields
 
-    layers = [Layer(kernel.shape[0], d) for d in dilations]
-    if mode == "causal":
+    kernel, layers = job.kernel, job.build_layers()
+    if job.mode == "causal":
         fields, what = causal_receptive_fields(layers), "past samples reaching y[i] (x[i] included)"
     else:
         fields, what = receptive_fields(layers), "input samples reaching y[i] (centred on i)"
@@ -176,6 +176,9 @@ def _print_signal_stack(kernel, dilations, mode):
     )
     from dilcli.render.tables import plain_lines
 
-    cells = ((number, d, size) for number, (d, size) in enumerate(zip(dilations, fields), 1))
+    cells = (
+        (number, layer.dilation, size)
+        for number, (layer, size) in enumerate(zip(layers, fields, strict=True), 1)
+    )
     for line in plain_lines(("layer", "dilation", "receptive field"), cells):
         click.echo(line, err=True)

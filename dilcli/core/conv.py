@@ -17,6 +17,7 @@ import numpy as np
 
 from dilcli.core import engine
 from dilcli.core.engine import boundary_indices
+from dilcli.core.layers import padding_before
 from dilcli.vocab import (
     BOUNDARIES,
     CAUSAL_BOUNDARIES,
@@ -25,6 +26,7 @@ from dilcli.vocab import (
     MAX_DILATION,
     SIGNAL_MODES,
     choices_text,
+    shape_text,
 )
 
 # Every mode; 'causal' is for 1-D signals only.
@@ -92,7 +94,7 @@ def dilated_correlate(
         return apply_kernel(x, kernel, dilation, mode=mode, boundary=boundary, cval=cval, flip=flip)
     x = np.asarray(x)
     kernel = np.asarray(kernel)
-    dtype = _float_dtype(x.dtype)
+    dtype = float_dtype(x.dtype)
     spatial = kernel.ndim
     if spatial not in (1, 2):
         raise ValueError(f"kernel must be 1-D or 2-D, got shape {kernel.shape}")
@@ -173,11 +175,10 @@ def _check_growth(x, out_shape, dtype):
         out_values *= size
     grown = (out_values - x.size) * dtype.itemsize
     if grown > MAX_FULL_GROWTH_BYTES:
-        shape = "x".join(map(str, out_shape))
         raise ValueError(
-            f"the output would be {shape} values, {grown:,} bytes more than the input, over "
-            f"the limit of {MAX_FULL_GROWTH_BYTES:,} (the dilated kernel is too wide for "
-            "mode 'full')"
+            f"the output would be {shape_text(out_shape)} values, {grown:,} bytes more than "
+            f"the input, over the limit of {MAX_FULL_GROWTH_BYTES:,} (the dilated kernel is too "
+            "wide for mode 'full')"
         )
 
 
@@ -187,19 +188,13 @@ def axis_geometry(n, k, d, mode):
     ``o`` is the offset in ``y[i] = sum_t w[t] x[i + t*d - o]``: the padding before.
     """
     span = (k - 1) * d + 1
-    if mode == "same":
-        size, before = n, (span - 1) // 2
-    elif mode == "valid":
-        size, before = n - span + 1, 0
-        if size < 1:
-            raise ValueError(
-                f"'valid' output would be empty: the dilated kernel spans {span} samples "
-                f"but the input has only {n} along that axis"
-            )
-    elif mode == "full":
-        size, before = n + span - 1, span - 1
-    else:  # causal
-        size, before = n, span - 1
+    before = padding_before(span, mode)
+    size = {"valid": n - span + 1, "full": n + span - 1}.get(mode, n)
+    if size < 1:
+        raise ValueError(
+            f"'valid' output would be empty: the dilated kernel spans {span} samples "
+            f"but the input has only {n} along that axis"
+        )
     after = size + span - 1 - before - n
     return before, after, size
 
@@ -222,7 +217,8 @@ def extend(x, pads, boundary, cval=0.0):
     return x[np.ix_(*indices)] if len(indices) > 1 else x[indices[0]]
 
 
-def _float_dtype(dtype):
+def float_dtype(dtype):
+    """The float type computed in: float32 for float32 and narrower input, else float64."""
     if dtype.kind == "c" or dtype.kind not in "biuf":
         raise ValueError(f"input must be real numbers, got dtype {dtype}")
     return (

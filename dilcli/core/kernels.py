@@ -135,6 +135,16 @@ class Kernel:
         """Whether responses can be negative (edge kernels), so need a signed mapping."""
         return not self.is_gradient_pair and bool((self.parts[0] < 0).any())
 
+    def stack_weights(self):
+        """The weights a layer of a stack applies; ValueError for a gradient pair, whose
+        magnitude ``hypot(g_x, g_y)`` is no correlation a next layer could follow."""
+        if self.is_gradient_pair:
+            raise ValueError(
+                f"{self.name} is a gradient pair (a magnitude); a stack needs one kernel, "
+                f"e.g. {self.name}-x"
+            )
+        return self.parts[0]
+
 
 def named_kernel(name, ndim=2):
     """The named kernel ``name`` (2-D by default, 1-D for signals)."""

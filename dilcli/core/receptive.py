@@ -1,8 +1,10 @@
 """Receptive fields of stacks of dilated layers: sizes, coverage, gridding, suggestions.
 
-A layer is (kernel size ``k``, dilation ``d``, stride ``s``); a stack is a list of
-layers, input first. The recurrence of docs/design.md (section 5), with ``RF_0 = 1``
-and ``J_0 = 1``::
+A layer is (kernel size ``k``, dilation ``d``, stride ``s``): a
+:class:`dilcli.core.layers.Layer` (geometry alone, or the weights of a stack that runs),
+a ``(k, d[, s])`` tuple, or any object with ``kernel``, ``dilation`` and ``stride``; a
+stack is a list of layers, input first. The recurrence of docs/design.md (section 5),
+with ``RF_0 = 1`` and ``J_0 = 1``::
 
     RF_l = RF_{l-1} + (k_l - 1) * d_l * J_{l-1},    J_l = J_{l-1} * s_l
 
@@ -31,8 +33,10 @@ printing a table stays fast.
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass
+
+# One layer for every stack: the geometry read here is the geometry of the stack that
+# runs (dilcli.core.stacks); ``receptive.Layer`` is that class.
+from dilcli.core.layers import Layer, padding_before
 
 # The paper's context module (Table 1), the seed's and WaveNet's stacks: the vocabulary
 # holds them once.
@@ -55,29 +59,6 @@ MAX_LAYERS = 100_000
 #: Largest receptive field and jump (input pixels) of a stack: past it, refused. Far past
 #: 2**63 (sizes are exact Python ints), yet every number still prints in 101 digits.
 MAX_FIELD = 10**100
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer: ``kernel`` taps per axis, ``dilation`` between taps, ``stride``."""
-
-    kernel: int
-    dilation: int = 1
-    stride: int = 1
-
-    def __post_init__(self):
-        for name in ("kernel", "dilation", "stride"):
-            value = getattr(self, name)
-            if type(value) is int and value >= 1:
-                continue  # the usual case, without the slower abstract type check
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-            object.__setattr__(self, name, int(value))  # numpy integers become int
-
-    @property
-    def span(self):
-        """Samples one dilated kernel covers: ``(k - 1) * d + 1``."""
-        return (self.kernel - 1) * self.dilation + 1
 
 
 def make_stack(dilations, kernels=3, strides=1):
@@ -109,19 +90,26 @@ def make_stack(dilations, kernels=3, strides=1):
 
 
 def as_layers(layers):
-    """A list of :class:`Layer` from layers or ``(kernel, dilation[, stride])`` tuples.
+    """A list of :class:`Layer` from layers, ``(kernel, dilation[, stride])`` tuples or
+    objects with ``kernel``, ``dilation`` (and ``stride``) attributes.
 
     Raises ValueError for an empty stack, more than :data:`MAX_LAYERS` layers, or a
     receptive field or jump past :data:`MAX_FIELD`.
     """
     if isinstance(layers, _Checked):
         return layers
-    result = [layer if isinstance(layer, Layer) else Layer(*layer) for layer in layers]
+    result = [layer if isinstance(layer, Layer) else _as_layer(layer) for layer in layers]
     if not result:
         raise ValueError("a stack needs at least one layer")
     _check_length(len(result))
     _check_sizes(result)
     return _Checked(result)
+
+
+def _as_layer(layer):
+    if hasattr(layer, "kernel") and hasattr(layer, "dilation"):
+        return Layer(layer.kernel, layer.dilation, getattr(layer, "stride", 1))
+    return Layer(*layer)
 
 
 class _Checked(list):
@@ -214,14 +202,37 @@ def output_positions(layers, *, causal=False):
     """Where the output sits in the receptive-field box after each layer (0 = left).
 
     ``same`` padding puts ``((k - 1) d) // 2`` of each layer's span before the output,
-    as :func:`dilcli.conv.dilated_correlate` does; ``causal`` puts all of it before.
+    as :func:`dilcli.conv.dilated_correlate` does; ``causal`` puts all of it before
+    (:func:`dilcli.core.layers.padding_before`, the one rule).
     """
+    mode = "causal" if causal else "same"
     result, position = [], 0
     for layer, step in zip(as_layers(layers), steps(layers), strict=True):
-        span = (layer.kernel - 1) * layer.dilation
-        position += (span if causal else span // 2) * (step // layer.dilation)
+        position += padding_before(layer.span, mode) * (step // layer.dilation)
         result.append(position)
     return result
+
+
+def receptive_field_shapes(layers):
+    """Receptive field of each layer along each spatial axis, as a tuple per layer.
+
+    For layers whose kernels differ between axes (a 3x5 kernel): ``(rows, columns)``
+    for 2-D weights, ``(n,)`` for 1-D ones; a layer given by its size counts the same on
+    every axis.
+
+    >>> receptive_field_shapes([Layer([[1, 2, 1]]), Layer(3, 2)])
+    [(1, 3), (5, 7)]
+    """
+    layers = list(layers)
+    ndim = max((getattr(layer, "ndim", None) or 1 for layer in layers), default=1)
+    per_axis = [
+        receptive_fields([_as_layer_along(layer, axis) for layer in layers]) for axis in range(ndim)
+    ]
+    return list(zip(*per_axis, strict=True))
+
+
+def _as_layer_along(layer, axis):
+    return layer.along(axis) if isinstance(layer, Layer) else layer
 
 
 # --- footprint and coverage ---------------------------------------------------------

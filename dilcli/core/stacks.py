@@ -1,8 +1,13 @@
-"""Stacks of dilated layers: the paper's context module, kernel stacks, the à trous wavelet.
+"""Stacks of dilated layers, and the one runner for them: 2-D images and feature maps,
+1-D signals; the paper's context module, kernel stacks, the à trous wavelet.
 
-A stack is a list of :class:`Layer`; :func:`iterate_layers` runs it and yields every
-layer's output in turn. A layer either mixes channels like a conv layer (weights
-``(C_out, C_in, k, k)``) or applies one kernel to each channel (weights ``(k, k)``).
+A stack is a list of :class:`~dilcli.core.layers.Layer`; :func:`iterate_layers` runs it
+(on any number of spatial axes the layers work on: ``(N,)``/``(N, C)`` signals,
+``(H, W)``/``(H, W, C)`` images) and yields every layer's output in turn. A layer either
+mixes channels like a conv layer (weights ``(C_out, C_in, k, k)``, or
+``(C_out, C_in, k)`` in 1-D) or applies one kernel to each channel (weights ``(k, k)``
+or ``(k,)``); its bias, activation (``relu``,
+``tanh`` or ``none``) and stride are its own.
 
 Channel mixing is computed per kernel tap as one matrix product over channels::
 
@@ -15,8 +20,9 @@ The per-channel case is :func:`dilcli.conv.dilated_correlate` itself.
 Presets follow Table 1 of Yu & Koltun (2015) and docs/design.md (sections 9, 10):
 :func:`context_basic` and :func:`context_large` with their identity initialisation,
 :func:`kernel_stack` and :func:`random_stack` (the seed notebook's multi-scale stack),
-:func:`stack_from_arrays` (trained weights) and :func:`starlet` (the B3-spline à trous
-wavelet).
+:func:`stack_from_arrays` (trained weights), :func:`starlet` (the B3-spline à trous
+wavelet) and :func:`signal_stack` (1-D taps at each dilation, as ``dilcli signal
+--stack`` runs them; :func:`signal_layers` places each output on the input's axis).
 """
 
 from __future__ import annotations
@@ -25,8 +31,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dilcli.core.conv import MAX_DILATION, axis_geometry, dilated_correlate, extend
+from dilcli.core.conv import (
+    MAX_DILATION,
+    axis_geometry,
+    check_mode_boundary,
+    dilated_correlate,
+    extend,
+    float_dtype,
+)
 from dilcli.core.kernels import B3SPLINE
+
+# The one Layer of every stack (and of the receptive-field maths): its old home is here.
+from dilcli.core.layers import (
+    Layer,
+    aligned_offset,
+    padding_before,
+    positive_int,
+    relu_keyword,
+)
 
 # Table 1 of the paper (the vocabulary holds it once): dilation and kernel size per
 # layer, and the large module's channel counts as multiples of the input's C. The large
@@ -39,6 +61,7 @@ from dilcli.vocab import (
     CONTEXT_KERNEL_SIZES,
     LARGE_NOISE,
     RANDOM_KERNEL_SCALE,
+    shape_text,
 )
 from dilcli.vocab import CONTEXT_LARGE_CHANNELS as LARGE_CHANNEL_FACTORS
 
@@ -58,79 +81,10 @@ class ChannelError(ValueError):
     """An input whose channel count does not fit the stack's weights."""
 
 
-@dataclass(frozen=True, eq=False)
-class Layer:
-    """One layer: ``y = relu?(correlate(x, weights, dilation) + bias)``.
-
-    Parameters
-    ----------
-    weights : ndarray
-        ``(C_out, C_in, kh, kw)`` mixes channels like a conv layer; ``(kh, kw)``
-        applies the same kernel to every channel (depthwise).
-    dilation : int
-        Spacing between kernel taps, >= 1.
-    bias : ndarray, optional
-        ``(C_out,)`` for a mixing layer; a scalar or one value per channel otherwise.
-    truncate : bool
-        Apply a ReLU (``max(y, 0)``) after the bias.
-    """
-
-    weights: np.ndarray
-    dilation: int = 1
-    bias: np.ndarray | None = None
-    truncate: bool = False
-
-    def __post_init__(self):
-        weights = np.asarray(self.weights)
-        if weights.ndim not in (2, 4) or weights.size == 0:
-            raise ValueError(
-                f"layer weights must be (C_out, C_in, k, k) or (k, k), got shape {weights.shape}"
-            )
-        if weights.dtype.kind not in "biuf" or not np.all(np.isfinite(weights)):
-            raise ValueError("layer weights must be finite real numbers")
-        dilation = self.dilation
-        if isinstance(dilation, (bool, np.bool_)) or not isinstance(dilation, (int, np.integer)):
-            raise ValueError(f"dilation must be a positive integer, got {dilation!r}")
-        if dilation < 1:
-            raise ValueError(f"dilation must be a positive integer, got {dilation!r}")
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "dilation", int(dilation))
-        if self.bias is not None:
-            bias = np.asarray(self.bias)
-            if bias.dtype.kind not in "biuf" or not np.all(np.isfinite(bias)):
-                raise ValueError("bias must be finite real numbers")
-            if weights.ndim == 4 and bias.shape != (weights.shape[0],):
-                raise ValueError(
-                    f"bias of shape {bias.shape} does not fit weights {weights.shape}: "
-                    f"expected ({weights.shape[0]},)"
-                )
-            if weights.ndim == 2 and bias.ndim > 1:
-                raise ValueError(
-                    f"bias of a per-channel layer must be 0-D or 1-D, got {bias.shape}"
-                )
-            object.__setattr__(self, "bias", bias)
-
-    @property
-    def mixes_channels(self):
-        return self.weights.ndim == 4
-
-    @property
-    def kernel_shape(self):
-        return self.weights.shape[-2:]
-
-    @property
-    def in_channels(self):
-        """Input channels the weights expect, or None for a per-channel layer."""
-        return self.weights.shape[1] if self.mixes_channels else None
-
-    def out_channels(self, in_channels):
-        return self.weights.shape[0] if self.mixes_channels else in_channels
-
-
 # --- running a stack ----------------------------------------------------------------
 
 
-def forward(x, layers, *, mode="same", boundary="reflect", cval=0.0, flip=False):
+def forward(x, layers, *, mode="same", boundary=None, cval=0.0, flip=False):
     """Every layer's output, as a list; see :func:`iterate_layers`.
 
     Examples
@@ -143,19 +97,25 @@ def forward(x, layers, *, mode="same", boundary="reflect", cval=0.0, flip=False)
     return list(iterate_layers(x, layers, mode=mode, boundary=boundary, cval=cval, flip=flip))
 
 
-def iterate_layers(x, layers, *, mode="same", boundary="reflect", cval=0.0, flip=False):
+def iterate_layers(x, layers, *, mode="same", boundary=None, cval=0.0, flip=False):
     """Run ``layers`` on ``x`` and yield each layer's output as it is computed.
+
+    The one runner of every stack: 2-D (images, feature maps) and 1-D (signals).
 
     Parameters
     ----------
     x : array_like
-        ``(H, W)`` (one channel) or ``(H, W, C)``.
+        ``(H, W)`` or ``(H, W, C)`` for 2-D layers; ``(N,)`` or ``(N, C)`` for 1-D ones.
     layers : sequence of Layer
-    mode : {'same', 'valid', 'full'}
-        Output size of each layer, as in :func:`dilcli.conv.dilated_correlate`.
-    boundary : {'reflect', 'mirror', 'nearest', 'wrap', 'constant'}
+        With weights, all 1-D or all 2-D; each layer's ``activation`` follows its bias
+        and its ``stride`` keeps every ``stride``-th output position.
+    mode : {'same', 'valid', 'full', 'causal'}
+        Output size of each layer, as in :func:`dilcli.conv.dilated_correlate`
+        (``causal`` for 1-D layers).
+    boundary : {'reflect', 'mirror', 'nearest', 'wrap', 'constant'}, optional
         How each layer's input is extended; ``constant`` with ``cval=0`` is the zero
-        padding of deep-learning frameworks.
+        padding of deep-learning frameworks. Default: ``reflect``, or ``constant`` in
+        ``causal`` mode (:func:`dilcli.conv.check_mode_boundary`).
     cval : float
         Value outside the input for ``boundary='constant'``.
     flip : bool
@@ -164,8 +124,10 @@ def iterate_layers(x, layers, *, mode="same", boundary="reflect", cval=0.0, flip
     Yields
     ------
     ndarray
-        float32 (float64 for float64 input). A mixing layer's output is
-        ``(H, W, C_out)``; a per-channel layer's has its input's shape.
+        float32, or float64 for float64 (and 64-bit integer) input, as
+        :func:`dilcli.conv.dilated_correlate`. A mixing layer's output is
+        ``(H, W, C_out)`` (``(N, C_out)`` in 1-D); a per-channel layer's has its input's
+        shape.
 
     Raises
     ------
@@ -173,21 +135,32 @@ def iterate_layers(x, layers, *, mode="same", boundary="reflect", cval=0.0, flip
         Before any work, when the channel count of ``x`` does not fit the weights.
     """
     x = np.asarray(x)
-    if x.ndim not in (2, 3) or 0 in x.shape:
-        raise ValueError(
-            f"input must be a non-empty (H, W) or (H, W, C) array, got shape {x.shape}"
-        )
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"input must be real numbers, got dtype {x.dtype}")
     layers = list(layers)
     if not layers:
         raise ValueError("a stack needs at least one layer")
-    check_channels(1 if x.ndim == 2 else x.shape[2], layers)
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    spatial = spatial_axes(layers)
+    if x.ndim not in (spatial, spatial + 1) or 0 in x.shape:
+        shapes = "(N,) or (N, C)" if spatial == 1 else "(H, W) or (H, W, C)"
+        raise ValueError(f"input must be a non-empty {shapes} array, got shape {x.shape}")
+    dtype = float_dtype(x.dtype)
+    boundary = check_mode_boundary(mode, boundary, spatial)
+    check_channels(1 if x.ndim == spatial else x.shape[-1], layers)
     x = np.ascontiguousarray(x, dtype=dtype)  # views (a channel, a Fortran array) too
     for layer in layers:
         x = apply_layer(x, layer, mode=mode, boundary=boundary, cval=cval, flip=flip)
         yield x
+
+
+def spatial_axes(layers):
+    """The spatial axes (1 or 2) every layer of a runnable stack works on."""
+    found = set()
+    for number, layer in enumerate(layers, 1):
+        if layer.weights is None:
+            raise ValueError(f"layer {number} has no weights (only its size): it cannot run")
+        found.add(layer.ndim)
+    if len(found) > 1:
+        raise ValueError("a stack's layers must be all 1-D or all 2-D")
+    return found.pop()
 
 
 def check_channels(channels, layers):
@@ -215,19 +188,36 @@ def check_channels(channels, layers):
     return channels
 
 
-def apply_layer(x, layer, *, mode="same", boundary="reflect", cval=0.0, flip=False):
-    """One layer on float ``x`` (``(H, W)`` or ``(H, W, C)``); see :func:`iterate_layers`."""
+# After a layer's bias; each maps 0 to 0 and never grows |y|. In place.
+ACTIVATION_FUNCTIONS = {
+    "none": lambda y: y,
+    "relu": lambda y: np.maximum(y, 0, out=y),
+    "tanh": lambda y: np.tanh(y, out=y),
+}
+assert tuple(ACTIVATION_FUNCTIONS) == ACTIVATIONS  # the vocabulary names them
+SIGNAL_ACTIVATIONS = ACTIVATION_FUNCTIONS  # its name before the stacks had one runner
+
+
+def apply_layer(x, layer, *, mode="same", boundary=None, cval=0.0, flip=False):
+    """One layer on float ``x``; see :func:`iterate_layers`."""
     if layer.mixes_channels:
-        y = _mix_channels(x, layer.weights, layer.dilation, mode, boundary, cval, flip)
+        boundary = check_mode_boundary(mode, boundary, layer.ndim)
+        if layer.ndim == 1:  # a signal is an image one column wide: (N, 1, C)
+            columns = x.reshape(x.shape[0], 1, -1)
+            weights = layer.weights[..., np.newaxis]
+            y = _mix_channels(columns, weights, layer.dilation, mode, boundary, cval, flip)
+            y = y.reshape(y.shape[0], -1)
+        else:
+            y = _mix_channels(x, layer.weights, layer.dilation, mode, boundary, cval, flip)
     else:
         y = dilated_correlate(
             x, layer.weights, layer.dilation, mode=mode, boundary=boundary, cval=cval, flip=flip
         )
+    if layer.stride > 1:
+        y = np.ascontiguousarray(y[(slice(None, None, layer.stride),) * layer.ndim])
     if layer.bias is not None:
         y += layer.bias.astype(y.dtype)
-    if layer.truncate:
-        np.maximum(y, 0, out=y)
-    return y
+    return ACTIVATION_FUNCTIONS[layer.activation](y)
 
 
 def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
@@ -283,7 +273,7 @@ def can_be_negative(layers, *, input_negative=False):
     for layer in layers:
         signed_weights = bool(np.any(layer.weights < 0))
         signed_bias = layer.bias is not None and bool(np.any(layer.bias < 0))
-        negative = not layer.truncate and (negative or signed_weights or signed_bias)
+        negative = not layer.relu and (negative or signed_weights or signed_bias)
         result.append(negative)
     return result
 
@@ -291,42 +281,42 @@ def can_be_negative(layers, *, input_negative=False):
 # --- stacks users can ask for ---------------------------------------------------------
 
 
-def _truncations(count, truncate):
+def _relus(count, relu):
     """ReLU after every layer but the last (Table 1), or nowhere."""
-    return [truncate and i < count - 1 for i in range(count)]
+    return [bool(relu) and i < count - 1 for i in range(count)]
 
 
-def context_basic(channels, *, truncate=True):
+def context_basic(channels, *, relu=True, truncate=None):
     """The basic context module for ``channels`` channels, identity-initialised.
 
     ``k(t, a) = 1[t = 0] 1[a = b]``: every layer passes its input through, so the module
     returns its (non-negative) input unchanged; the ReLUs clip negative values.
+    ``relu=False`` drops them (``truncate`` is its deprecated name).
     """
-    channels = _positive(channels, "channels")
+    channels = positive_int(channels, "channels")
+    relus = _relus(len(CONTEXT_DILATIONS), relu_keyword(relu, truncate))
     layers = []
-    for size, dilation, relu in zip(
-        CONTEXT_KERNEL_SIZES,
-        CONTEXT_DILATIONS,
-        _truncations(len(CONTEXT_DILATIONS), truncate),
-        strict=True,
+    for size, dilation, relu_after in zip(
+        CONTEXT_KERNEL_SIZES, CONTEXT_DILATIONS, relus, strict=True
     ):
         weights = np.zeros((channels, channels, size, size))
         weights[:, :, size // 2, size // 2] = np.eye(channels)
-        layers.append(Layer(weights, dilation, truncate=relu))
+        layers.append(Layer(weights, dilation, relu=relu_after))
     return layers
 
 
-def context_large(channels, *, seed=0, noise=LARGE_NOISE, truncate=True):
+def context_large(channels, *, seed=0, noise=LARGE_NOISE, relu=True, truncate=None):
     """The large context module (2C, 2C, 4C, ..., 32C, 32C, C channels), identity-initialised.
 
     ``k(t, a) = C / c_(l+1)`` where ``t = 0`` and ``floor(a C / c_l) = floor(b C / c_(l+1))``,
     else ``N(0, sigma^2)`` noise with ``sigma = noise * C / c_(l+1)`` from ``seed``. With
-    ``noise=0`` the module passes its non-negative input through.
+    ``noise=0`` the module passes its non-negative input through. ``relu`` as in
+    :func:`context_basic`.
     """
-    channels = _positive(channels, "channels")
+    channels = positive_int(channels, "channels")
     rng = np.random.default_rng(seed)
     counts = [channels] + [factor * channels for factor in LARGE_CHANNEL_FACTORS]
-    relus = _truncations(len(CONTEXT_DILATIONS), truncate)
+    relus = _relus(len(CONTEXT_DILATIONS), relu_keyword(relu, truncate))
     layers = []
     for layer_index, (size, dilation) in enumerate(
         zip(CONTEXT_KERNEL_SIZES, CONTEXT_DILATIONS, strict=True)
@@ -343,45 +333,47 @@ def context_large(channels, *, seed=0, noise=LARGE_NOISE, truncate=True):
         same_group = group_out[:, np.newaxis] == group_in[np.newaxis, :]
         centre = weights[:, :, size // 2, size // 2]
         centre[same_group] = scale
-        layers.append(Layer(weights, dilation, truncate=relus[layer_index]))
+        layers.append(Layer(weights, dilation, relu=relus[layer_index]))
     return layers
 
 
-def kernel_stack(kernel, dilations, *, truncate=False):
-    """The same 2-D ``kernel`` at each of ``dilations``, applied to every channel."""
+def kernel_stack(kernel, dilations, *, relu=False, truncate=None):
+    """The same 2-D ``kernel`` at each of ``dilations``, applied to every channel; with
+    ``relu``, a ReLU after every layer but the last."""
     kernel = np.asarray(kernel, dtype=float)
     if kernel.ndim != 2:
         raise ValueError(f"a stack kernel must be 2-D, got shape {kernel.shape}")
     dilations = list(dilations)
-    relus = _truncations(len(dilations), truncate)
-    return [Layer(kernel, d, truncate=relu) for d, relu in zip(dilations, relus, strict=True)]
+    relus = _relus(len(dilations), relu_keyword(relu, truncate))
+    return [Layer(kernel, d, relu=after) for d, after in zip(dilations, relus, strict=True)]
 
 
-def random_stack(dilations, *, size=3, seed=42, truncate=False):
+def random_stack(dilations, *, size=3, seed=42, relu=False, truncate=None):
     """Small random per-channel kernels, one per layer, as the seed notebook makes them.
 
     ``np.random.seed(seed)`` then ``np.random.randn(size, size) * 0.1`` for each layer
-    in turn, so ``seed=42`` gives the notebook's kernels.
+    in turn, so ``seed=42`` gives the notebook's kernels. ``relu`` as in
+    :func:`kernel_stack`.
     """
     if isinstance(size, int):
         size = (size, size)
     state = np.random.RandomState(seed)
     dilations = list(dilations)
-    relus = _truncations(len(dilations), truncate)
+    relus = _relus(len(dilations), relu_keyword(relu, truncate))
     return [
-        Layer(state.randn(*size) * RANDOM_KERNEL_SCALE, d, truncate=relu)
-        for d, relu in zip(dilations, relus, strict=True)
+        Layer(state.randn(*size) * RANDOM_KERNEL_SCALE, d, relu=after)
+        for d, after in zip(dilations, relus, strict=True)
     ]
 
 
-def stack_from_arrays(arrays, *, truncate=True):
+def stack_from_arrays(arrays, *, relu=True, truncate=None):
     """A stack from named arrays, as stored in a weights ``.npz`` file.
 
     ``dilations`` (one int per layer), ``weight_0 ... weight_{L-1}`` shaped
     ``(C_out, C_in, k, k)`` and optional ``bias_0 ...`` shaped ``(C_out,)``. With
-    ``truncate``, a ReLU follows every layer but the last. Any other name is refused,
-    so a mistyped array is not silently ignored. The limits (``MAX_WEIGHTS_*`` above)
-    are checked by :func:`check_weights_header` on each array.
+    ``relu`` (``truncate``, its deprecated name), a ReLU follows every layer but the
+    last. Any other name is refused, so a mistyped array is not silently ignored. The
+    limits (``MAX_WEIGHTS_*`` above) are checked by :func:`check_weights_header` on each array.
     """
     arrays = dict(arrays)
     for name, array in arrays.items():
@@ -410,7 +402,7 @@ def stack_from_arrays(arrays, *, truncate=True):
             f"unexpected array {unknown[0]!r}: 'dilations' lists {count} layers, so the arrays "
             f"are weight_0..weight_{count - 1} and optional bias_0..bias_{count - 1}"
         )
-    relus = _truncations(count, truncate)
+    relus = _relus(count, relu_keyword(relu, truncate))
     layers = []
     for i in range(count):
         if f"weight_{i}" not in arrays:
@@ -419,7 +411,7 @@ def stack_from_arrays(arrays, *, truncate=True):
         if weights.ndim != 4:
             raise ValueError(f"'weight_{i}' must be (C_out, C_in, k, k), got shape {weights.shape}")
         try:
-            layer = Layer(weights, dilations[i], arrays.get(f"bias_{i}"), relus[i])
+            layer = Layer(weights, dilations[i], bias=arrays.get(f"bias_{i}"), relu=relus[i])
         except ValueError as error:
             raise ValueError(f"layer {i} ('weight_{i}'): {error}") from None
         if layers and layers[-1].weights.shape[0] != weights.shape[1]:
@@ -449,14 +441,14 @@ def check_weights_header(name, shape, dtype):
         side = max(shape[2], shape[3])
         if side > MAX_WEIGHTS_KERNEL_SIDE:
             raise ValueError(
-                f"'{name}' has {shape[2]}x{shape[3]} kernels, over the limit of "
+                f"'{name}' has {shape_text(shape[2:])} kernels, over the limit of "
                 f"{MAX_WEIGHTS_KERNEL_SIDE} taps a side"
             )
 
 
 def starlet_layers(levels):
     """The à trous smoothing stack: the B3-spline at dilations 1, 2, 4, ... 2^(levels-1)."""
-    levels = _positive(levels, "levels")
+    levels = positive_int(levels, "levels")
     return [Layer(B3SPLINE, 2**j) for j in range(levels)]
 
 
@@ -481,7 +473,7 @@ def starlet(x, levels, *, boundary="reflect", cval=0.0):
     True
     """
     previous = np.asarray(x)
-    previous = previous.astype(np.float64 if previous.dtype == np.float64 else np.float32)
+    previous = previous.astype(float_dtype(previous.dtype))
     planes = []
     for smooth in iterate_layers(previous, starlet_layers(levels), boundary=boundary, cval=cval):
         planes.append(previous - smooth)
@@ -489,33 +481,47 @@ def starlet(x, levels, *, boundary="reflect", cval=0.0):
     return planes, previous
 
 
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 # --- 1-D stacks: signals --------------------------------------------------------------
 
 
+def signal_stack(weights, dilations, *, activation="none", flip=False):
+    """The layers of a 1-D stack: the taps ``weights`` at each of ``dilations``, with
+    ``activation`` after each; ``flip`` reverses the taps (true convolution)."""
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 1:
+        raise ValueError(f"a signal kernel must be 1-D, got shape {weights.shape}")
+    if flip:
+        weights = weights[::-1]
+    return [Layer(weights, dilation, activation=activation) for dilation in dilations]
+
+
 @dataclass(frozen=True)
-class SignalLayer:
-    """One output of :func:`signal_layers`: its input position ``start`` and its taps."""
+class LayerOutput:
+    """A layer's ``response`` to a 1-D input, and where it sits on the input's axis:
+    output sample ``i`` lines up with input sample ``start + i``."""
 
-    dilation: int
+    layer: Layer
     response: np.ndarray
-    start: int  # input position the first output sample is aligned with
-    weights: np.ndarray  # the taps' weights (flipped for true convolution)
-    offsets: np.ndarray  # where the taps read, relative to the output sample
+    start: int
+    mode: str = "same"
+
+    @property
+    def dilation(self):
+        return self.layer.dilation
+
+    @property
+    def weights(self):
+        """The taps as they are applied (flipped for true convolution)."""
+        return self.layer.weights
+
+    @property
+    def offsets(self):
+        """Where the taps read, relative to the output sample they make."""
+        layer = self.layer
+        return np.arange(layer.kernel) * layer.dilation - aligned_offset(layer.span, self.mode)
 
 
-# Applied after each layer of a signal stack; each maps 0 to 0 and never grows |y|.
-SIGNAL_ACTIVATIONS = {
-    "none": lambda y: y,
-    "relu": lambda y: np.maximum(y, 0, out=y),
-    "tanh": lambda y: np.tanh(y, out=y),
-}
-assert tuple(SIGNAL_ACTIVATIONS) == ACTIVATIONS  # the vocabulary names them
+SignalLayer = LayerOutput  # its name before the stacks had one Layer
 
 
 def signal_layers(
@@ -535,28 +541,41 @@ def signal_layers(
     Output sample ``i`` lines up with input sample ``start + i``: ``same`` and
     ``causal`` outputs with the input, ``valid`` and ``full`` as crops and extensions of
     ``same``, so one time axis serves them all. ``activation`` (``relu``, ``tanh`` or
-    ``none``) follows each layer of a stack.
-    """
-    from dilcli.core.conv import dilated_correlate
+    ``none``) follows each layer of a stack; without ``stack`` it must be ``none``.
 
-    weights = np.asarray(weights, dtype=float)
-    if flip:
-        weights = weights[::-1]
-    if activation not in SIGNAL_ACTIVATIONS:
-        raise ValueError(
-            f"activation must be one of {', '.join(SIGNAL_ACTIVATIONS)}; got {activation!r}"
-        )
-    layers, current, start = [], data, 0
-    for dilation in dilations:
-        span = (len(weights) - 1) * dilation + 1
-        before = span - 1 if mode == "causal" else (span - 1) // 2
-        response = dilated_correlate(
-            current if stack else data, weights, dilation, mode=mode, boundary=boundary, cval=cval
-        )
-        shift = {"valid": (span - 1) // 2, "full": (span - 1) // 2 - (span - 1)}.get(mode, 0)
-        if stack:
-            response = SIGNAL_ACTIVATIONS[activation](response)
-            start, current = start + shift, response
-        offsets = np.arange(len(weights)) * dilation - before
-        layers.append(SignalLayer(dilation, response, start if stack else shift, weights, offsets))
-    return layers
+    Returns
+    -------
+    list of LayerOutput
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    if activation != "none" and not stack:
+        raise ValueError("an activation applies between the layers of a stack: add stack=True")
+    layers = signal_stack(weights, dilations, activation=activation, flip=flip)
+    return signal_outputs(data, layers, mode=mode, boundary=boundary, cval=cval, stack=stack)
+
+
+def signal_outputs(data, layers, *, mode="same", boundary=None, cval=0.0, stack=False):
+    """Run 1-D ``layers`` on ``data`` one after another (``stack``), or each on ``data``
+    itself, and place every output on the input's axis (see :func:`signal_layers`).
+
+    Returns
+    -------
+    list of LayerOutput
+    """
+    layers = list(layers)
+    if not layers:
+        return []
+    if any(layer.stride != 1 for layer in layers):
+        raise ValueError("signal outputs keep every sample: strides above 1 do not apply")
+    options = dict(mode=mode, boundary=boundary, cval=cval)
+    if stack:
+        responses = iterate_layers(data, layers, **options)
+    else:  # each dilation on the input itself
+        responses = (next(iterate_layers(data, [layer], **options)) for layer in layers)
+    outputs, start = [], 0
+    for layer, response in zip(layers, responses, strict=True):
+        shift = aligned_offset(layer.span, mode) - padding_before(layer.span, mode)
+        start = start + shift if stack else shift
+        outputs.append(LayerOutput(layer, response, start, mode))
+    return outputs

@@ -4,14 +4,18 @@ network's kernels (``rf-table``/``rf-map --effective --weights``)."""
 from __future__ import annotations
 
 
-def read_weights(path, *, truncate=True):
+def read_weights(path, *, relu=True, truncate=None):
     """The stack of layers a weights ``.npz`` holds; ValueError naming the file if bad.
+
+    With ``relu`` (``truncate`` is its deprecated name), a ReLU follows every layer but
+    the last.
 
     Read by :func:`dilcli.io.arrays.read_npz` within the limits of
     :mod:`dilcli.core.stacks` (``MAX_WEIGHTS_BYTES`` decompressed, ``MAX_WEIGHTS_LAYERS``,
     ``MAX_WEIGHTS_KERNEL_SIDE``), checked from the zip directory and each array's header
     before anything is decompressed. The layout is in :func:`stack_from_arrays`.
     """
+    from dilcli.core.layers import relu_keyword
     from dilcli.core.stacks import (
         MAX_WEIGHTS_BYTES,
         MAX_WEIGHTS_LAYERS,
@@ -20,6 +24,8 @@ def read_weights(path, *, truncate=True):
     )
     from dilcli.io.arrays import read_npz
 
+    relu = relu_keyword(relu, truncate)
+
     try:
         named = read_npz(
             path,
@@ -27,7 +33,7 @@ def read_weights(path, *, truncate=True):
             max_members=2 * MAX_WEIGHTS_LAYERS + 1,
             check=check_weights_header,
         )
-        return stack_from_arrays(named, truncate=truncate)
+        return stack_from_arrays(named, relu=relu)
     except (OSError, ValueError, MemoryError) as error:
         raise file_error(path, error) from None
 

@@ -100,7 +100,7 @@ def coverage_picture(layers, *, effective=False, kernels=None, absolute=False):
     final_mask = masks[len(layers) - 1]
     covered, total = final_mask.bit_count() ** 2, field * field
     share = receptive.share_text(covered, total)
-    summary = f"receptive field {field}x{field}: {covered} of {total} pixels reached ({share})"
+    summary = f"receptive field {size_text(field)}: {covered} of {total} pixels reached ({share})"
     if covered < total:
         summary += f"; {total - covered} holes (gridding)"
     if len(chosen) < len(layers):
@@ -120,7 +120,7 @@ def coverage_picture(layers, *, effective=False, kernels=None, absolute=False):
         title = f"layer {index + 1}: {_size(layer.kernel)}, d={layer.dilation}"
         if layer.stride > 1:
             title += f", stride {layer.stride}"
-        detail = f"RF {size}x{size}, {receptive.share_text(reached, size * size)} reached"
+        detail = f"RF {size_text(size)}, {receptive.share_text(reached, size * size)} reached"
         x, y = place(number)
         draw.text((x, y), title, fill=TEXT, font=fonts["label"])
         draw.text((x, y + 18), detail, fill=MUTED_TEXT, font=fonts["small"])

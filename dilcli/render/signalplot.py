@@ -53,7 +53,8 @@ KEY = (
 
 
 def signal_plot_pixels(signal, layers, kernel, mode, *, stack=False, name=""):
-    """RGB uint8 picture of ``signal`` and its :class:`dilcli.jobs.SignalLayer` outputs."""
+    """RGB uint8 picture of ``signal`` and its layers' outputs, as
+    :func:`dilcli.core.stacks.signal_outputs` gives them."""
     rows = [("input", signal.positions(0, signal.length), signal.data, None, None)]
     centre = signal.length // 2
     low = high = 0
