@@ -13,7 +13,9 @@ from dilcli.cli.options import (
     correlation_options,
     file_dilations_option,
     image_input_options,
+    kernel_option,
     load_kernel_option,
+    option,
     rendering_options,
 )
 from dilcli.cli.runs import run_file_batch
@@ -28,22 +30,17 @@ from dilcli.vocab import (
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "-k",
-    "--kernel",
-    "kernel_spec",
+@kernel_option(
+    "A named kernel (see 'dilcli kernels'), weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+    ".npy/.csv/.txt file.",
     default="laplacian",
-    show_default=True,
-    help=(
-        "A named kernel (see 'dilcli kernels'), weights like '1,2,1;0,0,0;-1,-2,-1', or a "
-        ".npy/.csv/.txt file."
-    ),
 )
 @file_dilations_option("Dilations, one output each: e.g. 1,2,4,8 or 1-4.")
 @correlation_options()
 @rendering_options
-@click.option(
+@option(
     "--montage",
+    group="Output",
     is_flag=True,
     help="Also write {stem}_{kernel}_montage.png: the input beside every dilation.",
 )
@@ -99,8 +96,9 @@ def convolve(
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option(
+@option(
     "--preset",
+    group="Stack",
     type=click.Choice(CONTEXT_PRESETS),
     default=None,
     help=(
@@ -111,19 +109,17 @@ def convolve(
 @file_dilations_option(
     "A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.",
     default=None,
+    group="Stack",
 )
-@click.option(
-    "-k",
-    "--kernel",
-    "kernel_spec",
+@kernel_option(
+    "Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+    ".npy/.csv/.txt file [default: laplacian].",
     default=None,
-    help=(
-        "Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a "
-        ".npy/.csv/.txt file [default: laplacian]."
-    ),
+    group="Stack",
 )
-@click.option(
+@option(
     "--init",
+    group="Stack",
     type=click.Choice(["kernel", "random"]),
     default="kernel",
     show_default=True,
@@ -132,16 +128,18 @@ def convolve(
         "--seed."
     ),
 )
-@click.option(
+@option(
     "--seed",
+    group="Stack",
     type=int,
     default=DEFAULT_SEED,
     show_default=True,
     help="Random seed for --init random and for context-large's noise.",
 )
-@click.option(
+@option(
     "--weights",
     "weights_path",
+    group="Stack",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help=(
@@ -149,16 +147,18 @@ def convolve(
         "optional 'bias_i'."
     ),
 )
-@click.option(
+@option(
     "--levels",
+    group="Stack",
     type=click.IntRange(1, MAX_STARLET_LEVELS),
     default=None,
     help=f"Wavelet planes for --preset starlet [default: {DEFAULT_STARLET_LEVELS}].",
 )
-@click.option(
+@option(
     "--relu/--no-relu",
     "--truncate/--no-truncate",
     "truncate",
+    group="Stack",
     cls=Renamed,
     old=("--truncate", "--no-truncate"),  # before 0.2; --allow-truncated is about files
     default=None,
@@ -167,13 +167,17 @@ def convolve(
         "off for -d stacks]."
     ),
 )
-@correlation_options()
+@correlation_options(group="Stack")
 @rendering_options
-@click.option(
-    "--final-only", is_flag=True, help="Write only the last layer (starlet: the residual c_J)."
+@option(
+    "--final-only",
+    group="Output",
+    is_flag=True,
+    help="Write only the last layer (starlet: the residual c_J).",
 )
-@click.option(
+@option(
     "--montage",
+    group="Output",
     is_flag=True,
     help=(
         "Also write {stem}_context_montage.png ({stem}_starlet_montage.png): the input beside "
