@@ -7,6 +7,7 @@ processes and cluster workers can run them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields, is_dataclass
 
 import numpy as np
@@ -36,18 +37,84 @@ def frame_stems(stem, frames=None):
 
 # Fields that decide whether an input is read at all, never what is written.
 LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples")
+# Fields that choose only the outputs' names (which the record keeps apart anyway).
+NAME_ONLY_FIELDS = ("name_template",)
 
 
 class Job:
-    """What every job shares: the signature that resume compares."""
+    """What every job shares: the signature that resume compares, and output names.
+
+    A job's per-scale outputs are named by ``name_template`` (``--name``), or by its
+    ``DEFAULT_NAME``: a :meth:`str.format` template of the fields in ``NAME_FIELDS``,
+    the extension added. Montages and plots keep their own names.
+    """
+
+    NAME_FIELDS = {}  # field -> what it is, for messages and docs
+
+    def __post_init__(self):
+        self._check_name_template()
 
     def signature(self):
         """Every field but the limits, as JSON values: what makes the outputs' bytes."""
         values = _signature_value(self)
-        return {
-            "job": type(self).__name__,
-            **{k: v for k, v in values.items() if k not in LIMIT_FIELDS},
-        }
+        ignored = (*LIMIT_FIELDS, *NAME_ONLY_FIELDS)
+        return {"job": type(self).__name__, **{k: v for k, v in values.items() if k not in ignored}}
+
+    def _name(self, default, fields):
+        """One output's name (no extension): the --name template, else ``default``."""
+        template = getattr(self, "name_template", None) or default
+        return template.format(**fields)
+
+    def _frame_fields(self, stem, frames):
+        """``(stem, frame)`` per frame: with several frames, ``_f{n}`` follows the stem
+        unless the template places ``{frame}`` itself."""
+        template = getattr(self, "name_template", None) or ""
+        if frames is not None and "{frame" in template:
+            width = len(str(max(frames - 1, 0)))
+            return [(stem, f"{n:0{width}d}") for n in range(frames)]
+        return [(part, "0") for part in frame_stems(stem, frames)]
+
+    def _check_name_template(self):
+        """A ValueError (one line) for a --name template that is not a name, names an
+        unknown field, or gives two outputs of one input the same name."""
+        import string
+
+        template = getattr(self, "name_template", None)
+        if template is None:
+            return
+        known = ", ".join("{" + name + "}" for name in self.NAME_FIELDS)
+        try:
+            used = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as error:
+            raise ValueError(f"--name {template!r}: {error} (write fields as {known})") from None
+        unknown = [f for f in used if f not in self.NAME_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"--name {template!r}: unknown field {{{unknown[0]}}}; fields: {known}"
+            )
+        if "stem" not in used:
+            raise ValueError(
+                f"--name {template!r} needs {{stem}}: without it, the outputs of different "
+                "inputs would share names"
+            )
+        if "/" in template or "\\" in template or "\0" in template:
+            raise ValueError(f"--name {template!r}: a file name, without folders")
+        frames = 3 if getattr(self, "frames", "first") == "all" else None
+        try:
+            names = self.output_names("{stem}", ".png", frames=frames)
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise ValueError(f"--name {template!r}: {error}") from None
+        repeated = [name for name in names if names.count(name) > 1]
+        if repeated:
+            raise ValueError(
+                f"--name {template!r} gives two outputs of one input the same name "
+                f"({repeated[0]}); add a field that tells them apart ({{layer}} always does)"
+            )
+
+    def plan_details(self, input_path):
+        """What a dry run shows of this input besides its outputs: ``{label: value}``
+        (say, tiles and working memory); none by default."""
+        return {}
 
     def output_scopes(self, names):
         """For each of ``names`` (as :meth:`output_names` gave them), the part of the
@@ -85,7 +152,21 @@ class ImageInput(Job):
         for image, paths in self.each_frame(input_path, output_paths):
             notes += image.notes
             self._run_image(image, paths)
+        if self.frames != "all":
+            notes += self._first_frame_note(input_path)
         return notes
+
+    def _first_frame_note(self, input_path):
+        """A note if ``input_path`` has frames beyond the first, which were not read."""
+        from dilcli.batch.tasks import Note
+
+        try:
+            count = images.count_frames(input_path, max_frames=0, allow_truncated=True)
+        except Exception:  # the first frame was read; the count is only for the note
+            return []
+        if count < 2:
+            return []
+        return [Note(f"only the first of its {count} frames was used (--frames all: every frame)")]
 
     def count_frames(self, path):
         """Frames to write outputs for, with ``frames="all"``; else None (the first only)."""
@@ -138,12 +219,27 @@ class ConvolveJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all"
     max_frames: int = DEFAULT_MAX_FRAMES
+    name_template: str | None = None  # --name; None: DEFAULT_NAME
+
+    DEFAULT_NAME = "{stem}_{kernel}_d{d}"
+    NAME_FIELDS = {
+        "stem": "the input's name without extension",
+        "ext": "the input's extension (png, jpg)",
+        "kernel": "the kernel's name",
+        "d": "the dilation",
+        "layer": "the dilation's place in -d, from 1",
+        "frame": "the frame number, with --frames all",
+    }
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
         names = []
-        for part in frame_stems(stem, frames):
-            names += [f"{part}_{self.kernel.name}_d{d}.{ext}" for d in self.dilations]
+        for part, frame in self._frame_fields(stem, frames):
+            fields = dict(stem=part, ext=suffix.lstrip("."), kernel=self.kernel.name, frame=frame)
+            names += [
+                f"{self._name(self.DEFAULT_NAME, {**fields, 'd': d, 'layer': i})}.{ext}"
+                for i, d in enumerate(self.dilations, 1)
+            ]
             if self.montage:
                 names.append(f"{part}_{self.kernel.name}_montage.png")
         return names
@@ -264,6 +360,19 @@ class ContextJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
     max_frames: int = DEFAULT_MAX_FRAMES
+    name_template: str | None = None  # --name; None: DEFAULT_NAME
+
+    DEFAULT_NAME = "{stem}_{prefix}_{scale}"
+    NAME_FIELDS = {
+        "stem": "the input's name without extension",
+        "ext": "the input's extension (png, npy)",
+        "prefix": "context, or starlet",
+        "stack": "the preset, the -k kernel, random, or the --weights file's stem",
+        "scale": "l{i}_d{d} per layer; w{j} per starlet plane, c{J} its residual",
+        "layer": "the layer (starlet: plane) number, from 1",
+        "d": "the layer's dilation",
+        "frame": "the frame number, with --frames all",
+    }
 
     def __post_init__(self):
         """The library's rules, whoever builds the job (the CLI only rewords them)."""
@@ -276,6 +385,7 @@ class ContextJob(ImageInput):
                 )
             if self.truncate is not None:
                 raise ValueError("the starlet is linear: truncate (ReLU) does not apply")
+        super().__post_init__()
 
     @property
     def prefix(self):
@@ -290,10 +400,19 @@ class ContextJob(ImageInput):
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
-        scales = self.scale_names()[-1:] if self.final_only else self.scale_names()
+        scales = list(enumerate(self.scale_names(), 1))
+        scales = scales[-1:] if self.final_only else scales
+        dilations = (*self.dilations, self.dilations[-1])  # a starlet's residual: its last
+        if self.stack in ("kernel", "random") and self.kernel is not None:
+            stack = self.kernel.name if self.stack == "kernel" else "random"
+        else:
+            stack = os.path.splitext(self.weights_name)[0] if self.weights_name else self.stack
         names = []
-        for part in frame_stems(stem, frames):
-            names += [f"{part}_{self.prefix}_{scale}.{ext}" for scale in scales]
+        for part, frame in self._frame_fields(stem, frames):
+            fields = dict(stem=part, ext=suffix.lstrip("."), prefix=self.prefix, stack=stack)
+            for layer, scale in scales:
+                values = {**fields, "scale": scale, "layer": layer, "d": dilations[layer - 1]}
+                names.append(f"{self._name(self.DEFAULT_NAME, {**values, 'frame': frame})}.{ext}")
             if self.montage:
                 names.append(f"{part}_{self.prefix}_montage.png")
         return names
@@ -422,14 +541,26 @@ class SignalJob(Job):
     plot: str | None = None
     plot_per_input: bool = False
     max_samples: int = DEFAULT_MAX_SAMPLES  # values (samples x channels); 0: no limit
+    name_template: str | None = None  # --name; None: DEFAULT_NAME
 
-    def output_names(self, stem, suffix=".npy"):
+    DEFAULT_NAME = "{stem}_{kernel}_d{d}"
+    DEFAULT_STACK_NAME = "{stem}_{kernel}_stack_l{layer}_d{d}"
+    NAME_FIELDS = {
+        "stem": "the input's name without extension",
+        "ext": "the input's extension (csv, wav)",
+        "kernel": "the kernel's name",
+        "d": "the dilation",
+        "layer": "the dilation's place in -d (the layer of --stack), from 1",
+    }
+
+    def output_names(self, stem, suffix=".npy", frames=None):
         ext = suffix or ".npy"
-        if self.stack:
-            parts = [f"stack_l{i}_d{d}" for i, d in enumerate(self.dilations, 1)]
-        else:
-            parts = [f"d{d}" for d in self.dilations]
-        names = [f"{stem}_{self.kernel.name}_{part}{ext}" for part in parts]
+        default = self.DEFAULT_STACK_NAME if self.stack else self.DEFAULT_NAME
+        fields = dict(stem=stem, ext=ext.lstrip("."), kernel=self.kernel.name)
+        names = [
+            self._name(default, {**fields, "d": d, "layer": i}) + ext
+            for i, d in enumerate(self.dilations, 1)
+        ]
         if self.plot:
             # An absolute name: the batch planner's ``folder / name`` keeps it as it is.
             names.append(self.plot.replace("{stem}", stem) if self.plot_per_input else self.plot)

@@ -15,6 +15,8 @@ from dilcli.cli.options import (
     image_input_options,
     kernel_option,
     load_kernel_option,
+    make_job,
+    name_option,
     option,
     rendering_options,
 )
@@ -38,6 +40,7 @@ from dilcli.vocab import (
 @file_dilations_option("Dilations, one output each: e.g. 1,2,4,8 or 1-4.")
 @correlation_options()
 @rendering_options
+@name_option("{stem}_{kernel}_d{d}", "{stem}, {ext} (the input's), {kernel}, {d}, {layer}, {frame}")
 @option(
     "--montage",
     group="Output",
@@ -59,6 +62,7 @@ def convolve(
     gain,
     bits,
     compression,
+    name_template,
     montage,
     allow_truncated,
     frames,
@@ -87,9 +91,10 @@ def convolve(
         bits=int(bits) if bits else None,
         compression=compression,
     )
-    job = ConvolveJob(
-        kernel, dilations, mode, boundary, cval, flip, rendering, montage, max_pixels,
-        allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+    job = make_job(
+        ConvolveJob, kernel, dilations, mode, boundary, cval, flip, rendering, montage,
+        max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+        name_template=name_template,
     )  # fmt: skip
     run_file_batch(inputs, job, label="convolve", **batch)
 
@@ -169,6 +174,11 @@ def convolve(
 )
 @correlation_options(group="Stack")
 @rendering_options
+@name_option(
+    "{stem}_{prefix}_{scale}",
+    "{stem}, {ext}, {prefix} (context, starlet), {stack}, {scale} (l{i}_d{d}, w{j}, c{J}), "
+    "{layer}, {d}, {frame}",
+)
 @option(
     "--final-only",
     group="Output",
@@ -205,6 +215,7 @@ def context(
     gain,
     bits,
     compression,
+    name_template,
     final_only,
     montage,
     allow_truncated,
@@ -259,10 +270,11 @@ def context(
     bits = int(bits) if bits else None
     rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=bits, compression=compression)
     try:
-        job = ContextJob(
-            stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
-            seed, truncate, mode, boundary, cval, flip, rendering, montage, final_only,
-            max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+        job = make_job(
+            ContextJob, stack, tuple(dilations), kernel, tuple(layers),
+            os.path.basename(weights_path or ""), seed, truncate, mode, boundary, cval, flip,
+            rendering, montage, final_only, max_pixels, allow_truncated=allow_truncated,
+            frames=frames, max_frames=max_frames, name_template=name_template,
         )  # fmt: skip
     except ValueError as error:
         raise click.UsageError(f"--preset {preset}: {error}" if preset else str(error)) from None

@@ -209,6 +209,33 @@ def kernel_option(help, *, default, ndim=2, group="Kernel"):
     )
 
 
+def name_option(default, fields):
+    """--name: the output-name template of a file command (checked by its job)."""
+    return option(
+        "--name",
+        "name_template",
+        group="Output",
+        default=None,
+        metavar="TEMPLATE",
+        help=(
+            f"Output names, the extension added: a template of {fields} "
+            f"[default: {default}]. Fields take Python format specs: {{d:03d}}."
+        ),
+    )
+
+
+def make_job(job_class, *args, **kwargs):
+    """``job_class(*args, **kwargs)``; the library's refusal of --name becomes a usage
+    error naming the option (the job checks its own template)."""
+    try:
+        return job_class(*args, **kwargs)
+    except ValueError as error:
+        if str(error).startswith("--name"):
+            reason = str(error).removeprefix("--name ")
+            raise click.BadParameter(reason, param_hint="'--name'") from None
+        raise
+
+
 def load_kernel_option(spec, ndim=2):
     """A named kernel, weights as text, or a .npy/.csv/.txt file; usage error if bad.
 
@@ -406,12 +433,31 @@ def batch_options(command):
             help="One line per file instead of a progress bar.",
         ),
         option(
+            "--json",
+            "json_output",
+            group="Batch",
+            is_flag=True,
+            help=(
+                "Print one JSON object per input and per output on stdout, then a summary "
+                "(progress stays on stderr)."
+            ),
+        ),
+        option(
+            "--dry-run",
+            group="Batch",
+            is_flag=True,
+            help=(
+                "List what would be written, skipped or refused, and why; write nothing "
+                "(with --json, as JSON)."
+            ),
+        ),
+        option(
             "--log",
             "log_path",
             group="Batch",
             type=click.Path(dir_okay=False),
             default=None,
-            help="Append one JSON line per input and per output to this file.",
+            help="Append the JSON lines of --json to this file.",
         ),
         option(
             "--scheduler",

@@ -13,6 +13,8 @@ from dilcli.cli.options import (
     file_dilations_option,
     kernel_option,
     load_kernel_option,
+    make_job,
+    name_option,
     option,
 )
 from dilcli.cli.runs import run_file_batch
@@ -69,6 +71,10 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
         "clip)."
     ),
 )
+@name_option(
+    "{stem}_{kernel}_d{d} ({stem}_{kernel}_stack_l{layer}_d{d} with --stack)",
+    "{stem}, {ext}, {kernel}, {d}, {layer}",
+)
 @option(
     "--plot",
     "plot_path",
@@ -103,6 +109,7 @@ def signal_command(
     time_column,
     wav_scale,
     plot_path,
+    name_template,
     max_samples,
     max_pixels,
     **batch,
@@ -141,7 +148,8 @@ def signal_command(
         if per_input and "{stem}" not in plot:
             root, ext = os.path.splitext(plot)
             plot = f"{root}_{{stem}}{ext}"
-    job = SignalJob(
+    job = make_job(
+        SignalJob,
         kernel,
         dilations,
         mode,
@@ -155,6 +163,7 @@ def signal_command(
         plot,
         per_input,
         max_samples,
+        name_template=name_template,
     )
     if stack and not batch["quiet"]:
         _print_signal_stack(kernel, dilations, mode)
