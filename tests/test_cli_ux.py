@@ -519,3 +519,54 @@ def test_no_inputs_exit_1_with_a_hint_and_no_folder(tmp_path):
 def test_empty_items_in_lists_are_refused():
     result = run_cli("rf-table", "-d", "1,2,,4")
     assert result.exit_code == 2 and "empty item" in result.output
+
+
+# --- the README's recipes run ----------------------------------------------------------
+
+
+def recipe_commands():
+    """The command lines of the README's recipes block, as argument lists."""
+    import shlex
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- recipes -->\n```bash\n(.*?)```", text, re.DOTALL)[1]
+    commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+    return [command[1:] for command in commands if command]
+
+
+def make_recipe_inputs(folder, rng):
+    """Small stand-ins for the files the recipes name."""
+    import tifffile
+    from scipy.io import wavfile
+
+    for sub in ("photos/2024", "tiles/a", "tiles/b"):
+        (folder / sub).mkdir(parents=True)
+    for name in ("photos/x.jpg", "photos/2024/y.png", "tiles/a/t1.png", "tiles/b/t2.png"):
+        Image.fromarray((rng.random((24, 32, 3)) * 255).astype(np.uint8)).save(folder / name)
+    np.save(folder / "features.npy", rng.random((20, 20, 4)).astype(np.float32))
+    tifffile.imwrite(folder / "galaxy.tif", rng.random((48, 40)).astype(np.float32))
+    wavfile.write(folder / "speech.wav", 8000, (rng.normal(size=4000) * 3000).astype(np.int16))
+
+
+def test_every_recipe_in_the_readme_runs(tmp_path, rng):
+    commands = recipe_commands()
+    assert {command[0] for command in commands} == {
+        "convolve",
+        "context",
+        "signal",
+        "rf-table",
+        "rf-map",
+    }
+    make_recipe_inputs(tmp_path, rng)
+    for command in commands:
+        result = run_cli(*command, cwd=tmp_path)
+        assert result.exit_code == 0, (command, result.output)
+    assert len(list((tmp_path / "edges").rglob("*_sobel_d8.png"))) == 2
+    assert len(list((tmp_path / "planes").glob("galaxy_starlet_*.tif"))) == 7
+    layers = sorted(p.name for p in (tmp_path / "wavenet").glob("speech_custom-*_stack_l*.wav"))
+    assert len(layers) == 10 and any(name.endswith("_l10_d512.wav") for name in layers)
+    assert (tmp_path / "wavenet.png").is_file()
+    resumed = run_cli(*commands[-1], cwd=tmp_path)
+    assert "0 done, 2 skipped" in resumed.output
+    dry = run_cli(*commands[-2], cwd=tmp_path)
+    assert dry.stdout.count("skip     ") == 2
