@@ -281,15 +281,15 @@ class ConvolveJob(ImageInput):
             for dilation, path in zip(self.dilations, output_paths):
                 with np.errstate(over="ignore", invalid="ignore"):  # huge float input: Inf
                     response = apply_kernel(image.data, self.kernel, dilation, **options)
+                look = display.kernel_display(self.kernel, dilation)  # the same for every input
                 if self.rendering.fmt == "png":  # feature maps: PNGs show the channel mean
                     response = _displayable(response)
                 elif self.montage:
-                    values = display.display_values(_displayable(response), self._montage_mapping())
-                    collect(display.quantize(values, 8))
+                    collect(self.rendering.pixels(_displayable(response), look))
                 if pending is not None:
                     collect(pending.result())
                 pending = writer.submit(
-                    self.rendering.save, path, response, image, self.kernel.is_signed, consume=True
+                    self.rendering.save, path, response, image, look, consume=True
                 )
             collect(pending.result())
         if self.montage:
@@ -300,9 +300,6 @@ class ConvolveJob(ImageInput):
                 (f"{self.kernel.name}, d={d}", pixels) for d, pixels in zip(self.dilations, shown)
             ]
             png.save_pixels(output_paths[-1], montage(panels))
-
-    def _montage_mapping(self):
-        return self.rendering.mapping or ("abs" if self.kernel.is_signed else "clip")
 
 
 class _Inline:
@@ -476,15 +473,17 @@ class ContextJob(ImageInput):
         # Float data (.npy, float TIFF) may be negative; decoded images are not.
         input_negative = image.bits == 32
         boundary = self.boundary or "reflect"
+        # How each scale is shown without --map: from the stack alone (render/display.py).
         if self.stack == "starlet":
             levels = len(layers)
             planes, residual = stacks.starlet(data, levels, boundary=boundary, cval=self.cval)
-            scales = [(plane, True) for plane in planes] + [(residual, input_negative)]
+            shown = display.starlet_displays(levels, input_negative=input_negative)
+            scales = zip([*planes, residual], shown, strict=True)
             labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{levels}"]
         else:
             options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
-            signs = stacks.can_be_negative(layers, input_negative=input_negative)
-            scales = zip(stacks.iterate_layers(data, layers, **options), signs, strict=True)
+            shown = display.stack_displays(layers, channels, input_negative=input_negative)
+            scales = zip(stacks.iterate_layers(data, layers, **options), shown, strict=True)
             sizes = self.receptive_field_sizes(layers)
             labels = [
                 f"l{i} d={layer.dilation} RF {_size(size)}"
@@ -493,19 +492,16 @@ class ContextJob(ImageInput):
         count = len(self.scale_names())
         saved = iter(output_paths)
         panels = [("input", display.quantize(np.clip(_displayable(data), 0, 1), 8))]
-        for number, ((response, signed), label) in enumerate(zip(scales, labels, strict=True), 1):
+        for number, ((response, look), label) in enumerate(zip(scales, labels, strict=True), 1):
             if data.ndim == 2 and response.ndim == 3 and response.shape[2] == 1:
                 response = response[..., 0]  # one channel in, one channel out
             if number == count or not self.final_only:
                 as_file = response if self.rendering.fmt != "png" else _displayable(response)
                 # Not consume=True: ``response`` feeds the next layer.
-                self.rendering.save(next(saved), as_file, image, signed)
+                self.rendering.save(next(saved), as_file, image, look)
             if self.montage:
-                # Scales differ by orders of magnitude: unless --map says otherwise,
-                # each panel is stretched to its own range, so every scale is visible.
-                mapping = self.rendering.mapping or "stretch"
-                shown = display.display_values(_displayable(response), mapping, self.rendering.gain)
-                panels.append((label, display.quantize(shown, 8)))
+                # Each scale by its own layer's rule and tone scale, as in the files.
+                panels.append((label, self.rendering.pixels(_displayable(response), look)))
         if self.montage:
             from dilcli.render.panels import montage
 

@@ -191,7 +191,7 @@ def convolve(
     is_flag=True,
     help=(
         "Also write {stem}_context_montage.png ({stem}_starlet_montage.png): the input beside "
-        "every scale; without --map, each panel is stretched to its own range."
+        "every scale, each by its layer's default (or --map)."
     ),
 )
 @image_input_options

@@ -341,10 +341,11 @@ def rendering_options(command):
             type=click.Choice(MAPPINGS),
             default=None,
             help=(
-                "Response to pixels (png): abs |y|; signed 0.5+y/2 (zero is mid-grey); clip y; "
-                "stretch |y| over the image's 99.9th percentile; diverging blue-white-red. "
-                "Values are times --gain, clipped to [0,1]. Default: abs for kernels with "
-                "negative weights, else clip."
+                "Response to pixels (png): tone 1-exp(-|y|/s), s from the kernel or stack, the "
+                "same for every image; clip y; abs |y|; signed 0.5+y/2 (zero is mid-grey); "
+                "stretch |y| over the image's 99.9th percentile; diverging blue-white-red; "
+                "signed-tone, diverging-tone: those two of sign(y)*tone. y is times --gain, "
+                "values clipped to [0,1]. Default: clip for blurs and the identity, else tone."
             ),
         ),
         option(
