@@ -225,8 +225,13 @@ def starlet_scales(levels, *, model=NATURAL_IMAGES):
     fy, fx, power = _spectrum(model)
     smooth = np.ones((fy.shape[0], fx.shape[1]), np.complex128)
     scales = []
+    centre = B3SPLINE.shape[0] // 2
     for level in range(int(levels)):
-        blurred = smooth * _transfer(B3SPLINE, (2**level, 2**level), fy, fx)
+        # Centred, as 'same' mode applies it: the plane is a difference of two images, so
+        # the phase matters (a product of transfer functions only needs |H|).
+        dilation = 2**level
+        shift = np.exp(2j * np.pi * centre * dilation * (fy + fx))
+        blurred = smooth * _transfer(B3SPLINE, (dilation, dilation), fy, fx) * shift
         scales.append(SCALE_PER_RMS * math.sqrt(_variance(smooth - blurred, power)))
         smooth = blurred
     residual = math.sqrt(model.mean**2 + _variance(smooth, power))
