@@ -2,6 +2,7 @@
 completion, --json, --dry-run, --name templates, custom kernel names, honest notes."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -295,6 +296,17 @@ def test_a_dry_run_says_the_run_would_refuse_and_exits_like_it(photo, tmp_path):
     assert snapshot(tmp_path) == before
     real_refusal = run_cli(*args)
     assert real_refusal.exit_code == 2  # what the dry run said
+
+
+def test_a_dry_run_names_files_the_search_passes_over(photo, tmp_path):
+    os.mkfifo(photo.parent / "pipe.png")
+    (photo.parent / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    before = snapshot(tmp_path)
+    result = run_cli("convolve", photo.parent, "-o", tmp_path / "out", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    statuses = {Path(line["input"]).name: line["status"] for line in json_lines(result.stdout)[:-1]}
+    assert statuses == {"photo.png": "compute", "pipe.png": "skip", "gone.png": "skip"}
+    assert snapshot(tmp_path) == before
 
 
 def test_a_dry_run_refuses_a_log_file_it_would_have_to_write(photo, tmp_path):

@@ -161,6 +161,13 @@ def _summary(report, out_dir, exit_code):
     return summary
 
 
+def _as_planned(result):
+    """A result of the input search as a dry run words it: ``skipped`` is ``skip``."""
+    import dataclasses
+
+    return dataclasses.replace(result, status="skip") if result.status == "skipped" else result
+
+
 def _close(logs, summary):
     """Write the summary (if any) to every JSON log, and close them."""
     from dilcli.batch.tasks import BatchError
@@ -190,7 +197,8 @@ def _report_dry_run(tasks, job, skipped, inputs, extensions, *, out_dir, overwri
     except Refused as error:
         _close(logs, {"dry_run": True, "status": "refused", "reason": str(error), "exit_code": 2})
         raise NothingRun(str(error)) from None
-    results[:0] = skipped
+    # Files the search passed over (a FIFO in a folder) are skipped, by the run too.
+    results[:0] = [_as_planned(result) for result in skipped]
     sizes[:0] = [[] for _ in skipped]
     counts = {status: 0 for status in ("compute", "skip", "refuse", "failed")}
     for result in results:
