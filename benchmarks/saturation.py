@@ -43,8 +43,8 @@ STACK_DILATIONS = (1, 2, 4, 8)
 STARLET_LEVELS = 5
 MAX_SATURATED = 0.02  # share of values at 255
 MIN_P995 = 0.15  # 99.5th percentile of the pixels, fraction of full scale
-MONTAGE_HEIGHTS = (256, 224, 200, 180, 160, 140, 120)  # panel rows, tallest first
-MAX_MONTAGE_BYTES = 580 * 1024  # README pictures stay under ~600 KB
+MONTAGE_HEIGHTS = (256, 224, 200, 180, 160)  # panel rows, tallest first
+MAX_MONTAGE_BYTES = 600 * 1024  # README pictures stay under ~600 KB
 NEW = Rendering()  # the new default: no --map
 
 
@@ -222,7 +222,8 @@ def montages(images, dilations, folder):
 
 def save_montage(target, rows):
     """Rows of panels, one above the other, as a PNG under MAX_MONTAGE_BYTES: the
-    tallest panel height that fits, from MONTAGE_HEIGHTS."""
+    tallest panel height from MONTAGE_HEIGHTS that fits in full colour, or else as a
+    256-colour palette (dithered)."""
     import io
 
     from PIL import Image
@@ -230,13 +231,20 @@ def save_montage(target, rows):
     from dilcli.render.panels import montage
 
     for height in MONTAGE_HEIGHTS:
-        pictures = [montage(panels, panel_height=height) for panels in rows]
-        buffer = io.BytesIO()
-        Image.fromarray(np.concatenate(pictures, axis=0)).save(buffer, "PNG", optimize=True)
+        picture = Image.fromarray(
+            np.concatenate([montage(panels, panel_height=height) for panels in rows], axis=0)
+        )
+        for colours in ("full colour", "256 colours"):
+            if colours == "256 colours":
+                picture = picture.quantize(256, method=Image.Quantize.MEDIANCUT)
+            buffer = io.BytesIO()
+            picture.save(buffer, "PNG", optimize=True)
+            if buffer.tell() <= MAX_MONTAGE_BYTES:
+                break
         if buffer.tell() <= MAX_MONTAGE_BYTES:
             break
     target.write_bytes(buffer.getvalue())
-    print(f"wrote {target} ({buffer.tell() // 1024} KB, panels {height} px high)")
+    print(f"wrote {target} ({buffer.tell() // 1024} KB, panels {height} px high, {colours})")
 
 
 def main(argv=None):
