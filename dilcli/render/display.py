@@ -63,10 +63,12 @@ def kernel_display(kernel, dilation):
 
 @functools.lru_cache(maxsize=256)
 def _kernel_display(key, dilation):
-    parts = [np.frombuffer(data).reshape(shape) for shape, data in key]
-    signed = len(parts) == 1 and bool((parts[0] < 0).any())  # Kernel.is_signed
-    mapping = default_mapping(can_be_negative=signed, gain=tone.kernel_gain(parts))
-    return DefaultDisplay(mapping, tone.kernel_scale(parts, dilation))
+    from dilcli.core.kernels import Kernel
+
+    kernel = Kernel("", tuple(np.frombuffer(data).reshape(shape) for shape, data in key))
+    gain = tone.kernel_gain(kernel)
+    mapping = default_mapping(can_be_negative=kernel.is_signed, gain=gain)
+    return DefaultDisplay(mapping, tone.kernel_scale(kernel, dilation))
 
 
 def stack_displays(layers, channels, *, input_negative=False):
