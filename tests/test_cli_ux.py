@@ -184,6 +184,11 @@ def test_json_prints_an_object_per_input_and_output_then_a_summary(photo, animat
     assert summary["type"] == "summary" and lines.count(summary) == 1
     assert (summary["done"], summary["skipped"], summary["failed"]) == (2, 0, 0)
     assert summary["exit_code"] == 0 and summary["out_dir"] == str(out)
+    assert summary["run"] == "finished"
+    # scripts written for the old --log picked input lines by "status": still exactly those
+    assert [line for line in lines if "status" in line] == [
+        line for line in lines if line["type"] == "input"
+    ]
     assert "2 done" in result.stderr
     rerun = json_lines(run_cli("convolve", photo.parent, "-o", out, "-d", "1,2", "--json").stdout)
     assert [line["status"] for line in rerun if line["type"] == "input"] == ["skipped"] * 2
@@ -276,6 +281,8 @@ def test_a_dry_run_gives_the_reason_of_each_decision(photo, tmp_path, rng):
     assert (
         "compute  " in changed.stdout and "(the input changed since it was done)" in changed.stdout
     )
+    more = run_cli("convolve", photo, "-o", out, "-d", "1,2,4", "--dry-run").stdout
+    assert "(new outputs; those already made are written again)" in more
     forced = run_cli("convolve", photo, "-o", out, "-d", "1,2", "--dry-run", "--overwrite")
     assert "(--overwrite)" in forced.stdout
 

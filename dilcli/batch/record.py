@@ -144,6 +144,9 @@ class Record:
         if written is None:
             if task.maker and task.maker in self.makers:
                 return "the input changed since it was done"
+            makers = zip(task.outputs, _makers(task))
+            if any(self._owner_maker(output) == maker for output, maker in makers):
+                return "new outputs; those already made are written again"
             return "not done before"
         if set(written) != set(names):
             return "its outputs are other files than those recorded"
@@ -151,6 +154,10 @@ class Record:
             if not _unchanged(output, written[name]):
                 return f"{output.name} changed or went missing since it was written"
         return None
+
+    def _owner_maker(self, output):
+        """The maker the record names for ``output``, or None."""
+        return self.owner.get(_record_name(output, self.out_dir), (None,))[0]
 
     def conflicts(self, task):
         """``(output, input it holds the result of)`` for each output of ``task`` that

@@ -114,7 +114,7 @@ def run_file_batch(
                 scheduler=scheduler,
             )
         except Refused as error:
-            _close(logs, {"status": "refused", "reason": str(error), "exit_code": 2})
+            _close(logs, {"run": "refused", "why": str(error), "exit_code": 2})
             raise NothingRun(str(error)) from None
         except BatchError as error:
             _close(logs, None)
@@ -147,7 +147,8 @@ def _no_inputs_message(inputs, extensions, recursive):
 def _summary(report, out_dir, exit_code):
     """The JSON summary of a run: counts, time, notes, where the outputs are, exit code."""
     summary = {
-        "status": "interrupted" if report.interrupted else "finished",
+        # Not "status" nor "input": scripts that pick input lines by those keys keep working.
+        "run": "interrupted" if report.interrupted else "finished",
         "done": report.count("done"),
         "skipped": report.count("skipped"),
         "failed": len(report.failures),
@@ -195,7 +196,7 @@ def _report_dry_run(tasks, job, skipped, inputs, extensions, *, out_dir, overwri
     try:
         results, sizes, refusal = dry_run(tasks, job, out_dir=out_dir, overwrite=overwrite)
     except Refused as error:
-        _close(logs, {"dry_run": True, "status": "refused", "reason": str(error), "exit_code": 2})
+        _close(logs, {"dry_run": True, "run": "refused", "why": str(error), "exit_code": 2})
         raise NothingRun(str(error)) from None
     # Files the search passed over (a FIFO in a folder) are skipped, by the run too.
     results[:0] = [_as_planned(result) for result in skipped]
