@@ -4,6 +4,7 @@ the full check on every sample image."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -273,6 +274,18 @@ def test_stack_scales_follow_what_the_picture_shows():
     rgb = [stack_library.Layer(weights[:3], 1)]
     assert display.stack_displays(rgb, 1)[0].scale == pytest.approx(
         tone.kernel_scale([[1.0]]), rel=1e-12
+    )
+
+
+def test_wide_mixing_stacks_get_a_coarser_grid_and_nearly_the_same_scales():
+    large = stack_library.context_large(21)  # up to 672 channels
+    assert display._affordable_model(large, 21).size == display.MIN_MODEL_SIZE
+    basic = stack_library.context_basic(3)
+    assert display._affordable_model(basic, 3) == tone.NATURAL_IMAGES
+    small = stack_library.context_large(1)
+    coarse = replace(tone.NATURAL_IMAGES, size=display.MIN_MODEL_SIZE)
+    assert tone.stack_scales(small, model=coarse) == pytest.approx(
+        tone.stack_scales(small), rel=5e-3
     )
 
 

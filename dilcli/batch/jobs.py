@@ -482,7 +482,10 @@ class ContextJob(ImageInput):
             labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{levels}"]
         else:
             options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
-            shown = display.stack_displays(layers, channels, input_negative=input_negative)
+            if self.rendering.fmt == "png" or self.montage:
+                shown = display.stack_displays(layers, channels, input_negative=input_negative)
+            else:  # exact float outputs: no pixels, so no scales to compute
+                shown = [display.DefaultDisplay()] * len(layers)
             scales = zip(stacks.iterate_layers(data, layers, **options), shown, strict=True)
             sizes = self.receptive_field_sizes(layers)
             labels = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -98,7 +98,8 @@ def stack_displays(layers, channels, *, input_negative=False):
         for layer in layers:
             counts = layer.weights.shape[0] if np.ndim(layer.weights) == 4 else counts
             average.append(counts not in (1, 3))
-        scales = tone.stack_scales(layers, channels, average_channels=average)
+        model = _affordable_model(layers, channels)
+        scales = tone.stack_scales(layers, channels, model=model, average_channels=average)
         if len(_STACK_DISPLAYS) >= 32:
             _STACK_DISPLAYS.clear()
         _STACK_DISPLAYS[key] = tuple(
@@ -109,6 +110,29 @@ def stack_displays(layers, channels, *, input_negative=False):
 
 
 _STACK_DISPLAYS = {}  # stack digest, channels, flags: displays (one process's cache)
+# The exact composition costs (non-zero taps x C_out x C_in) complex products per cell of
+# the model's frequency grid, per layer. Past this many (a few seconds), wide mixing
+# stacks (context-large on many channels, trained weights) use a coarser grid, down to
+# 64 x 64. context-large's scales move by under 0.5 % (a laplacian stack's would by 20 %,
+# but it never comes near the limit), well inside the 3x margin of docs/design.md, 14.
+MAX_SCALE_PRODUCTS = 2e9
+MIN_MODEL_SIZE = 64
+
+
+def _affordable_model(layers, channels):
+    products, width = 0, channels
+    for layer in layers:
+        weights = np.asarray(layer.weights)
+        taps = int(
+            np.count_nonzero(np.any(weights != 0, axis=(0, 1)) if weights.ndim == 4 else weights)
+        )
+        c_out = weights.shape[0] if weights.ndim == 4 else width
+        products += taps * c_out * (weights.shape[1] if weights.ndim == 4 else 1)
+        width = c_out
+    size = tone.NATURAL_IMAGES.size
+    while size > MIN_MODEL_SIZE and products * size * (size // 2 + 1) > MAX_SCALE_PRODUCTS:
+        size //= 2
+    return replace(tone.NATURAL_IMAGES, size=size)
 
 
 def starlet_displays(levels, *, input_negative=False):
