@@ -55,9 +55,10 @@ class GroupedCommand(click.Command):
 
     def format_options(self, ctx, formatter):
         sections = {}
-        # Required options (-o) lead their section; otherwise the order they are declared in.
+        # Required options (-o) lead their section, then those with a short flag (-r, -k,
+        # -j: the everyday ones); otherwise the order they are declared in.
         options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
-        for param in sorted(options, key=lambda p: not p.required):
+        for param in sorted(options, key=lambda p: (not p.required, not _has_short_flag(p))):
             record = param.get_help_record(ctx)
             if record is not None:
                 sections.setdefault(getattr(param, "group", None) or "Options", []).append(record)
@@ -69,6 +70,10 @@ class GroupedCommand(click.Command):
         for name in sorted(sections, key=order.index):
             with formatter.section(name):
                 formatter.write_dl([(term.ljust(width), text) for term, text in sections[name]])
+
+
+def _has_short_flag(param):
+    return any(not name.startswith("--") for name in param.opts)
 
 
 class Renamed(GroupedOption):
