@@ -27,8 +27,24 @@ DEFAULT_CAUSAL_BOUNDARY = "constant"
 
 #: ``--format``: its file extension.
 OUTPUT_FORMATS = {"png": "png", "tiff": "tif", "npy": "npy"}
-#: ``--map``: how a float response becomes pixels.
-MAPPINGS = ("abs", "signed", "clip", "stretch", "diverging")
+#: ``--map``: how a float response becomes pixels (docs/design.md, section 14). The
+#: ``tone`` family passes ``|y|`` through ``1 - exp(-|y| / s)``, ``s`` from the kernel
+#: or stack (dilcli.render.tone); ``signed-tone`` and ``diverging-tone`` keep the sign.
+MAPPINGS = (
+    "tone",
+    "clip",
+    "abs",
+    "signed",
+    "stretch",
+    "diverging",
+    "signed-tone",
+    "diverging-tone",
+)
+TONE_MAPPINGS = ("tone", "signed-tone", "diverging-tone")
+#: Without ``--map``: ``clip`` for weighted means of the input (blurs, the identity,
+#: context-basic: never negative, worst-case gain 1), ``tone`` for every other response.
+DEFAULT_MAPPING = "tone"
+LINEAR_DEFAULT_MAPPING = "clip"
 DIVERGING_COLORMAP = "colorbrewer:RdBu_r"
 STRETCH_PERCENTILE = 99.9
 #: ``--wav-scale``: what a WAV output is divided by.

@@ -73,14 +73,22 @@ def test_convolve_npy_output_is_the_exact_response(image_folder, tmp_path):
     assert_allclose(saved, want)
 
 
-def test_convolve_png_is_abs_of_response_for_edge_kernels(image_folder, tmp_path):
+def test_convolve_png_is_tone_of_response_for_edge_kernels(image_folder, tmp_path):
+    from dilcli.render.tone import kernel_scale
+
     out = tmp_path / "out"
     assert run("convolve", image_folder / "gray.png", "-o", out, "-d", "2").exit_code == 0
-    response = apply_kernel(
-        load_image(image_folder / "gray.png").data, named_kernel("laplacian"), 2
-    )
-    want = np.rint(np.clip(np.abs(response), 0, 1) * 255)
+    assert run("convolve", image_folder / "gray.png", "-o", tmp_path / "abs", "-d", "2",
+               "--map", "abs").exit_code == 0  # fmt: skip
+    kernel = named_kernel("laplacian")
+    response = apply_kernel(load_image(image_folder / "gray.png").data, kernel, 2)
+    scale = kernel_scale(kernel.parts[0], 2)
+    want = np.rint((1 - np.exp(-np.abs(response.astype(float)) / scale)) * 255)
     assert np.abs(np.asarray(pil(out / "gray_laplacian_d2.png"), float) - want).max() <= 1
+    want = np.rint(np.clip(np.abs(response), 0, 1) * 255)  # --map abs keeps its old rule
+    assert (
+        np.abs(np.asarray(pil(tmp_path / "abs" / "gray_laplacian_d2.png"), float) - want).max() <= 1
+    )
 
 
 def test_convolve_mode_valid_and_full_sizes(image_folder, tmp_path):

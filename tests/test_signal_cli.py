@@ -1,5 +1,7 @@
 """``dilcli signal`` through Click: names, formats, stacks, plots, errors and exit codes."""
 
+import re
+
 import numpy as np
 import pytest
 from conftest import run_cli as run
@@ -86,7 +88,9 @@ def test_signal_custom_kernel_modes_and_boundaries(tmp_path, rng):
         expected = direct_correlate(
             x, [0.5, -1, 0.25], 3, mode, boundary or ("reflect" if mode != "causal" else "constant")
         )
-        assert_allclose(np.load(out / "in_custom_d3.npy"), expected, atol=1e-12)
+        (written,) = out.glob("in_custom-*_d3.npy")  # named by a digest of the weights
+        assert re.fullmatch(r"in_custom-[0-9a-f]{6}_d3\.npy", written.name)
+        assert_allclose(np.load(written), expected, atol=1e-12)
 
 
 def test_signal_stack_prints_causal_receptive_fields(tmp_path, rng):
@@ -111,8 +115,9 @@ def test_signal_stack_prints_causal_receptive_fields(tmp_path, rng):
     assert result.exit_code == 0, result.output
     assert "past samples reaching y[i]" in result.output
     assert "     10       512             1024" in result.output
-    assert names(out) == sorted(f"in_custom_stack_l{i + 1}_d{2**i}.npy" for i in range(10))
-    assert np.all(np.load(out / "in_custom_stack_l10_d512.npy") >= 0)
+    kernel = re.search(r"in_(custom-[0-9a-f]{6})_stack_l1_d1\.npy", " ".join(names(out)))[1]
+    assert names(out) == sorted(f"in_{kernel}_stack_l{i + 1}_d{2**i}.npy" for i in range(10))
+    assert np.all(np.load(out / f"in_{kernel}_stack_l10_d512.npy") >= 0)
 
 
 def test_signal_plot_for_one_input_and_for_several(signal_folder, tmp_path):

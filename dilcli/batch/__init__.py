@@ -19,7 +19,10 @@ Every command that turns input files into output files (``convolve``, ``context`
 
 A job that writes one set of outputs per frame of an input (``--frames all``) also has
 ``count_frames(path) -> int | None`` (None: one set, as usual); the count is passed on
-as ``output_names(stem, suffix, frames=count)``.
+as ``output_names(stem, suffix, frames=count)``. ``plan_details(input_path) -> dict``
+(``{}`` by default, in :class:`~dilcli.batch.jobs.Job`) is what ``--dry-run`` shows of
+an input besides its outputs. A warning that is a :class:`~dilcli.batch.tasks.Note`
+informs rather than alarms (shown with ``-v``, in the summary and the JSON lines).
 """
 
 # The names of the former single module ``dilcli.batch``, for scripts that use them.

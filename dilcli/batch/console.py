@@ -28,6 +28,10 @@ def display_path(path, *, short=False):
     return text.encode("unicode_escape").decode("ascii")
 
 
+#: Notes (a multi-frame file read for its first frame only) repeated in the summary.
+MAX_SUMMARY_NOTES = 5
+
+
 class BatchConsole:
     """Progress and messages for one batch; use as a context manager."""
 
@@ -80,13 +84,15 @@ class BatchConsole:
         name = display_path(result.input.name)
         if result.status == "failed":
             self.print(f"error: {name}: {result.reason}", style="red")
-        elif result.warnings and not self.quiet:
-            for warning in result.warnings:
+        elif not self.quiet:
+            for warning in result.problems:
                 self.print(f"warning: {name}: {warning}", style="yellow")
         if result.status != "failed" and self.verbose:
             detail = f" ({result.reason})" if result.reason else ""
             outputs = ", ".join(display_path(o.name) for o in result.outputs)
             self.print(f"{result.status}: {name}{detail}" + (f" -> {outputs}" if outputs else ""))
+            for note in result.notes:
+                self.print(f"  note: {note}")
         if self.progress is not None:
             task = self.progress.tasks[0]
             rate = (task.completed + 1) / task.elapsed if task.elapsed else 0
@@ -106,6 +112,11 @@ class BatchConsole:
             )
         if self.quiet:
             return
+        noted = [(result, note) for result in report.results for note in result.notes]
+        for result, note in noted[:MAX_SUMMARY_NOTES]:
+            self.print(f"note: {display_path(result.input.name)}: {note}")
+        if len(noted) > MAX_SUMMARY_NOTES:
+            self.print(f"note: and {len(noted) - MAX_SUMMARY_NOTES} more (see -v or --json)")
         done, skipped = report.count("done"), report.count("skipped")
         line = f"{done} done, {skipped} skipped, {len(failures)} failed in {report.seconds:.1f} s"
         if done and report.seconds > 0:
@@ -118,3 +129,20 @@ class BatchConsole:
 def error(message):
     """One line on stderr, for errors outside a batch."""
     sys.stderr.write(f"error: {message}\n")
+
+
+def plan_lines(results, sizes):
+    """A dry run's plan, for people: per input what would happen and why, its outputs
+    (with the size of each already on disk) and the job's plan details."""
+    lines = []
+    for result, result_sizes in zip(results, sizes):
+        reason = f" ({result.reason})" if result.reason else ""
+        lines.append(f"{result.status:<8} {display_path(result.input.name)}{reason}")
+        for output, size in zip(result.outputs, result_sizes):
+            on_disk = ""
+            if size is not None:  # what a skip keeps, or a run replaces
+                on_disk = f"  ({size:,} bytes{'' if result.status == 'skip' else ' on disk now'})"
+            lines.append(f"  {display_path(output, short=True)}{on_disk}")
+        for key, value in result.details.items():
+            lines.append(f"  {key}: {value}")
+    return lines

@@ -7,6 +7,7 @@ processes and cluster workers can run them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import InitVar, dataclass, fields, is_dataclass
 
 import numpy as np
@@ -44,10 +45,22 @@ def frame_stems(stem, frames=None):
 
 # Fields that decide whether an input is read at all, never what is written.
 LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples")
+# Fields that choose only the outputs' names (which the record keeps apart anyway).
+NAME_ONLY_FIELDS = ("name_template",)
 
 
 class Job:
-    """What every job shares: the signature that resume compares."""
+    """What every job shares: the signature that resume compares, and output names.
+
+    A job's per-scale outputs are named by ``name_template`` (``--name``), or by its
+    ``DEFAULT_NAME``: a :meth:`str.format` template of the fields in ``NAME_FIELDS``,
+    the extension added. Montages and plots keep their own names.
+    """
+
+    NAME_FIELDS = {}  # field -> what it is, for messages and docs
+
+    def __post_init__(self):
+        self._check_name_template()
 
     #: Renamed fields keep their old key, so resume knows the outputs of earlier versions.
     SIGNATURE_NAMES = {}
@@ -55,14 +68,67 @@ class Job:
     def signature(self):
         """Every field but the limits, as JSON values: what makes the outputs' bytes."""
         values = _signature_value(self)
+        ignored = (*LIMIT_FIELDS, *NAME_ONLY_FIELDS)
         return {
             "job": type(self).__name__,
-            **{
-                self.SIGNATURE_NAMES.get(k, k): v
-                for k, v in values.items()
-                if k not in LIMIT_FIELDS
-            },
+            **{self.SIGNATURE_NAMES.get(k, k): v for k, v in values.items() if k not in ignored},
         }
+
+    def _name(self, default, fields):
+        """One output's name (no extension): the --name template, else ``default``."""
+        template = getattr(self, "name_template", None) or default
+        return template.format(**fields)
+
+    def _frame_fields(self, stem, frames):
+        """``(stem, frame)`` per frame: with several frames, ``_f{n}`` follows the stem
+        unless the template places ``{frame}`` itself."""
+        template = getattr(self, "name_template", None) or ""
+        if frames is not None and "{frame" in template:
+            width = len(str(max(frames - 1, 0)))
+            return [(stem, f"{n:0{width}d}") for n in range(frames)]
+        return [(part, "0") for part in frame_stems(stem, frames)]
+
+    def _check_name_template(self):
+        """A ValueError (one line) for a --name template that is not a name, names an
+        unknown field, or gives two outputs of one input the same name."""
+        import string
+
+        template = getattr(self, "name_template", None)
+        if template is None:
+            return
+        known = ", ".join("{" + name + "}" for name in self.NAME_FIELDS)
+        try:
+            used = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as error:
+            raise ValueError(f"--name {template!r}: {error} (write fields as {known})") from None
+        unknown = [f for f in used if f not in self.NAME_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"--name {template!r}: unknown field {{{unknown[0]}}}; fields: {known}"
+            )
+        if "stem" not in used:
+            raise ValueError(
+                f"--name {template!r} needs {{stem}}: without it, the outputs of different "
+                "inputs would share names"
+            )
+        if "/" in template or "\\" in template or "\0" in template:
+            raise ValueError(f"--name {template!r}: a file name, without folders")
+        frames = 3 if getattr(self, "frames", "first") == "all" else None
+        try:
+            names = self.output_names("{stem}", ".png", frames=frames)
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise ValueError(f"--name {template!r}: {error}") from None
+        repeated = [name for name in names if names.count(name) > 1]
+        if repeated:
+            raise ValueError(
+                f"--name {template!r} gives two outputs of one input the same name "
+                f"({repeated[0]}); add a field that tells them apart ({{layer}} always does)"
+            )
+
+    def plan_details(self, input_path):
+        """What a dry run shows of this input besides its outputs: ``{label: value}``
+        (say, tiles and working memory); none by default."""
+        return {}
 
     def output_scopes(self, names):
         """For each of ``names`` (as :meth:`output_names` gave them), the part of the
@@ -106,7 +172,21 @@ class ImageInput(Job):
         for image, paths in self.each_frame(input_path, output_paths):
             notes += image.notes
             self._run_image(image, paths)
+        if self.frames != "all":
+            notes += self._first_frame_note(input_path)
         return notes
+
+    def _first_frame_note(self, input_path):
+        """A note if ``input_path`` has frames beyond the first, which were not read."""
+        from dilcli.batch.tasks import Note
+
+        try:
+            count = images.count_frames(input_path, max_frames=0, allow_truncated=True)
+        except Exception:  # the first frame was read; the count is only for the note
+            return []
+        if count < 2:
+            return []
+        return [Note(f"only the first of its {count} frames was used (--frames all: every frame)")]
 
     def count_frames(self, path):
         """Frames to write outputs for, with ``frames="all"``; else None (the first only)."""
@@ -159,12 +239,27 @@ class ConvolveJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all"
     max_frames: int = DEFAULT_MAX_FRAMES
+    name_template: str | None = None  # --name; None: DEFAULT_NAME
+
+    DEFAULT_NAME = "{stem}_{kernel}_d{d}"
+    NAME_FIELDS = {
+        "stem": "the input's name without extension",
+        "ext": "the input's extension (png, jpg)",
+        "kernel": "the kernel's name",
+        "d": "the dilation",
+        "layer": "the dilation's place in -d, from 1",
+        "frame": "the frame number, with --frames all",
+    }
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
         names = []
-        for part in frame_stems(stem, frames):
-            names += [f"{part}_{self.kernel.name}_d{d}.{ext}" for d in self.dilations]
+        for part, frame in self._frame_fields(stem, frames):
+            fields = dict(stem=part, ext=suffix.lstrip("."), kernel=self.kernel.name, frame=frame)
+            names += [
+                f"{self._name(self.DEFAULT_NAME, {**fields, 'd': d, 'layer': i})}.{ext}"
+                for i, d in enumerate(self.dilations, 1)
+            ]
             if self.montage:
                 names.append(f"{part}_{self.kernel.name}_montage.png")
         return names
@@ -206,15 +301,15 @@ class ConvolveJob(ImageInput):
             for dilation, path in zip(self.dilations, output_paths):
                 with np.errstate(over="ignore", invalid="ignore"):  # huge float input: Inf
                     response = apply_kernel(image.data, self.kernel, dilation, **options)
+                look = display.kernel_display(self.kernel, dilation)  # the same for every input
                 if self.rendering.fmt == "png":  # feature maps: PNGs show the channel mean
                     response = _displayable(response)
                 elif self.montage:
-                    values = display.display_values(_displayable(response), self._montage_mapping())
-                    collect(display.quantize(values, 8))
+                    collect(self.rendering.pixels(_displayable(response), look))
                 if pending is not None:
                     collect(pending.result())
                 pending = writer.submit(
-                    self.rendering.save, path, response, image, self.kernel.is_signed, consume=True
+                    self.rendering.save, path, response, image, look, consume=True
                 )
             collect(pending.result())
         if self.montage:
@@ -225,9 +320,6 @@ class ConvolveJob(ImageInput):
                 (f"{self.kernel.name}, d={d}", pixels) for d, pixels in zip(self.dilations, shown)
             ]
             png.save_pixels(output_paths[-1], montage(panels))
-
-    def _montage_mapping(self):
-        return self.rendering.mapping or ("abs" if self.kernel.is_signed else "clip")
 
 
 class _Inline:
@@ -285,7 +377,20 @@ class ContextJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
     max_frames: int = DEFAULT_MAX_FRAMES
+    name_template: str | None = None  # --name; None: DEFAULT_NAME
     truncate: InitVar[bool | None] = None  # relu's deprecated name
+
+    DEFAULT_NAME = "{stem}_{prefix}_{scale}"
+    NAME_FIELDS = {
+        "stem": "the input's name without extension",
+        "ext": "the input's extension (png, npy)",
+        "prefix": "context, or starlet",
+        "stack": "the preset, the -k kernel, random, or the --weights file's stem",
+        "scale": "l{i}_d{d} per layer; w{j} per starlet plane, c{J} its residual",
+        "layer": "the layer (starlet: plane) number, from 1",
+        "d": "the layer's dilation",
+        "frame": "the frame number, with --frames all",
+    }
 
     SIGNATURE_NAMES = {"relu": "truncate"}
 
@@ -305,6 +410,7 @@ class ContextJob(ImageInput):
                 )
             if self.relu is not None:
                 raise ValueError("the starlet is linear: relu (a ReLU) does not apply")
+        super().__post_init__()
 
     @property
     def prefix(self):
@@ -319,10 +425,19 @@ class ContextJob(ImageInput):
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
-        scales = self.scale_names()[-1:] if self.final_only else self.scale_names()
+        scales = list(enumerate(self.scale_names(), 1))
+        scales = scales[-1:] if self.final_only else scales
+        dilations = (*self.dilations, self.dilations[-1])  # a starlet's residual: its last
+        if self.stack in ("kernel", "random") and self.kernel is not None:
+            stack = self.kernel.name if self.stack == "kernel" else "random"
+        else:
+            stack = os.path.splitext(self.weights_name)[0] if self.weights_name else self.stack
         names = []
-        for part in frame_stems(stem, frames):
-            names += [f"{part}_{self.prefix}_{scale}.{ext}" for scale in scales]
+        for part, frame in self._frame_fields(stem, frames):
+            fields = dict(stem=part, ext=suffix.lstrip("."), prefix=self.prefix, stack=stack)
+            for layer, scale in scales:
+                values = {**fields, "scale": scale, "layer": layer, "d": dilations[layer - 1]}
+                names.append(f"{self._name(self.DEFAULT_NAME, {**values, 'frame': frame})}.{ext}")
             if self.montage:
                 names.append(f"{part}_{self.prefix}_montage.png")
         return names
@@ -384,15 +499,20 @@ class ContextJob(ImageInput):
         # Float data (.npy, float TIFF) may be negative; decoded images are not.
         input_negative = image.bits == 32
         boundary = self.boundary or "reflect"
+        # How each scale is shown without --map: from the stack alone (render/display.py).
         if self.stack == "starlet":
             levels = len(layers)
             planes, residual = stacks.starlet(data, levels, boundary=boundary, cval=self.cval)
-            scales = [(plane, True) for plane in planes] + [(residual, input_negative)]
+            shown = display.starlet_displays(levels, input_negative=input_negative)
+            scales = zip([*planes, residual], shown, strict=True)
             labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{levels}"]
         else:
             options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
-            signs = stacks.can_be_negative(layers, input_negative=input_negative)
-            scales = zip(stacks.iterate_layers(data, layers, **options), signs, strict=True)
+            if self.rendering.fmt == "png" or self.montage:
+                shown = display.stack_displays(layers, channels, input_negative=input_negative)
+            else:  # exact float outputs: no pixels, so no scales to compute
+                shown = [display.DefaultDisplay()] * len(layers)
+            scales = zip(stacks.iterate_layers(data, layers, **options), shown, strict=True)
             sizes = self.receptive_field_sizes(layers)
             labels = [
                 f"l{i} d={layer.dilation} RF {shape_text(size)}"
@@ -401,19 +521,16 @@ class ContextJob(ImageInput):
         count = len(self.scale_names())
         saved = iter(output_paths)
         panels = [("input", display.quantize(np.clip(_displayable(data), 0, 1), 8))]
-        for number, ((response, signed), label) in enumerate(zip(scales, labels, strict=True), 1):
+        for number, ((response, look), label) in enumerate(zip(scales, labels, strict=True), 1):
             if data.ndim == 2 and response.ndim == 3 and response.shape[2] == 1:
                 response = response[..., 0]  # one channel in, one channel out
             if number == count or not self.final_only:
                 as_file = response if self.rendering.fmt != "png" else _displayable(response)
                 # Not consume=True: ``response`` feeds the next layer.
-                self.rendering.save(next(saved), as_file, image, signed)
+                self.rendering.save(next(saved), as_file, image, look)
             if self.montage:
-                # Scales differ by orders of magnitude: unless --map says otherwise,
-                # each panel is stretched to its own range, so every scale is visible.
-                mapping = self.rendering.mapping or "stretch"
-                shown = display.display_values(_displayable(response), mapping, self.rendering.gain)
-                panels.append((label, display.quantize(shown, 8)))
+                # Each scale by its own layer's rule and tone scale, as in the files.
+                panels.append((label, self.rendering.pixels(_displayable(response), look)))
         if self.montage:
             from dilcli.render.panels import montage
 
@@ -444,6 +561,17 @@ class SignalJob(Job):
     plot: str | None = None
     plot_per_input: bool = False
     max_samples: int = DEFAULT_MAX_SAMPLES  # values (samples x channels); 0: no limit
+    name_template: str | None = None  # --name; None: DEFAULT_NAME
+
+    DEFAULT_NAME = "{stem}_{kernel}_d{d}"
+    DEFAULT_STACK_NAME = "{stem}_{kernel}_stack_l{layer}_d{d}"
+    NAME_FIELDS = {
+        "stem": "the input's name without extension",
+        "ext": "the input's extension (csv, wav)",
+        "kernel": "the kernel's name",
+        "d": "the dilation",
+        "layer": "the dilation's place in -d (the layer of --stack), from 1",
+    }
 
     def __post_init__(self):
         """The library's rules, whoever builds the job (the CLI only rewords them)."""
@@ -454,6 +582,7 @@ class SignalJob(Job):
             raise ValueError(f"a signal needs one 1-D kernel; {self.kernel.name} is not")
         if self.activation != "none" and not self.stack:
             raise ValueError("an activation applies between the layers of a stack: add stack=True")
+        super().__post_init__()
 
     def build_layers(self):
         """The layers that run: the stack (``stack``), or one layer per dilation."""
@@ -462,13 +591,14 @@ class SignalJob(Job):
         kernel, activation = self.kernel.parts[0], self.activation
         return signal_stack(kernel, self.dilations, activation=activation, flip=self.flip)
 
-    def output_names(self, stem, suffix=".npy"):
+    def output_names(self, stem, suffix=".npy", frames=None):
         ext = suffix or ".npy"
-        if self.stack:
-            parts = [f"stack_l{i}_d{d}" for i, d in enumerate(self.dilations, 1)]
-        else:
-            parts = [f"d{d}" for d in self.dilations]
-        names = [f"{stem}_{self.kernel.name}_{part}{ext}" for part in parts]
+        default = self.DEFAULT_STACK_NAME if self.stack else self.DEFAULT_NAME
+        fields = dict(stem=stem, ext=ext.lstrip("."), kernel=self.kernel.name)
+        names = [
+            self._name(default, {**fields, "d": d, "layer": i}) + ext
+            for i, d in enumerate(self.dilations, 1)
+        ]
         if self.plot:
             # An absolute name: the batch planner's ``folder / name`` keeps it as it is.
             names.append(self.plot.replace("{stem}", stem) if self.plot_per_input else self.plot)

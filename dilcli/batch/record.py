@@ -43,17 +43,25 @@ class Record:
     its files with this one's. The record is never followed through a link.
     """
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, *, read_only=False):
         self.out_dir = Path(os.path.abspath(out_dir))
         self.path = self.out_dir / RECORD_NAME
         self.done = {}  # key -> {output name: identity}
         self.owner = {}  # output name -> (maker, identity, input)
+        self.makers = set()  # the makers of finished tasks (input and parameters)
         self._fd = None
+        # A dry run's: read what is there (nothing if there is no record), create and
+        # change nothing, under a shared lock (a run writing meanwhile is refused).
+        self.read_only = read_only
 
     def __enter__(self):
+        if self.read_only and not os.path.lexists(self.path):
+            return self
         try:
             # Not blocking: a FIFO planted under the record's name must not hang the run.
             flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK
+            if self.read_only:
+                flags = os.O_RDONLY | os.O_NONBLOCK
             self._fd = os.open(self.path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
         except OSError as error:
             reason = error.strerror or str(error)
@@ -72,7 +80,8 @@ class Record:
         return self
 
     def __exit__(self, *exc):
-        os.close(self._fd)  # and with it the lock
+        if self._fd is not None:
+            os.close(self._fd)  # and with it the lock
         return False
 
     def _lock(self):
@@ -81,7 +90,8 @@ class Record:
         except ImportError:  # not POSIX: no lock
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if self.read_only else fcntl.LOCK_EX
+            fcntl.flock(self._fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Refused(
                 f"another dilcli run is writing into {self.out_dir}; wait for it to end "
@@ -102,7 +112,7 @@ class Record:
                     last = rest[-1:] or last
                     continue
                 self._read_entry(line)
-        if last != b"\n":  # torn by a kill: end it, keep the rest
+        if last != b"\n" and not self.read_only:  # torn by a kill: end it, keep the rest
             self._append(b"\n")
 
     def _read_entry(self, line):
@@ -112,6 +122,7 @@ class Record:
             if not isinstance(outputs, dict):
                 return  # a record of an older dilcli: proves nothing
             self.done[key] = outputs
+            self.makers.add(entry.get("maker"))
             for name, identity in outputs.items():
                 maker = identity.get("maker", entry.get("maker"))
                 self.owner[name] = (maker, identity, entry.get("input", "?"))
@@ -124,11 +135,29 @@ class Record:
 
     def is_done(self, task):
         """Whether every output of ``task`` is on disk as the record says it wrote it."""
+        return self.why_not_done(task) is None
+
+    def why_not_done(self, task):
+        """None if ``task`` is done (see :meth:`is_done`), else why it must run."""
         written = self.done.get(task.key)
         names = [_record_name(o, self.out_dir) for o in task.outputs]
-        if written is None or set(written) != set(names):
-            return False
-        return all(_unchanged(o, written[n]) for o, n in zip(task.outputs, names))
+        if written is None:
+            if task.maker and task.maker in self.makers:
+                return "the input changed since it was done"
+            makers = zip(task.outputs, _makers(task))
+            if any(self._owner_maker(output) == maker for output, maker in makers):
+                return "new outputs; those already made are written again"
+            return "not done before"
+        if set(written) != set(names):
+            return "its outputs are other files than those recorded"
+        for output, name in zip(task.outputs, names):
+            if not _unchanged(output, written[name]):
+                return f"{output.name} changed or went missing since it was written"
+        return None
+
+    def _owner_maker(self, output):
+        """The maker the record names for ``output``, or None."""
+        return self.owner.get(_record_name(output, self.out_dir), (None,))[0]
 
     def conflicts(self, task):
         """``(output, input it holds the result of)`` for each output of ``task`` that
@@ -153,6 +182,7 @@ class Record:
         entry["outputs"] = outputs
         self._append((json.dumps(entry) + "\n").encode())
         self.done[task.key] = outputs
+        self.makers.add(task.maker)
         for name, identity in outputs.items():
             self.owner[name] = (identity["maker"], identity, str(task.input.path))
 

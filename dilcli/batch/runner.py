@@ -46,16 +46,15 @@ def run_batch(
                 on_result(result)
 
         pending, ready = [], []
-        for task in tasks:
-            if task.conflict:
-                ready.append((task, TaskResult(task.input, "failed", reason=task.conflict)))
-            elif not overwrite and record.is_done(task):
-                done = TaskResult(task.input, "skipped", task.outputs, reason="already done")
-                ready.append((task, done))
+        decisions = [(task, decide(task, record, overwrite=overwrite)) for task in tasks]
+        for task, (action, reason, _) in decisions:
+            if action == "refuse":
+                ready.append((task, TaskResult(task.input, "failed", reason=reason)))
+            elif action == "skip":
+                ready.append((task, TaskResult(task.input, "skipped", task.outputs, reason=reason)))
             else:
                 pending.append(dataclasses.replace(task, guard=marker))
-        if not overwrite:
-            _refuse_conflicts(pending, record)
+        _refuse_conflicts([pair for _, (_, _, found) in decisions for pair in found])
         for task, result in ready:
             finish(task, result)
         _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler)
@@ -103,21 +102,80 @@ def remove_if_unused(out_dir):
         Path(out_dir).rmdir()  # fails, as it should, unless empty
 
 
-def _refuse_conflicts(tasks, record):
-    """Stop before anything runs if outputs hold another run's unchanged results."""
-    found = [pair for task in tasks for pair in record.conflicts(task)]
-    if not found:
-        return
+def decide(task, record, *, overwrite=False):
+    """What a run does with ``task``: ``(action, reason, conflicts)``.
+
+    ``action`` is ``"refuse"`` (the plan found it must not run: it would replace an
+    input, or its names are too long), ``"skip"`` (done, outputs unchanged) or
+    ``"compute"``; ``conflicts`` lists ``(output, input)`` for the outputs of a task to
+    compute that hold another run's unchanged result, which make the whole run refuse
+    to start (see :func:`_refuse_conflicts`). The real run and the dry run both ask
+    here, so a dry run says what the run would do.
+    """
+    if task.conflict:
+        return "refuse", task.conflict, []
+    if overwrite:
+        return "compute", "--overwrite", []
+    why = record.why_not_done(task)
+    if why is None:
+        return "skip", "already done", []
+    return "compute", why, record.conflicts(task)
+
+
+def conflict_message(found):
+    """The one line that refuses a run whose outputs hold other runs' results."""
     from dilcli.batch.console import display_path
 
     output, source = found[0]
     what = f"{display_path(output, short=True)}"
     what += f" and {len(found) - 1} more outputs hold" if len(found) > 1 else " holds"
-    raise OutputConflict(
+    return (
         f"{what} the result of another run (other parameters, or another input: "
         f"{display_path(source, short=True)}); rerun with --overwrite to replace, "
         "or choose another -o"
     )
+
+
+def _refuse_conflicts(found):
+    """Stop before anything runs if outputs hold another run's unchanged results."""
+    if found:
+        raise OutputConflict(conflict_message(found))
+
+
+def dry_run(tasks, job, *, out_dir, overwrite=False):
+    """What :func:`run_batch` would do, writing nothing: ``(results, sizes, refusal)``.
+
+    One :class:`TaskResult` per task with status ``compute``, ``skip`` or ``refuse``
+    and the reason, ``details`` from the job's ``plan_details(input_path)``; ``sizes``
+    holds, per task, the size in bytes of each output on disk now (None where there is
+    none); ``refusal`` is the line with which the run would refuse to start (outputs
+    holding another run's results), or None. The record is read, never created or
+    changed, and nothing else is opened for writing.
+    """
+    results, sizes, found = [], [], []
+    with Record(out_dir, read_only=True) as record:
+        for task in tasks:
+            action, reason, conflicts = decide(task, record, overwrite=overwrite)
+            if conflicts:
+                from dilcli.batch.console import display_path
+
+                action = "refuse"
+                reason = f"{display_path(conflicts[0][0].name)} holds another run's result"
+                found += conflicts
+            details = getattr(job, "plan_details", lambda path: {})(task.input.path)
+            outputs = () if task.conflict else task.outputs
+            results.append(TaskResult(task.input, action, outputs, reason, details=details))
+            sizes.append([_size_on_disk(output) for output in outputs])
+    return results, sizes, conflict_message(found) if found else None
+
+
+def _size_on_disk(path):
+    """The size of the regular file at ``path`` (not followed if a link), or None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler):
@@ -150,13 +208,15 @@ def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, schedul
 
 
 class JsonLog:
-    """``--log FILE``: one JSON line per input, and one per output it wrote.
+    """``--json`` and ``--log FILE``: one JSON line per input, one per output it wrote,
+    and a summary last (the format is in the README, "Scripting").
 
-    ``-`` is standard output. The log is appended to, never through a link, and is never
-    an input or the record (by any name); an existing file is appended to only if it is
-    a dilcli log already (JSON lines), so a mistyped name never damages an image or an
-    output. A FIFO nobody reads is refused, not waited on. A log that cannot be written
-    stops the batch with a :class:`BatchError` (finished outputs are kept).
+    ``-`` is standard output (``--json``). The log is appended to, never through a
+    link, and is never an input or the record (by any name); an existing file is
+    appended to only if it is a dilcli log already (JSON lines), so a mistyped name
+    never damages an image or an output. A FIFO nobody reads is refused, not waited
+    on. A log that cannot be written stops the batch with a :class:`BatchError`
+    (finished outputs are kept).
     """
 
     def __init__(self, path, *, inputs=(), outputs=(), out_dir=None):
@@ -203,21 +263,48 @@ class JsonLog:
         os.set_blocking(fd, True)
         self.handle = os.fdopen(fd, "a", encoding="utf-8")
 
-    def write(self, result):
+    def write(self, result, sizes=None):
+        """One line for ``result``'s input, then one per output it wrote (a dry run: per
+        output it would write, with ``sizes``, the size of each on disk now or None)."""
         entry = {
+            "type": "input",
             "input": str(result.input.path),
             "status": result.status,
             "reason": result.reason or None,
             "seconds": round(result.seconds, 4),
             "outputs": [str(o) for o in result.outputs],
         }
-        if result.warnings:
-            entry["warnings"] = list(result.warnings)
-        lines = [entry] + [
-            {"output": str(o), "input": entry["input"]}
-            for o in result.outputs
-            if result.status == "done"
-        ]
+        if result.problems:
+            entry["warnings"] = result.problems
+        if result.notes:
+            entry["notes"] = list(result.notes)
+        if result.details:
+            entry["details"] = result.details
+        lines = [entry]
+        if sizes is not None:
+            status, source = result.status, entry["input"]
+            lines += [
+                {
+                    "type": "output",
+                    "output": str(o),
+                    "input": source,
+                    "status": status,
+                    "size": size,
+                }
+                for o, size in zip(result.outputs, sizes)
+            ]
+        elif result.status == "done":
+            lines += [
+                {"type": "output", "output": str(o), "input": entry["input"]}
+                for o in result.outputs
+            ]
+        self._write(lines)
+
+    def write_summary(self, summary):
+        """The last line: ``{"type": "summary", ...}`` with the counts and exit code."""
+        self._write([{"type": "summary", **summary}])
+
+    def _write(self, lines):
         try:
             self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
             self.handle.flush()

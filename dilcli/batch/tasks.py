@@ -58,14 +58,35 @@ class Task:
     guard: str = ""
 
 
+class Note(str):
+    """A warning that informs rather than alarms (a multi-frame file read for its first
+    frame only): shown with ``-v``, in the summary and in the JSON lines, not as a
+    ``warning:`` line. A job returns it among its warnings; it pickles as a string does.
+    """
+
+    __slots__ = ()
+
+
 @dataclass
 class TaskResult:
     input: InputFile
-    status: str  # "done", "skipped" or "failed"
+    # "done", "skipped" or "failed"; a dry run's plan: "compute", "skip" or "refuse"
+    status: str
     outputs: tuple[Path, ...] = ()
     reason: str = ""
     seconds: float = 0.0
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # :class:`Note` among them are notes
+    details: dict = field(default_factory=dict)  # a dry run's: the job's plan_details()
+
+    @property
+    def notes(self):
+        """What the job noted for this input (:class:`Note`), once each."""
+        return [w for w in self.warnings if isinstance(w, Note)]
+
+    @property
+    def problems(self):
+        """The warnings proper: damaged data decoded anyway, NaN replaced, ..."""
+        return [w for w in self.warnings if not isinstance(w, Note)]
 
 
 @dataclass

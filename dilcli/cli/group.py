@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from dilcli.cli.options import GroupedCommand
+
 
 def _print_version(ctx, param, value):
     """``--version``: the version, from the package metadata, and what this install runs."""
@@ -44,7 +46,13 @@ COMMAND_MODULES = {
 
 
 class LazyGroup(click.Group):
-    """A group whose commands are defined in modules loaded on first use."""
+    """A group whose commands are defined in modules loaded on first use.
+
+    Its commands list their options in sections (:class:`GroupedCommand`), and its
+    ``--help`` gives each command's whole summary, wrapped, never cut.
+    """
+
+    command_class = GroupedCommand
 
     def list_commands(self, ctx):
         return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
@@ -55,6 +63,16 @@ class LazyGroup(click.Group):
 
             importlib.import_module(f"dilcli.cli.{COMMAND_MODULES[name]}")
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(
@@ -73,6 +91,15 @@ def cli():
     """Dilated (atrous) convolution for images, feature maps and signals.
 
     After Yu & Koltun, Multi-Scale Context Aggregation by Dilated Convolutions (2015).
+    'dilcli COMMAND --help' explains each command, with examples.
+
+    \b
+    Examples:
+      dilcli convolve sample_images -k laplacian -d 1,2,4,8 -o out --montage
+      dilcli context photo.png --preset starlet --levels 5 -o planes
+      dilcli signal sample_signals/chirp.wav -k 1,1 -d 1,2,4,8 --mode causal --stack -o out
+      dilcli rf-table --preset context-basic
+      dilcli kernels
     """
 
 

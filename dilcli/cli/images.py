@@ -13,7 +13,11 @@ from dilcli.cli.options import (
     correlation_options,
     file_dilations_option,
     image_input_options,
+    kernel_option,
     load_kernel_option,
+    make_job,
+    name_option,
+    option,
     rendering_options,
 )
 from dilcli.cli.runs import run_file_batch
@@ -29,22 +33,18 @@ from dilcli.vocab import (
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "-k",
-    "--kernel",
-    "kernel_spec",
+@kernel_option(
+    "A named kernel (see 'dilcli kernels'), weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+    ".npy/.csv/.txt file.",
     default="laplacian",
-    show_default=True,
-    help=(
-        "A named kernel (see 'dilcli kernels'), weights like '1,2,1;0,0,0;-1,-2,-1', or a "
-        ".npy/.csv/.txt file."
-    ),
 )
 @file_dilations_option("Dilations, one output each: e.g. 1,2,4,8 or 1-4.")
 @correlation_options()
 @rendering_options
-@click.option(
+@name_option("{stem}_{kernel}_d{d}", "{stem}, {ext} (the input's), {kernel}, {d}, {layer}, {frame}")
+@option(
     "--montage",
+    group="Output",
     is_flag=True,
     help="Also write {stem}_{kernel}_montage.png: the input beside every dilation.",
 )
@@ -63,6 +63,7 @@ def convolve(
     gain,
     bits,
     compression,
+    name_template,
     montage,
     allow_truncated,
     frames,
@@ -91,17 +92,19 @@ def convolve(
         bits=int(bits) if bits else None,
         compression=compression,
     )
-    job = ConvolveJob(
-        kernel, dilations, mode, boundary, cval, flip, rendering, montage, max_pixels,
-        allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+    job = make_job(
+        ConvolveJob, kernel, dilations, mode, boundary, cval, flip, rendering, montage,
+        max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+        name_template=name_template,
     )  # fmt: skip
     run_file_batch(inputs, job, label="convolve", **batch)
 
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option(
+@option(
     "--preset",
+    group="Stack",
     type=click.Choice(CONTEXT_PRESETS),
     default=None,
     help=(
@@ -112,19 +115,17 @@ def convolve(
 @file_dilations_option(
     "A stack of one layer per dilation, the -k kernel at each, per channel: e.g. 1,2,4,8.",
     default=None,
+    group="Stack",
 )
-@click.option(
-    "-k",
-    "--kernel",
-    "kernel_spec",
+@kernel_option(
+    "Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a "
+    ".npy/.csv/.txt file [default: laplacian].",
     default=None,
-    help=(
-        "Kernel of the -d stack: a named kernel, weights like '1,2,1;0,0,0;-1,-2,-1', or a "
-        ".npy/.csv/.txt file [default: laplacian]."
-    ),
+    group="Stack",
 )
-@click.option(
+@option(
     "--init",
+    group="Stack",
     type=click.Choice(["kernel", "random"]),
     default="kernel",
     show_default=True,
@@ -133,16 +134,18 @@ def convolve(
         "--seed."
     ),
 )
-@click.option(
+@option(
     "--seed",
+    group="Stack",
     type=int,
     default=DEFAULT_SEED,
     show_default=True,
     help="Random seed for --init random and for context-large's noise.",
 )
-@click.option(
+@option(
     "--weights",
     "weights_path",
+    group="Stack",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help=(
@@ -150,16 +153,18 @@ def convolve(
         "optional 'bias_i'."
     ),
 )
-@click.option(
+@option(
     "--levels",
+    group="Stack",
     type=click.IntRange(1, MAX_STARLET_LEVELS),
     default=None,
     help=f"Wavelet planes for --preset starlet [default: {DEFAULT_STARLET_LEVELS}].",
 )
-@click.option(
+@option(
     "--relu/--no-relu",
     "--truncate/--no-truncate",
     "relu",
+    group="Stack",
     cls=Renamed,
     old=("--truncate", "--no-truncate"),  # before 0.2; --allow-truncated is about files
     default=None,
@@ -168,17 +173,26 @@ def convolve(
         "off for -d stacks]."
     ),
 )
-@correlation_options()
+@correlation_options(group="Stack")
 @rendering_options
-@click.option(
-    "--final-only", is_flag=True, help="Write only the last layer (starlet: the residual c_J)."
+@name_option(
+    "{stem}_{prefix}_{scale}",
+    "{stem}, {ext}, {prefix} (context, starlet), {stack}, {scale} (l{i}_d{d}, w{j}, c{J}), "
+    "{layer}, {d}, {frame}",
 )
-@click.option(
+@option(
+    "--final-only",
+    group="Output",
+    is_flag=True,
+    help="Write only the last layer (starlet: the residual c_J).",
+)
+@option(
     "--montage",
+    group="Output",
     is_flag=True,
     help=(
         "Also write {stem}_context_montage.png ({stem}_starlet_montage.png): the input beside "
-        "every scale; without --map, each panel is stretched to its own range."
+        "every scale, each by its layer's default (or --map)."
     ),
 )
 @image_input_options
@@ -202,6 +216,7 @@ def context(
     gain,
     bits,
     compression,
+    name_template,
     final_only,
     montage,
     allow_truncated,
@@ -255,10 +270,11 @@ def context(
     bits = int(bits) if bits else None
     rendering = Rendering(fmt=fmt, mapping=mapping, gain=gain, bits=bits, compression=compression)
     try:
-        job = ContextJob(
-            stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
-            seed, relu, mode, boundary, cval, flip, rendering, montage, final_only,
-            max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+        job = make_job(
+            ContextJob, stack, tuple(dilations), kernel, tuple(layers),
+            os.path.basename(weights_path or ""), seed, relu, mode, boundary, cval, flip,
+            rendering, montage, final_only, max_pixels, allow_truncated=allow_truncated,
+            frames=frames, max_frames=max_frames, name_template=name_template,
         )  # fmt: skip
     except ValueError as error:
         raise click.UsageError(f"--preset {preset}: {error}" if preset else str(error)) from None

@@ -10,7 +10,13 @@ from dilcli.cli.options import Renamed
 
 @cli.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: name, description and weights for reading; json: a list of objects "
+    "{name, description, weights} for scripts.",
 )
 @click.option(
     "--1d",
@@ -22,7 +28,17 @@ from dilcli.cli.options import Renamed
     help="List the 1-D kernels, for 'dilcli signal'.",
 )
 def kernels(fmt, one_d):
-    """List the named kernels and their weights."""
+    """List the named kernels and their weights.
+
+    Each name can be given to -k of 'convolve' and 'context' (2-D kernels) or, with
+    --1d, of 'signal'.
+
+    \b
+    Examples:
+      dilcli kernels
+      dilcli kernels --1d
+      dilcli kernels --format json
+    """
     import json
 
     from dilcli.core.kernels import definitions

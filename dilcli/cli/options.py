@@ -26,8 +26,60 @@ from dilcli.vocab import (
     choices_text,
 )
 
+# --- --help in sections ---------------------------------------------------------------
 
-class Renamed(click.Option):
+#: The sections of a file command's ``--help``, in order; options of no section (``-h``)
+#: follow under "Options".
+HELP_SECTIONS = ("Inputs", "Kernel", "Stack", "Output", "Batch")
+
+
+class GroupedOption(click.Option):
+    """An option that knows its section of ``--help`` (``group``, one of HELP_SECTIONS)."""
+
+    def __init__(self, *args, group=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if group is not None and group not in HELP_SECTIONS:
+            raise ValueError(f"unknown help section {group!r}")
+        self.group = group
+
+
+def option(*param_decls, group, **attrs):
+    """``click.option``, listed under ``group`` in ``--help`` (see :class:`GroupedCommand`)."""
+    attrs.setdefault("cls", GroupedOption)
+    return click.option(*param_decls, group=group, **attrs)
+
+
+class GroupedCommand(click.Command):
+    """A command whose ``--help`` lists its options in sections (Inputs, Kernel, ...).
+
+    Each option's section is its ``group`` attribute; a command without groups (the
+    table commands) shows one "Options" list as usual.
+    """
+
+    def format_options(self, ctx, formatter):
+        sections = {}
+        # Required options (-o) lead their section, then those with a short flag (-r, -k,
+        # -j: the everyday ones); otherwise the order they are declared in.
+        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
+        for param in sorted(options, key=lambda p: (not p.required, not _has_short_flag(p))):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                sections.setdefault(getattr(param, "group", None) or "Options", []).append(record)
+        # One column width for every section, so the help texts line up.
+        width = min(
+            max((len(term) for rows in sections.values() for term, _ in rows), default=0), 30
+        )
+        order = (*HELP_SECTIONS, "Options")
+        for name in sorted(sections, key=order.index):
+            with formatter.section(name):
+                formatter.write_dl([(term.ljust(width), text) for term, text in sections[name]])
+
+
+def _has_short_flag(param):
+    return any(not name.startswith("--") for name in param.opts)
+
+
+class Renamed(GroupedOption):
     """An option whose old spellings still work but no longer show in ``--help``.
 
     ``old=("--kernel",)`` keeps scripts written for the old name running; help and
@@ -115,17 +167,81 @@ def _int_list_callback(name, minimum=1, most=None):
     return callback
 
 
-def file_dilations_option(help, default="1,2,4,8"):
+def file_dilations_option(help, default="1,2,4,8", group="Kernel"):
     """-d/--dilations of a file command: each dilation writes a file per input, so at
     most ``MAX_FILE_DILATIONS`` of them."""
-    return click.option(
+    return option(
         "-d",
         "--dilations",
+        group=group,
         default=default,
         show_default=default is not None,
         callback=_int_list_callback("dilations", most=MAX_FILE_DILATIONS),
         help=help,
     )
+
+
+def complete_kernel_names(ndim):
+    """Shell completion for -k: the named kernels starting with what was typed, and files.
+
+    The names come from the plain-Python table of :mod:`dilcli.core.kernels`, so
+    completing never imports numpy. The file item comes first: bash then falls back to
+    file names when no kernel name matches.
+    """
+
+    def complete(ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        from dilcli.core.kernels import definitions
+
+        items = [CompletionItem(incomplete, type="file")]
+        for name, description, _ in definitions(ndim):
+            if name.startswith(incomplete):
+                items.append(CompletionItem(name, help=description))
+        return items
+
+    return complete
+
+
+def kernel_option(help, *, default, ndim=2, group="Kernel"):
+    """-k/--kernel: a named kernel, weights as text, or a file (names complete in shells)."""
+    return option(
+        "-k",
+        "--kernel",
+        "kernel_spec",
+        group=group,
+        default=default,
+        show_default=default is not None,
+        shell_complete=complete_kernel_names(ndim),
+        help=help,
+    )
+
+
+def name_option(default, fields):
+    """--name: the output-name template of a file command (checked by its job)."""
+    return option(
+        "--name",
+        "name_template",
+        group="Output",
+        default=None,
+        metavar="TEMPLATE",
+        help=(
+            f"Output names, the extension added: a template of {fields} "
+            f"[default: {default}]. Fields take Python format specs: {{d:03d}}."
+        ),
+    )
+
+
+def make_job(job_class, *args, **kwargs):
+    """``job_class(*args, **kwargs)``; the library's refusal of --name becomes a usage
+    error naming the option (the job checks its own template)."""
+    try:
+        return job_class(*args, **kwargs)
+    except ValueError as error:
+        if str(error).startswith("--name"):
+            reason = str(error).removeprefix("--name ")
+            raise click.BadParameter(reason, param_hint="'--name'") from None
+        raise
 
 
 def load_kernel_option(spec, ndim=2):
@@ -152,14 +268,15 @@ def _apply(decorators):
     return decorate
 
 
-def correlation_options(*, signal=False):
+def correlation_options(*, signal=False, group="Kernel"):
     """--mode, --boundary, --cval, --convolve: how the kernel meets the input.
 
     Signals add the causal mode, whose boundary defaults differently.
     """
     if signal:
-        mode = click.option(
+        mode = option(
             "--mode",
+            group=group,
             type=click.Choice(SIGNAL_MODES),
             default="same",
             show_default=True,
@@ -168,8 +285,9 @@ def correlation_options(*, signal=False):
                 "the input's with y[i] seeing only x[<=i] (WaveNet, TCN)."
             ),
         )
-        boundary = click.option(
+        boundary = option(
             "--boundary",
+            group=group,
             type=click.Choice(BOUNDARIES),
             default=None,
             help=(
@@ -179,30 +297,34 @@ def correlation_options(*, signal=False):
             ),
         )
     else:
-        mode = click.option(
+        mode = option(
             "--mode",
+            group=group,
             type=click.Choice(MODES),
             default="same",
             show_default=True,
             help="Output size: same as the input, only where the kernel fits, or every overlap.",
         )
-        boundary = click.option(
+        boundary = option(
             "--boundary",
+            group=group,
             type=click.Choice(BOUNDARIES),
             default=DEFAULT_BOUNDARY,
             show_default=True,
             help="How the input is extended outside its edges (scipy.ndimage's meanings).",
         )
-    cval = click.option(
+    cval = option(
         "--cval",
+        group=group,
         type=float,
         default=0.0,
         show_default=True,
         help=f"Value outside the {'signal' if signal else 'input'} for --boundary constant.",
     )
-    flip = click.option(
+    flip = option(
         "--convolve",
         "flip",
+        group=group,
         is_flag=True,
         help="Flip the kernel (true convolution) instead of correlating.",
     )
@@ -212,41 +334,47 @@ def correlation_options(*, signal=False):
 def rendering_options(command):
     """--format, --map, --gain, --bits, --compression: how responses become files."""
     decorators = [
-        click.option(
+        option(
             "--format",
             "fmt",
+            group="Output",
             type=click.Choice(tuple(OUTPUT_FORMATS)),
             default="png",
             show_default=True,
             help="png: pixels for viewing (see --map); tiff, npy: exact float32 responses.",
         ),
-        click.option(
+        option(
             "--map",
             "mapping",
+            group="Output",
             type=click.Choice(MAPPINGS),
             default=None,
             help=(
-                "Response to pixels (png): abs |y|; signed 0.5+y/2 (zero is mid-grey); clip y; "
-                "stretch |y| over the image's 99.9th percentile; diverging blue-white-red. "
-                "Values are times --gain, clipped to [0,1]. Default: abs for kernels with "
-                "negative weights, else clip."
+                "Response to pixels (png): tone 1-exp(-|y|/s), s from the kernel or stack, the "
+                "same for every image; clip y; abs |y|; signed 0.5+y/2 (zero is mid-grey); "
+                "stretch |y| over the image's 99.9th percentile; diverging blue-white-red; "
+                "signed-tone, diverging-tone: those two of sign(y)*tone. y is times --gain, "
+                "values clipped to [0,1]. Default: clip for blurs and the identity, else tone."
             ),
         ),
-        click.option(
+        option(
             "--gain",
+            group="Output",
             type=float,
             default=1.0,
             show_default=True,
             help="Multiply responses before mapping.",
         ),
-        click.option(
+        option(
             "--bits",
+            group="Output",
             type=click.Choice(["8", "16"]),
             default=None,
             help="PNG bit depth [default: follow the input].",
         ),
-        click.option(
+        option(
             "--compression",
+            group="Output",
             type=click.IntRange(0, 9),
             default=1,
             show_default=True,
@@ -259,58 +387,91 @@ def rendering_options(command):
 def batch_options(command):
     """Output folder, workers, resume and reporting: shared by every file command."""
     decorators = [
-        click.option(
+        option(
             "-o",
             "--output",
             "out_dir",
+            group="Output",
             type=click.Path(file_okay=False),
             required=True,
             help="Output folder (created if needed).",
         ),
-        click.option(
+        option(
             "-r",
             "--recursive",
+            group="Inputs",
             is_flag=True,
             help="Descend into sub-folders of input folders (mirrored in the output).",
         ),
-        click.option(
+        option(
             "-j",
             "--jobs",
+            group="Batch",
             type=click.IntRange(min=1),
             default=None,
             help="Worker processes [default: all cores].",
         ),
-        click.option(
+        option(
             "--overwrite",
+            group="Batch",
             is_flag=True,
             help="Recompute everything, even what a previous run finished.",
         ),
-        click.option("--fail-fast", is_flag=True, help="Stop at the first input that fails."),
-        click.option(
+        option(
+            "--fail-fast", group="Batch", is_flag=True, help="Stop at the first input that fails."
+        ),
+        option(
             "--max-pixels",
+            group="Inputs",
             type=click.IntRange(min=0),
             default=DEFAULT_MAX_PIXELS,
             show_default=True,
             help="Refuse larger images (checked from the header); 0 for no limit.",
         ),
-        click.option(
+        option(
             "--allow-output-in-input",
+            group="Output",
             is_flag=True,
             help="Allow an output folder inside an input folder.",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="Print only errors."),
-        click.option(
-            "-v", "--verbose", is_flag=True, help="One line per file instead of a progress bar."
+        option("-q", "--quiet", group="Batch", is_flag=True, help="Print only errors."),
+        option(
+            "-v",
+            "--verbose",
+            group="Batch",
+            is_flag=True,
+            help="One line per file instead of a progress bar.",
         ),
-        click.option(
+        option(
+            "--json",
+            "json_output",
+            group="Batch",
+            is_flag=True,
+            help=(
+                "Print one JSON object per input and per output on stdout, then a summary "
+                "(progress stays on stderr)."
+            ),
+        ),
+        option(
+            "--dry-run",
+            group="Batch",
+            is_flag=True,
+            help=(
+                "List what would be written, skipped or refused, and why; write nothing "
+                "(with --json, as JSON)."
+            ),
+        ),
+        option(
             "--log",
             "log_path",
+            group="Batch",
             type=click.Path(dir_okay=False),
             default=None,
-            help="Append one JSON line per input and per output to this file.",
+            help="Append the JSON lines of --json to this file.",
         ),
-        click.option(
+        option(
             "--scheduler",
+            group="Batch",
             envvar="DASK_SCHEDULER_ADDRESS",
             default=None,
             help=(
@@ -325,16 +486,18 @@ def batch_options(command):
 def image_input_options(command):
     """--allow-truncated, --frames, --max-frames: how image inputs are read."""
     decorators = [
-        click.option(
+        option(
             "--allow-truncated",
+            group="Inputs",
             is_flag=True,
             help=(
                 "Decode damaged files (truncated, bad checksums, corrupt data) as far as they can "
                 "be read, with a warning, instead of failing them."
             ),
         ),
-        click.option(
+        option(
             "--frames",
+            group="Inputs",
             type=click.Choice(["first", "all"]),
             default="first",
             show_default=True,
@@ -343,8 +506,9 @@ def image_input_options(command):
                 "{stem}_f{n}_... outputs."
             ),
         ),
-        click.option(
+        option(
             "--max-frames",
+            group="Inputs",
             type=click.IntRange(min=0),
             default=DEFAULT_MAX_FRAMES,
             show_default=True,

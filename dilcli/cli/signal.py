@@ -11,7 +11,11 @@ from dilcli.cli.options import (
     batch_options,
     correlation_options,
     file_dilations_option,
+    kernel_option,
     load_kernel_option,
+    make_job,
+    name_option,
+    option,
 )
 from dilcli.cli.runs import run_file_batch
 from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
@@ -19,36 +23,34 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
 
 @cli.command("signal")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "-k",
-    "--kernel",
-    "kernel_spec",
+@kernel_option(
+    "A named 1-D kernel (see 'dilcli kernels --1d'), weights like '0.5,-1,0.25', or a "
+    ".npy/.csv/.txt file.",
     default="second-difference",
-    show_default=True,
-    help=(
-        "A named 1-D kernel (see 'dilcli kernels --1d'), weights like '0.5,-1,0.25', or a "
-        ".npy/.csv/.txt file."
-    ),
+    ndim=1,
 )
 @file_dilations_option("Dilations: one output each, or the layers of --stack.")
 @correlation_options(signal=True)
-@click.option(
+@option(
     "--stack",
+    group="Kernel",
     is_flag=True,
     help=(
         "Apply the dilations one after another (a WaveNet-style stack): one output per layer, "
         "receptive fields printed."
     ),
 )
-@click.option(
+@option(
     "--activation",
+    group="Kernel",
     type=click.Choice(ACTIVATIONS),
     default="none",
     show_default=True,
     help="Nonlinearity after each layer of --stack.",
 )
-@click.option(
+@option(
     "--time-column",
+    group="Inputs",
     default="auto",
     show_default=True,
     help=(
@@ -56,8 +58,9 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
         "column headed time, t, timestamp, date...; none: filter every column."
     ),
 )
-@click.option(
+@option(
     "--wav-scale",
+    group="Output",
     type=click.Choice(WAV_SCALES),
     default="bound",
     show_default=True,
@@ -68,9 +71,14 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
         "clip)."
     ),
 )
-@click.option(
+@name_option(
+    "{stem}_{kernel}_d{d} ({stem}_{kernel}_stack_l{layer}_d{d} with --stack)",
+    "{stem}, {ext}, {kernel}, {d}, {layer}",
+)
+@option(
     "--plot",
     "plot_path",
+    group="Output",
     type=click.Path(dir_okay=False),
     default=None,
     help=(
@@ -79,8 +87,9 @@ from dilcli.vocab import ACTIVATIONS, DEFAULT_MAX_SAMPLES, WAV_SCALES
         "FILE)."
     ),
 )
-@click.option(
+@option(
     "--max-samples",
+    group="Inputs",
     type=click.IntRange(min=0),
     default=DEFAULT_MAX_SAMPLES,
     show_default=True,
@@ -100,6 +109,7 @@ def signal_command(
     time_column,
     wav_scale,
     plot_path,
+    name_template,
     max_samples,
     max_pixels,
     **batch,
@@ -138,7 +148,8 @@ def signal_command(
         if per_input and "{stem}" not in plot:
             root, ext = os.path.splitext(plot)
             plot = f"{root}_{{stem}}{ext}"
-    job = SignalJob(
+    job = make_job(
+        SignalJob,
         kernel,
         dilations,
         mode,
@@ -152,6 +163,7 @@ def signal_command(
         plot,
         per_input,
         max_samples,
+        name_template=name_template,
     )
     if stack and not batch["quiet"]:
         _print_signal_stack(job)

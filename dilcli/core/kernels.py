@@ -45,33 +45,49 @@ _WEIGHTS = {
     "IDENTITY_1D": (0, 1, 0),
 }
 
-# name, weights (the x-weights of a gradient pair), is a gradient pair, description
+# name, weights (the x-weights of a gradient pair), is a gradient pair, description. The
+# descriptions say what the kernel computes at dilation d, as correlation in 'same' mode
+# (docs/design.md, section 2); tests/test_kernel_descriptions.py pushes impulses and
+# ramps through the engine and checks every claim: the 1-D formulas are evaluated as
+# written, the 2-D ones by their taps, ramps and constants.
 _NAMED_2D = (
-    ("laplacian", "LAPLACIAN", False, "8-neighbour Laplacian (the seed's edge kernel)"),
-    ("laplacian4", "LAPLACIAN4", False, "4-neighbour Laplacian"),
-    ("sobel-x", "SOBEL_X", False, "Sobel derivative along x (columns)"),
-    ("sobel-y", "SOBEL_X", "T", "Sobel derivative along y (rows)"),
+    ("laplacian", "LAPLACIAN", False,
+     "8*x[i,j] minus its 8 neighbours d apart: 0 on flat areas and ramps (the seed's edge kernel)"),
+    ("laplacian4", "LAPLACIAN4", False,
+     "4*x[i,j] minus its 4 neighbours d apart (up, down, left, right): 0 on flat areas and ramps"),
+    ("sobel-x", "SOBEL_X", False,
+     "Sobel d/dx (columns): right minus left, rows weighted 1 2 1; 8*d on x[i,j] = j"),
+    ("sobel-y", "SOBEL_X", "T",
+     "Sobel d/dy (rows): below minus above, columns weighted 1 2 1; 8*d on x[i,j] = i"),
     ("sobel", "SOBEL_X", True, "Sobel gradient magnitude, hypot(sobel-x, sobel-y)"),
-    ("scharr-x", "SCHARR_X", False, "Scharr derivative along x"),
-    ("scharr-y", "SCHARR_X", "T", "Scharr derivative along y"),
-    ("scharr", "SCHARR_X", True, "Scharr gradient magnitude"),
-    ("prewitt-x", "PREWITT_X", False, "Prewitt derivative along x"),
-    ("prewitt-y", "PREWITT_X", "T", "Prewitt derivative along y"),
-    ("prewitt", "PREWITT_X", True, "Prewitt gradient magnitude"),
-    ("gaussian", "GAUSSIAN", False, "3x3 binomial Gaussian, [1 2 1]/4 on each axis"),
-    ("box", "BOX", False, "3x3 mean"),
-    ("b3spline", "B3SPLINE", False, "5x5 B3-spline, [1 4 6 4 1]/16 on each axis (a trous)"),
-    ("identity", "IDENTITY", False, "passes the input through"),
-)
+    ("scharr-x", "SCHARR_X", False,
+     "Scharr d/dx: right minus left, rows weighted 3 10 3; 32*d on x[i,j] = j"),
+    ("scharr-y", "SCHARR_X", "T",
+     "Scharr d/dy: below minus above, columns weighted 3 10 3; 32*d on x[i,j] = i"),
+    ("scharr", "SCHARR_X", True, "Scharr gradient magnitude, hypot(scharr-x, scharr-y)"),
+    ("prewitt-x", "PREWITT_X", False,
+     "Prewitt d/dx: right minus left, rows weighted 1 1 1; 6*d on x[i,j] = j"),
+    ("prewitt-y", "PREWITT_X", "T",
+     "Prewitt d/dy: below minus above, columns weighted 1 1 1; 6*d on x[i,j] = i"),
+    ("prewitt", "PREWITT_X", True, "Prewitt gradient magnitude, hypot(prewitt-x, prewitt-y)"),
+    ("gaussian", "GAUSSIAN", False,
+     "3x3 binomial blur, [1 2 1]/4 on each axis, taps d apart: keeps flat areas"),
+    ("box", "BOX", False, "3x3 mean, [1 1 1]/3 on each axis, taps d apart: keeps flat areas"),
+    ("b3spline", "B3SPLINE", False,
+     "5x5 B3-spline, [1 4 6 4 1]/16 on each axis, taps d apart (a trous): keeps flat areas"),
+    ("identity", "IDENTITY", False, "y[i,j] = x[i,j]: passes the input through"),
+)  # fmt: skip
 _NAMED_1D = (
-    ("difference", "DIFFERENCE", False, "forward difference x[i+d] - x[i]"),
-    ("central-difference", "CENTRAL_DIFFERENCE", False, "(x[i+d] - x[i-d]) / 2"),
-    ("second-difference", "SECOND_DIFFERENCE", False, "x[i-d] - 2x[i] + x[i+d]"),
-    ("box", "BOX_1D", False, "3-tap mean"),
-    ("gaussian", "GAUSSIAN_1D", False, "[1 2 1]/4 binomial"),
-    ("b3spline", "B3SPLINE_1D", False, "[1 4 6 4 1]/16 B3-spline (a trous)"),
-    ("identity", "IDENTITY_1D", False, "passes the signal through"),
-)
+    ("difference", "DIFFERENCE", False,
+     "y[i] = x[i+d-d//2] - x[i-d//2], centred on i (odd d: i + 1/2; causal: x[i] - x[i-d])"),
+    ("central-difference", "CENTRAL_DIFFERENCE", False, "y[i] = (x[i+d] - x[i-d]) / 2"),
+    ("second-difference", "SECOND_DIFFERENCE", False, "y[i] = x[i-d] - 2*x[i] + x[i+d]"),
+    ("box", "BOX_1D", False, "y[i] = (x[i-d] + x[i] + x[i+d]) / 3"),
+    ("gaussian", "GAUSSIAN_1D", False, "y[i] = (x[i-d] + 2*x[i] + x[i+d]) / 4"),
+    ("b3spline", "B3SPLINE_1D", False,
+     "y[i] = (x[i-2*d] + 4*x[i-d] + 6*x[i] + 4*x[i+d] + x[i+2*d]) / 16 (a trous)"),
+    ("identity", "IDENTITY_1D", False, "y[i] = x[i]: passes the signal through"),
+)  # fmt: skip
 
 
 def _transpose(rows):

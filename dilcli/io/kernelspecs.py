@@ -26,7 +26,28 @@ def resolve_kernel_spec(spec, ndim=2):
         return load_kernel_file(spec, ndim=ndim)
     if os.sep in spec or os.path.splitext(spec)[1].lower() in KERNEL_FILE_SUFFIXES:
         raise ValueError(f"no such kernel file: {spec}")
-    return resolve_kernel(spec, ndim=ndim)
+    kernel = resolve_kernel(spec, ndim=ndim)
+    if kernel.name == "custom":  # weights as text: named by them, so outputs never mix
+        kernel = type(kernel)(weights_name(kernel.parts), kernel.parts, kernel.description)
+    return kernel
+
+
+def weights_name(parts):
+    """``custom-`` and 6 hex digits of the SHA-256 of the weights (as float64, with
+    their shape): the same weights, however written, give the same name.
+
+    >>> weights_name([__import__("numpy").array([1.0, -2.0, 1.0])])
+    'custom-6c8204'
+    """
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for part in parts:
+        weights = np.ascontiguousarray(part, dtype="<f8")
+        digest.update(repr(weights.shape).encode() + weights.tobytes())
+    return f"custom-{digest.hexdigest()[:6]}"
 
 
 def load_kernel_file(path, ndim=2):

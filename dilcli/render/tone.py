@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dilcli.core.kernels import B3SPLINE
+
 # s = SCALE_PER_RMS * (RMS response to the model image); see the module docstring.
 SCALE_PER_RMS = 2.0
 # u = |y| / s at which an 8-bit pixel rounds to 255: 1 - exp(-u) >= 254.5 / 255.
@@ -157,9 +159,10 @@ def stack_rms(layers, channels=1, *, model=NATURAL_IMAGES, average_channels=Fals
     channels : int
         Channels of the input.
     model : ImageModel
-    average_channels : bool
+    average_channels : bool or sequence of bool
         Give the RMS of the mean over channels (what a PNG of a feature map with other
-        than 1 or 3 channels shows) instead of the RMS over all channels.
+        than 1 or 3 channels shows) instead of the RMS over all channels; one flag for
+        every layer, or one per layer.
 
     Returns
     -------
@@ -171,7 +174,15 @@ def stack_rms(layers, channels=1, *, model=NATURAL_IMAGES, average_channels=Fals
     state = np.ones((channels, fy.shape[0], fx.shape[1]), np.complex128)
     means = np.full(channels, float(model.mean))
     result = []
-    for layer in layers:
+    layers = list(layers)
+    averages = (
+        [bool(average_channels)] * len(layers)
+        if isinstance(average_channels, (bool, int))
+        else [bool(a) for a in average_channels]
+    )
+    if len(averages) != len(layers):
+        raise ValueError(f"average_channels needs one flag per layer ({len(layers)})")
+    for layer, average in zip(layers, averages):
         weights = np.asarray(layer.weights, dtype=float)
         dilations = _dilation_pair(layer.dilation)
         if weights.ndim == 4:
@@ -191,10 +202,67 @@ def stack_rms(layers, channels=1, *, model=NATURAL_IMAGES, average_channels=Fals
                 if variance > 0:
                     state[c] *= math.sqrt(rectified / variance)
         shown, shown_means = state, means
-        if average_channels:
+        if average:
             shown, shown_means = state.mean(axis=0, keepdims=True), means.mean(keepdims=True)
         squares = [m * m + _variance(h, power) for m, h in zip(shown_means, shown)]
         result.append(math.sqrt(float(np.mean(squares))))
+    return result
+
+
+def starlet_scales(levels, *, model=NATURAL_IMAGES):
+    """The tone scale of every plane ``w_1 .. w_J`` of the starlet and of its residual.
+
+    ``c_0 = x``, ``c_j = b3_(2^(j-1)) * c_(j-1)``, ``w_j = c_(j-1) - c_j`` (docs/design.md,
+    section 10): the plane's transfer function is ``T_(j-1) (1 - B_j)`` with ``T`` the
+    product of the B3-spline's transfer functions so far; its mean is 0 (the B3-spline
+    sums to 1), the residual keeps the image's mean.
+
+    Returns
+    -------
+    list of float
+        ``levels + 1`` scales: the planes, then the residual ``c_J``.
+    """
+    fy, fx, power = _spectrum(model)
+    smooth = np.ones((fy.shape[0], fx.shape[1]), np.complex128)
+    scales = []
+    centre = B3SPLINE.shape[0] // 2
+    for level in range(int(levels)):
+        # Centred, as 'same' mode applies it: the plane is a difference of two images, so
+        # the phase matters (a product of transfer functions only needs |H|).
+        dilation = 2**level
+        shift = np.exp(2j * np.pi * centre * dilation * (fy + fx))
+        blurred = smooth * _transfer(B3SPLINE, (dilation, dilation), fy, fx) * shift
+        scales.append(SCALE_PER_RMS * math.sqrt(_variance(smooth - blurred, power)))
+        smooth = blurred
+    residual = math.sqrt(model.mean**2 + _variance(smooth, power))
+    return scales + [SCALE_PER_RMS * residual]
+
+
+def kernel_gain(kernel):
+    """The worst-case gain ``max |y| / max |x|`` of a kernel: ``sum |w|``.
+
+    For a gradient pair, ``hypot`` of its parts' gains (the magnitude of two responses
+    that each reach their own bound). A kernel with non-negative weights summing to at
+    most 1 (a blur, the identity) keeps an input in [0, 1] within [0, 1].
+    """
+    return math.sqrt(sum(float(np.abs(part).sum()) ** 2 for part in _parts(kernel)))
+
+
+def stack_gains(layers):
+    """The worst-case gain of every layer's output in a stack, relative to ``max |x|``.
+
+    A layer's bound is, over its output channels, the largest
+    ``sum |W[o]| * (bound of the layer before) + |bias[o]|``, with ``sum |W[o]|`` over
+    input channels and taps (``sum |w|`` for a per-channel kernel); a ReLU never
+    raises it. The identity-initialised context-basic module has gain 1 at every layer.
+    """
+    bound, result = 1.0, []
+    for layer in layers:
+        weights = np.abs(np.asarray(layer.weights, dtype=float))
+        rows = weights.sum(axis=(1, 2, 3)) if weights.ndim == 4 else weights.sum()[np.newaxis]
+        bias = 0.0 if layer.bias is None else np.abs(np.asarray(layer.bias, dtype=float))
+        bound = float(np.max(rows * bound + bias))
+        result.append(bound)
     return result
 
 
