@@ -34,8 +34,11 @@ def transcripts():
     return found
 
 
-def test_the_readme_has_a_transcript():
-    assert any("rf-table" in p.values[0] for p in transcripts())
+def test_the_readme_has_the_receptive_field_transcripts():
+    commands = [p.values[0] for p in transcripts()]
+    assert "rf-table -d 2,2,2" in commands
+    assert any("--spec" in c and "]+" in c for c in commands)  # a residual branch
+    assert any("deeplab-v2-aspp-l" in c for c in commands)
 
 
 def _dry_run_folder(folder):
@@ -57,16 +60,37 @@ SIZES = re.compile(r"\(\d+ bytes")
 MACHINE = re.compile(r"^(engine|threads|dask): .*$", re.MULTILINE)
 
 
-@pytest.mark.parametrize(("command", "output"), transcripts())
-def test_transcript_matches_the_command(command, output, tmp_path):
+def printed_by(command, folder):
+    """What ``dilcli command`` prints (stdout, then stderr) in ``folder``, set up first."""
     setup = SETUPS.get(command)
     if setup is not None:
-        setup(tmp_path)
-    result = run_cli(*shlex.split(command), terminal_width=100, cwd=tmp_path)
+        setup(folder)
+    result = run_cli(*shlex.split(command), terminal_width=100, cwd=folder)
     assert result.exit_code == 0, result.output
-    printed = result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("command", "output"), transcripts())
+def test_transcript_matches_the_command(command, output, tmp_path):
+    printed = printed_by(command, tmp_path)
+    setup = SETUPS.get(command)
     if setup is not None:
         printed, output = SIZES.sub("(N bytes", printed), SIZES.sub("(N bytes", output)
     if command == "--version":
         printed, output = MACHINE.sub(r"\1: ...", printed), MACHINE.sub(r"\1: ...", output)
     assert printed == output, f"README transcript of 'dilcli {command}' is out of date"
+
+
+def update():
+    """Rewrite every transcript with what its command prints now
+    (``python tests/test_docs.py --update``)."""
+    import tempfile
+
+    for document in DOCUMENTS:
+
+        def rerun(match):
+            with tempfile.TemporaryDirectory() as folder:
+                printed = printed_by(match["command"], Path(folder))
+            return f"```text\n$ dilcli {match['command']}\n{printed}```\n"
+
+        document.write_text(TRANSCRIPT.sub(rerun, document.read_text()))
