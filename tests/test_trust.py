@@ -272,6 +272,21 @@ def test_log_dash_writes_json_lines_to_stdout(tmp_path, photo):
     assert lines[1]["output"].endswith("camera_laplacian_d1.png")
 
 
+@pytest.mark.parametrize("extra", [["--log", "/dev/stdout"], ["--json", "--log", "/dev/stdout"]])
+def test_log_to_dev_stdout_is_standard_output_once(tmp_path, photo, extra):
+    # /dev/stdout is a link, which logs never follow: it names the stream instead.
+    result = run("convolve", photo, "-o", tmp_path / "out", "-d", "1", *extra)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["type"] for line in lines] == ["input", "output", "summary"]
+
+
+def test_log_to_dev_stderr_keeps_stdout_empty(tmp_path, photo):
+    result = run("convolve", photo, "-o", tmp_path / "out", "-d", "1", "--log", "/dev/stderr")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert '"type": "summary"' in result.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

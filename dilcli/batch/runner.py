@@ -207,11 +207,16 @@ def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, schedul
             report.interrupted = int(getattr(stop, "signum", 2))
 
 
+#: ``--log`` names that mean the process's own streams (links, which logs never follow).
+STANDARD_STREAMS = {"-": "stdout", "/dev/stdout": "stdout", "/dev/stderr": "stderr"}
+
+
 class JsonLog:
     """``--json`` and ``--log FILE``: one JSON line per input, one per output it wrote,
     and a summary last (the format is in the README, "Scripting").
 
-    ``-`` is standard output (``--json``). The log is appended to, never through a
+    ``-`` (or ``/dev/stdout``) is standard output (``--json``), ``/dev/stderr`` standard
+    error. The log is appended to, never through a
     link, and is never an input or the record (by any name); an existing file is
     appended to only if it is a dilcli log already (JSON lines), so a mistyped name
     never damages an image or an output. A FIFO nobody reads is refused, not waited
@@ -221,10 +226,11 @@ class JsonLog:
 
     def __init__(self, path, *, inputs=(), outputs=(), out_dir=None):
         self.name = str(path)
-        if self.name == "-":
+        self.standard = self.name in STANDARD_STREAMS
+        if self.standard:
             import sys
 
-            self.handle = sys.stdout
+            self.handle = getattr(sys, STANDARD_STREAMS[self.name])
             return
         real = os.path.realpath(path)
         protected = {os.path.realpath(item.path) for item in inputs}
@@ -314,7 +320,7 @@ class JsonLog:
             ) from None
 
     def close(self):
-        if self.name != "-":
+        if not self.standard:
             import contextlib
 
             with contextlib.suppress(OSError):  # a failed flush was reported by write()

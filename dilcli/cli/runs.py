@@ -44,13 +44,13 @@ def run_file_batch(
     from dilcli.batch.console import BatchConsole
     from dilcli.batch.inputs import check_output_folder, find_inputs
     from dilcli.batch.plan import plan_tasks
-    from dilcli.batch.runner import JsonLog, remove_if_unused, run_batch
+    from dilcli.batch.runner import STANDARD_STREAMS, JsonLog, remove_if_unused, run_batch
     from dilcli.batch.tasks import BatchError, Refused
 
     sniff = extensions is None  # images are recognised by content too
     if extensions is None:
         from dilcli.io.images import IMAGE_EXTENSIONS as extensions
-    if dry_run and log_path not in (None, "-"):
+    if dry_run and log_path not in (None, *STANDARD_STREAMS):
         raise click.UsageError("--dry-run writes nothing, no --log either; --json prints its plan")
     try:
         check_output_folder(out_dir, inputs, allow_inside=allow_output_in_input)
@@ -75,7 +75,9 @@ def run_file_batch(
     logs = []
     try:
         planned = [output for task in tasks for output in task.outputs]
-        paths = dict.fromkeys((["-"] if json_output else []) + ([log_path] if log_path else []))
+        # One log per destination: --json and --log /dev/stdout are one stream.
+        paths = (["-"] if json_output else []) + ([log_path] if log_path else [])
+        paths = {STANDARD_STREAMS.get(path, path): path for path in reversed(paths)}.values()
         for path in paths:
             logs.append(JsonLog(path, inputs=found, outputs=planned, out_dir=out_dir))
     except BatchError as error:
