@@ -694,7 +694,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
                 click.echo()
     fewer = kernel ** (depth - 1)
     if depth > 1 and fewer < target:
-        what = f"{kernel}x{kernel}" if ndim == 2 else f"kernel {kernel}"
+        what = size_text(kernel, ndim) if ndim == 2 else f"kernel {kernel}"
         most = size_text(fewer, ndim)
         click.echo(
             f"{depth} layers are the fewest: {depth - 1} layers of {what} "

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dilcli.core import receptive
 from dilcli.render.rfreport import LISTED, list_text
-from dilcli.vocab import size_text
+from dilcli.vocab import shape_text, size_text
 
 #: Widest receptive field drawn (a panel has at least one screen pixel per input pixel).
 MAX_PICTURE_FIELD = 2048
@@ -530,7 +530,7 @@ def network_picture(network, *, at=(0, 0), effective=None, title=""):
     heading = f"{name}: the input pixels output ({where}) reads"
     reached, total = int(mask.sum()), height * width
     share = share_text(reached, total)
-    size = f"{height}x{width}"
+    size = shape_text((height, width))
     summary = f"receptive field {size}, box {box[0]}..{box[1]} x {box[2]}..{box[3]}: "
     summary += f"{reached} of {total} pixels reached ({share})"
     if reached < total:

@@ -8,7 +8,7 @@ printer is :mod:`dilcli.render.tables`. Nothing here imports numpy or Pillow.
 from __future__ import annotations
 
 from dilcli.core import receptive
-from dilcli.vocab import size_text
+from dilcli.vocab import shape_text, size_text
 
 RF_COLUMNS = (
     "layer",
@@ -72,7 +72,7 @@ def stack_title(layers, ndim):
     """The stack in words: kernel size, dilations (long lists cut), strides."""
     kernels = sorted({layer.kernel for layer in layers})
     size = (
-        "x".join([str(kernels[0])] * ndim)
+        size_text(kernels[0], ndim)
         if len(kernels) == 1
         else "kernels " + list_text(x.kernel for x in layers)
     )
@@ -169,9 +169,7 @@ def hole_report(layers, rows, ndim):
         except ValueError:
             return
         layers_needed = receptive.make_stack(schedules[0], kernels=spatial[0])
-        kernel, most = (
-            (f"{spatial[0]}x{spatial[0]}", f"{most}x{most}") if ndim == 2 else (spatial[0], most)
-        )
+        kernel, most = (size_text(spatial[0]), size_text(most)) if ndim == 2 else (spatial[0], most)
         yield (
             (
                 f"  ({len(spatial)} layers of {kernel} reach at most {most} without holes); "
@@ -415,7 +413,7 @@ def network_figures(info, ndim):
             lambda v: f"{v[0]}..{v[1]}",
         )
     if "larger" in info:
-        size = "x".join(map(str, info["input_size"])) if ndim == 2 else str(info["input_size"][0])
+        size = shape_text(info["input_size"][:ndim])
         add(f"larger than the input ({size})", info["larger"], lambda v: "yes" if v else "no")
     coverage = info["hdc"]["coverage"]
     add("coverage", (coverage["height"], coverage["width"]), _share)
@@ -450,7 +448,7 @@ def network_warnings(info, ndim):
     from fractions import Fraction
 
     field = network_figures(info, ndim)[0][0]  # the receptive field's row
-    field = field.get("value") or f"{field['height']}x{field['width']}"
+    field = field.get("value") or shape_text((field["height"], field["width"]))
     where = ", ".join(map(str, info["at"] if ndim == 2 else info["at"][:1]))
     hdc = info["hdc"]
     if hdc["hole_free"] is False and info["box"] is not None:
@@ -471,8 +469,7 @@ def network_warnings(info, ndim):
                 f"{field} receptive field reach output ({where})"
             )
     if "larger" in info and any(info["larger"]):
-        size = info["input_size"]
-        size = "x".join(map(str, size)) if ndim == 2 else str(size[0])
+        size = shape_text(info["input_size"][:ndim])
         yield (
             f"warning: the receptive field ({field}) is larger than the input ({size}): "
             "every output also sees padding"
