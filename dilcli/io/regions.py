@@ -218,7 +218,7 @@ class _TiffReader(RegionReader):
                 tif = tifffile.TiffFile(path)
             except Exception as error:
                 raise ImageError(f"damaged TIFF file: {_reason(error)}") from None
-        reader = None
+        readable = False
         try:
             with _tifffile_log():
                 page = _guarded(lambda: tif.pages.first.aspage(), "TIFF")
@@ -230,11 +230,10 @@ class _TiffReader(RegionReader):
                 if values is None:
                     return None
                 reader = cls(path, tif, page, values, allow_truncated)
-                if not reader._readable():
-                    reader = None
-                return reader
+                readable = reader._readable()
+                return reader if readable else None
         finally:
-            if reader is None:
+            if not readable:
                 tif.close()
 
     def __init__(self, path, tif, page, values, allow_truncated):
@@ -645,7 +644,7 @@ class _NpyReader(RegionReader):
             data = data + bytes(wanted - len(data))
         rows = np.frombuffer(data, self.dtype).reshape((r1 - r0, *self.shape[1:]))
         with np.errstate(over="ignore"):  # float64 beyond float32's range: Inf, then 0
-            return np.ascontiguousarray(rows[:, c0:c1], dtype=np.float32), None
+            return rows[:, c0:c1].astype(np.float32), None  # a copy: the bytes are read-only
 
     def close(self):
         if self._fd is not None:
@@ -1019,7 +1018,7 @@ class _TiffWriter(_FileWriter):
         with_alpha = dtype.kind == "u" and channels in (2, 4)  # as in PNG
         rgb = channels == 3 or (with_alpha and channels == 4)
         options = dict(
-            shape=shape,
+            shape=shape[:2] if channels == 1 else shape,  # (H, W, 1) would be pages
             dtype=dtype,
             tile=(tile, tile),
             compression=codec,
@@ -1077,11 +1076,20 @@ class _TiffWriter(_FileWriter):
     def _write(self, block):
         tile = self._tile
         for _, rows in self._rows.add(block):
+            if rows.ndim == 3 and rows.shape[2] == 1:
+                rows = rows[..., 0]
             for left in range(0, self.shape[1], tile):
                 self._put(np.ascontiguousarray(rows[:, left : left + tile]))
 
     def _finish(self):
-        self._put(self._END)
+        # tifffile stops pulling after the last tile it expects: the thread may have
+        # ended already, and then needs no end mark.
+        while self._thread.is_alive():
+            try:
+                self._queue.put(self._END, timeout=0.1)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
         if self._error is not None:
             raise ImageError(f"cannot write {self.path.name}: {_reason(self._error)}")
