@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dilcli.core.parallel import threads
 from dilcli.io import atomic
 from dilcli.io.images import (
     _NOT_PADDED,
@@ -1025,6 +1026,7 @@ class _TiffWriter(_FileWriter):
             predictor=codec is not None,
             photometric="rgb" if rgb else "minisblack",
             metadata=None,
+            maxworkers=threads(),  # tiles compressed on the cores this process may use
         )
         if channels > 1:
             options["planarconfig"] = "contig"
