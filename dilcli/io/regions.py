@@ -51,6 +51,7 @@ from dilcli.io.images import (
     _tiff_is_exact,
     _tiff_sizes,
     _tifffile_log,
+    check_npy_image,
     sniff,
 )
 from dilcli.vocab import DEFAULT_MAX_PIXELS
@@ -606,11 +607,7 @@ class _NpyReader(RegionReader):
             except arrays.ArrayError as error:
                 raise ImageError(str(error)) from None
             offset = handle.tell()
-        if len(shape) not in (2, 3) or dtype.kind not in "biuf" or dtype.fields or 0 in shape:
-            raise ImageError(
-                f"expected a non-empty real (H, W) or (H, W, C) array, got {dtype} {shape}"
-            )
-        _check_pixels(shape[1], shape[0], max_pixels, shape[2] if len(shape) == 3 else 1)
+        check_npy_image(shape, dtype, max_pixels)
         if fortran_order:
             return None  # a band of rows is scattered over the whole file
         return cls(path, shape, dtype, offset, allow_truncated)
@@ -1026,7 +1023,10 @@ class _TiffWriter(_FileWriter):
             predictor=codec is not None,
             photometric="rgb" if rgb else "minisblack",
             metadata=None,
-            maxworkers=threads(),  # tiles compressed on the cores this process may use
+            # Tiles are compressed on the cores this process may use, a row of tiles
+            # at a time (tifffile's default gathers 512 MB of tiles first).
+            maxworkers=threads(),
+            buffersize=tile * shape[1] * channels * dtype.itemsize,
         )
         if channels > 1:
             options["planarconfig"] = "contig"
