@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dilcli.core.parallel import threads
+from dilcli.core.parallel import parallel_map, threads
 from dilcli.io import atomic
 from dilcli.io.images import (
     _NOT_PADDED,
@@ -357,23 +357,26 @@ class _TiffReader(RegionReader):
             for plane in range(self._planes):
                 self._rows_into(out, plane, r0, r1, c0, c1)
             return out
-        cache = {}
         seg_h, seg_w = self._seg_h, self._seg_w
-        for plane in range(self._planes):
-            for ty in range(r0 // seg_h, (r1 - 1) // seg_h + 1):
-                for tx in range(c0 // seg_w, (c1 - 1) // seg_w + 1):
-                    key = (plane, ty, tx)
-                    tile = self._cache.get(key)
-                    if tile is None:
-                        tile = self._segment(plane, ty, tx)
-                    cache[key] = tile
-                    top, left = ty * seg_h, tx * seg_w
-                    y0, y1 = max(r0, top), min(r1, top + seg_h)
-                    x0, x1 = max(c0, left), min(c1, left + seg_w)
-                    where = slice(plane, plane + 1) if self._planes > 1 else slice(None)
-                    out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0, where] = tile[
-                        y0 - top : y1 - top, x0 - left : x1 - left
-                    ]
+        keys = [
+            (plane, ty, tx)
+            for plane in range(self._planes)
+            for ty in range(r0 // seg_h, (r1 - 1) // seg_h + 1)
+            for tx in range(c0 // seg_w, (c1 - 1) // seg_w + 1)
+        ]
+        missing = [key for key in keys if key not in self._cache]
+        with _tifffile_log():  # the codecs release the GIL: tiles decode on every core
+            decoded = parallel_map(lambda key: self._segment(*key), missing)
+        cache = {key: self._cache.get(key) for key in keys}
+        cache.update(zip(missing, decoded))
+        for (plane, ty, tx), tile in cache.items():
+            top, left = ty * seg_h, tx * seg_w
+            y0, y1 = max(r0, top), min(r1, top + seg_h)
+            x0, x1 = max(c0, left), min(c1, left + seg_w)
+            where = slice(plane, plane + 1) if self._planes > 1 else slice(None)
+            out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0, where] = tile[
+                y0 - top : y1 - top, x0 - left : x1 - left
+            ]
         self._cache = cache  # the tiles of this band only: memory stays one band's
         return out
 
@@ -430,8 +433,7 @@ class _TiffReader(RegionReader):
         if data is None:
             return None
         page = self._page
-        with _tifffile_log():
-            array = page.decode(data, index, jpegtables=page.jpegtables)[0]
+        array = page.decode(data, index, jpegtables=page.jpegtables)[0]
         if array is None:
             raise ValueError("empty tile")
         if array.ndim != 4 or array.shape[3] != self._contig:
