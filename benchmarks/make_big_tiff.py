@@ -8,7 +8,7 @@ gain and offset, under a slow illumination field and a little noise. Rows are ma
 band at a time and written through dilcli's own band writer (io/regions.py), so the
 generator holds one band and one row of tiles, whatever the size.
 
-    python benchmarks/make_big_tiff.py big.tif [--size 40000] [--band 512]
+    python benchmarks/make_big_tiff.py big.tif [--size 40000] [--band 256]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def band_pixels(base, top, rows, width, seed=0):
     return np.clip(values, 0, 255, out=values).astype(np.uint8)
 
 
-def write_big_tiff(path, size, *, band=512, tile=256, quiet=False):
+def write_big_tiff(path, size, *, band=256, tile=256, quiet=False):
     """Write a ``size`` x ``size`` 8-bit tiled BigTIFF at ``path``; return seconds."""
     base = np.asarray(Image.open(SAMPLE).convert("L"))
     start = time.perf_counter()
@@ -78,7 +78,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--size", type=int, default=40000, help="side in pixels (40000)")
-    parser.add_argument("--band", type=int, default=512, help="rows made at a time (512)")
+    parser.add_argument("--band", type=int, default=256, help="rows made at a time (256)")
     args = parser.parse_args(argv)
     seconds = write_big_tiff(args.output, args.size, band=args.band)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

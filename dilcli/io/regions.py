@@ -218,8 +218,8 @@ class _TiffReader(RegionReader):
         with _tifffile_log():
             try:
                 tif = tifffile.TiffFile(path)
-            except Exception as error:
-                raise ImageError(f"damaged TIFF file: {_reason(error)}") from None
+            except Exception:
+                return None  # load_image tries Pillow, and says what is wrong
         readable = False
         try:
             with _tifffile_log():
@@ -308,11 +308,10 @@ class _TiffReader(RegionReader):
         segment = seg_h * seg_w * self._contig * self.dtype.itemsize
         if segment > MAX_SEGMENT_BYTES and not self._by_rows:
             return False
-        if self.dtype.kind == "b" or page.compression != 1:
-            import tifffile
+        import tifffile
 
-            if page.compression != 1 and page.compression not in tifffile.TIFF.DECOMPRESSORS:
-                return False  # a codec this installation lacks: load_image says which
+        if page.compression != 1 and page.compression not in tifffile.TIFF.DECOMPRESSORS:
+            return False  # a codec this installation lacks: load_image says which
         self._fd = os.open(self._path, os.O_RDONLY)
         return True
 
@@ -364,11 +363,13 @@ class _TiffReader(RegionReader):
             for ty in range(r0 // seg_h, (r1 - 1) // seg_h + 1)
             for tx in range(c0 // seg_w, (c1 - 1) // seg_w + 1)
         ]
-        missing = [key for key in keys if key not in self._cache]
+        # Only the last band's tiles that this band needs are kept: at most one band of
+        # tiles is held, plus the region returned.
+        cache = {key: self._cache[key] for key in keys if key in self._cache}
+        self._cache = {}
+        missing = [key for key in keys if key not in cache]
         with _tifffile_log():  # the codecs release the GIL: tiles decode on every core
-            decoded = parallel_map(lambda key: self._segment(*key), missing)
-        cache = {key: self._cache.get(key) for key in keys}
-        cache.update(zip(missing, decoded))
+            cache.update(zip(missing, parallel_map(lambda key: self._segment(*key), missing)))
         for (plane, ty, tx), tile in cache.items():
             top, left = ty * seg_h, tx * seg_w
             y0, y1 = max(r0, top), min(r1, top + seg_h)
@@ -401,7 +402,8 @@ class _TiffReader(RegionReader):
             raise ImageError(reason + _UNREADABLE)
         if self._missing > max(self._file_size, _PAD_LIMIT):
             raise ImageError(f"{reason}; {_NOT_PADDED}")
-        self._notes.append(f"{reason}; decoded what could be read, the rest is 0")
+        if not self._notes:  # the first damage, as load_image reports it
+            self._notes.append(f"{reason}; decoded what could be read, the rest is 0")
 
     def _segment(self, plane, ty, tx):
         """Tile or strip ``(plane, ty, tx)`` decoded: ``(rows, columns, contig samples)``,
