@@ -616,3 +616,15 @@ def test_tiff_writer_holds_one_row_of_tiles(tmp_path, rng):
     assert np.array_equal(written[:37], band) and np.array_equal(
         written[-(height % 37) :], band[: height % 37]
     )
+
+
+def test_zarr_temporary_of_a_killed_run_is_removed(tmp_path):
+    pytest.importorskip("zarr")
+    writer = open_writer(tmp_path / "o.zarr", shape=(40, 40), dtype="uint8", fmt="zarr", tile=16)
+    writer.write_rows(0, np.zeros((20, 40), np.uint8))
+    (temp,) = tmp_path.iterdir()
+    assert temp.is_dir() and temp.name.startswith(atomic.TEMP_PREFIX)
+    # as if its writer had been killed: a process id that is not running
+    os.rename(temp, temp.with_name(temp.name.replace(f"-{os.getpid()}~", "-999999999~")))
+    assert atomic.remove_stale_temporaries(tmp_path) == 1
+    assert list(tmp_path.iterdir()) == []
