@@ -19,8 +19,9 @@ top to bottom. This module is their input and output:
   when complete.
 
 Memory: a reader holds the tiles (or strips) of one band, as stored, besides the band
-it returns; a writer holds at most one row of tiles (or one PNG block) besides the band
-it is given.
+it returns (:meth:`RegionReader.working_bytes`); a writer holds, besides the band it is
+given, one PNG block (about 1 MB), or a few rows of tiles (TIFF: the row being filled,
+two in the compressor's queue and one being compressed; Zarr: the row being filled).
 """
 
 from __future__ import annotations
