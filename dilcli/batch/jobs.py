@@ -34,8 +34,8 @@ def frame_stems(stem, frames=None):
     return [f"{stem}_f{n:0{width}d}" for n in range(frames)]
 
 
-# Fields that decide whether an input is read at all, never what is written.
-LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples")
+# Fields that decide whether (and how) an input is read, never what is written.
+LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples", "max_memory")
 
 
 class Job:
@@ -80,12 +80,69 @@ class ImageInput(Job):
     """
 
     def run(self, input_path, output_paths):
-        """Each frame through ``_run_image``; returns the decoder's warnings."""
+        """Each frame through ``_run_image``, or the image in bands when it is over
+        ``max_memory`` and can be read in parts (:mod:`dilcli.batch.streamed`: the one
+        place that decides); returns the decoder's warnings."""
+        from dilcli.batch import streamed
+
+        decision, reader = streamed.decide(self, input_path)
+        if reader is not None:
+            with reader:
+                if not self.needs_whole_image() or not self.max_pixels:
+                    if self.needs_whole_image():
+                        raise images.ImageError(
+                            f"{self.whole_image_options()} need the whole image in memory, "
+                            f"{decision.whole_bytes / 2**20:,.0f} MiB, over --max-memory "
+                            f"({decision.budget / 2**20:,.0f} MiB): raise it, or drop them"
+                        )
+                    return list(
+                        streamed.run_streamed(
+                            self, input_path, reader, decision.budget, output_paths
+                        )
+                    )
         notes = []
-        for image, paths in self.each_frame(input_path, output_paths):
-            notes += image.notes
-            self._run_image(image, paths)
+        try:
+            for image, paths in self.each_frame(input_path, output_paths):
+                notes += image.notes
+                self._run_image(image, paths)
+        except images.ImageError as error:
+            if "--max-pixels" in str(error) and "decoded whole" in decision.reason:
+                raise images.ImageError(
+                    f"{error}; {streamed.STREAMED_FORMATS} inputs are read in bands instead"
+                ) from None
+            raise
         return notes
+
+    def plan_details(self, input_path):
+        """How ``input_path`` would run: a dict with ``streamed`` (bool), ``shape``,
+        ``whole_image_bytes``, ``max_memory`` and ``reason``; for a streamed input
+        also ``band_rows``, ``bands``, ``halo`` (input rows read above and below a
+        band) and ``working_memory`` (bytes, an estimate) and ``outputs``."""
+        from dilcli.batch import streamed
+
+        return streamed.plan_details(self, input_path)
+
+    def needs_whole_image(self):
+        """Options that need every pixel at once: ``--montage``, ``--map stretch``."""
+        return bool(self.whole_image_options())
+
+    def whole_image_options(self):
+        names = ["--montage"] if self.montage else []
+        if self.rendering.mapping == "stretch":
+            names.append("--map stretch")
+        return " and ".join(names)
+
+    def band_to_file(self, response, output, input_bits, alpha):
+        """A band of ``response`` rows as its file takes them: pixels (with ``alpha``
+        when it has their rows and columns) or float32, as the whole-image path."""
+        if output.squeeze and response.ndim == 3 and response.shape[2] == 1:
+            response = response[..., 0]
+        if not self.rendering.writes_pixels:
+            return np.asarray(response, np.float32)
+        pixels = self.rendering.pixels(
+            _displayable(response), output.signed, input_bits, consume=True
+        )
+        return display.with_alpha(pixels, display.matching_alpha(alpha, pixels))
 
     def count_frames(self, path):
         """Frames to write outputs for, with ``frames="all"``; else None (the first only)."""
@@ -138,6 +195,25 @@ class ConvolveJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all"
     max_frames: int = DEFAULT_MAX_FRAMES
+    max_memory: int | None = None  # bytes; None: dilcli.batch.streamed.default_max_memory()
+
+    def whole_image_bytes(self, shape):
+        """The whole-image path's working set: the input, two responses (one being
+        computed, one being written), the second part of a gradient pair, the pixels."""
+        values = int(np.prod(shape, dtype=np.int64)) * 4
+        return values * (4 + (len(self.kernel.parts) > 1))
+
+    def stream_steps(self, shape, bits):
+        """The steps of :mod:`dilcli.core.tiling`, the outputs emitted, the files."""
+        from dilcli.batch.streamed import Output
+        from dilcli.core.tiling import KernelStep
+
+        options = dict(
+            mode=self.mode, boundary=self.boundary or "reflect", cval=self.cval, flip=self.flip
+        )
+        steps = tuple(KernelStep(self.kernel, d, **options) for d in self.dilations)
+        outputs = [Output((n,), self.kernel.is_signed) for n in range(1, len(steps) + 1)]
+        return steps, frozenset(range(1, len(steps) + 1)), outputs
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
@@ -185,7 +261,7 @@ class ConvolveJob(ImageInput):
             for dilation, path in zip(self.dilations, output_paths):
                 with np.errstate(over="ignore", invalid="ignore"):  # huge float input: Inf
                     response = apply_kernel(image.data, self.kernel, dilation, **options)
-                if self.rendering.fmt == "png":  # feature maps: PNGs show the channel mean
+                if self.rendering.writes_pixels:  # feature maps: pixels show the channel mean
                     response = _displayable(response)
                 elif self.montage:
                     values = display.display_values(_displayable(response), self._montage_mapping())
@@ -264,6 +340,7 @@ class ContextJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
     max_frames: int = DEFAULT_MAX_FRAMES
+    max_memory: int | None = None  # bytes; None: dilcli.batch.streamed.default_max_memory()
 
     def __post_init__(self):
         """The library's rules, whoever builds the job (the CLI only rewords them)."""
@@ -335,6 +412,59 @@ class ContextJob(ImageInput):
             return stacks.starlet_layers(len(self.dilations))
         raise ValueError(f"unknown stack {self.stack!r}")
 
+    def checked_layers(self, channels):
+        """:meth:`build_layers`, with a channel count that does not fit named."""
+        from dilcli.core import stacks
+
+        layers = self.build_layers(channels)
+        try:
+            stacks.check_channels(channels, layers)
+        except stacks.ChannelError as error:
+            where = f" in {self.weights_name}" if self.weights_name else ""
+            raise stacks.ChannelError(f"{error}{where}") from None
+        return layers
+
+    def whole_image_bytes(self, shape):
+        """The whole-image path's working set: the input and every starlet plane, or
+        the input and four maps of the widest layer (previous, current, its file, a
+        padded copy)."""
+        from dilcli.core.tiling import BandPlan, chain
+
+        pixels = int(shape[0]) * int(shape[1])
+        channels = shape[2] if len(shape) == 3 else 1
+        if self.stack == "starlet":
+            return pixels * channels * 4 * (len(self.dilations) + 3)
+        layers = self.checked_layers(channels)
+        options = dict(mode=self.mode, boundary=self.boundary or "reflect")
+        shapes = BandPlan(chain(layers, **options), tuple(shape), frozenset(), 1).shapes
+        widest = max(int(np.prod(s, dtype=np.int64)) for s in shapes[1:])
+        return pixels * channels * 4 + 4 * widest * 4
+
+    def stream_steps(self, shape, bits):
+        """The steps of :mod:`dilcli.core.tiling`, the outputs emitted, the files, for
+        an input of ``shape`` and ``bits`` (32: float data, which may be negative)."""
+        from dilcli.batch.streamed import Output
+        from dilcli.core import stacks
+        from dilcli.core.tiling import chain
+
+        channels = shape[2] if len(shape) == 3 else 1
+        layers = self.checked_layers(channels)
+        count = len(layers)
+        boundary = self.boundary or "reflect"
+        if self.stack == "starlet":
+            steps = chain(layers, boundary=boundary, cval=self.cval)
+            outputs = [Output((j - 1, j), True) for j in range(1, count + 1)]
+            outputs.append(Output((count,), bits == 32))
+        else:
+            options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
+            steps = chain(layers, **options)
+            signs = stacks.can_be_negative(layers, input_negative=bits == 32)
+            outputs = [Output((n,), sign, len(shape) == 2) for n, sign in enumerate(signs, 1)]
+        if self.final_only:
+            outputs = outputs[-1:]
+        emit = frozenset(n for output in outputs for n in output.sources)
+        return steps, emit, outputs
+
     def receptive_field_sizes(self, layers):
         """(rows, columns) of each layer's receptive field, from :mod:`dilcli.receptive`."""
         from dilcli.core.receptive import Layer, receptive_fields
@@ -348,12 +478,7 @@ class ContextJob(ImageInput):
 
         data = image.data
         channels = 1 if data.ndim == 2 else data.shape[2]
-        layers = self.build_layers(channels)
-        try:
-            stacks.check_channels(channels, layers)
-        except stacks.ChannelError as error:
-            where = f" in {self.weights_name}" if self.weights_name else ""
-            raise stacks.ChannelError(f"{error}{where}") from None
+        layers = self.checked_layers(channels)
         # Float data (.npy, float TIFF) may be negative; decoded images are not.
         input_negative = image.bits == 32
         boundary = self.boundary or "reflect"
@@ -378,7 +503,7 @@ class ContextJob(ImageInput):
             if data.ndim == 2 and response.ndim == 3 and response.shape[2] == 1:
                 response = response[..., 0]  # one channel in, one channel out
             if number == count or not self.final_only:
-                as_file = response if self.rendering.fmt != "png" else _displayable(response)
+                as_file = _displayable(response) if self.rendering.writes_pixels else response
                 # Not consume=True: ``response`` feeds the next layer.
                 self.rendering.save(next(saved), as_file, image, signed)
             if self.montage:

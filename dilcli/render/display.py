@@ -27,30 +27,55 @@ class Rendering:
     def extension(self):
         return OUTPUT_FORMATS[self.fmt]
 
+    @property
+    def writes_pixels(self):
+        """PNG, or TIFF with ``bits`` given: mapped pixels; else exact float32 values."""
+        return self.fmt == "png" or (self.fmt == "tiff" and self.bits is not None)
+
+    def pixel_bits(self, input_bits):
+        return self.bits or (16 if input_bits == 16 else 8)
+
+    def mapping_for(self, signed):
+        return self.mapping or ("abs" if signed else "clip")
+
+    def pixels(self, response, signed, input_bits, *, consume=False):
+        """The pixels of ``response``, or of any band of its rows: every mapping but
+        ``stretch`` is pointwise, with constants of the run."""
+        mapping = self.mapping_for(signed)
+        in_place = consume and response.dtype == np.float32 and mapping != "diverging"
+        values = display_values(response, mapping, self.gain, out=response if in_place else None)
+        return quantize(values, self.pixel_bits(input_bits), inplace=True)
+
     def save(self, path, response, image, signed, *, consume=False):
         """Write ``response`` (float) to ``path``; return the pixels written, or None.
 
         ``consume`` allows ``response`` to be overwritten (one image less in memory).
         """
-        if self.fmt != "png":
+        if not self.writes_pixels:
             from dilcli.io.images import save_float
 
             save_float(path, response, self.fmt)
             return None
-        mapping = self.mapping or ("abs" if signed else "clip")
-        in_place = consume and response.dtype == np.float32 and mapping != "diverging"
-        values = display_values(response, mapping, self.gain, out=response if in_place else None)
-        bits = self.bits or (16 if image.bits == 16 else 8)
-        pixels = quantize(values, bits, inplace=True)
-        alpha = (
-            image.alpha
-            if image.alpha is not None and image.alpha.shape == values.shape[:2]
-            else None
-        )
-        from dilcli.io.png import save_pixels
-
-        save_pixels(path, with_alpha(pixels, alpha), compression=self.compression)
+        pixels = self.pixels(response, signed, image.bits, consume=consume)
+        self.write_pixels(path, with_alpha(pixels, matching_alpha(image.alpha, pixels)))
         return pixels
+
+    def write_pixels(self, path, pixels):
+        """PNG, or a tiled TIFF written as the streaming path writes it."""
+        if self.fmt == "tiff":
+            from dilcli.io.regions import open_writer
+
+            with open_writer(path, shape=pixels.shape, dtype=pixels.dtype, fmt="tiff") as out:
+                out.write_rows(0, pixels)
+        else:
+            from dilcli.io.png import save_pixels
+
+            save_pixels(path, pixels, compression=self.compression)
+
+
+def matching_alpha(alpha, pixels):
+    """``alpha`` if it has the rows and columns of ``pixels`` (mode 'same'), else None."""
+    return alpha if alpha is not None and alpha.shape == pixels.shape[:2] else None
 
 
 @np.errstate(over="ignore", invalid="ignore")  # float input can overflow to Inf; see below
