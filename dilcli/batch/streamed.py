@@ -30,7 +30,7 @@ import numpy as np
 DEFAULT_MAX_MEMORY_CAP = 512 * 2**20
 MIN_MAX_MEMORY = 64 * 2**20
 # Formats named when a whole-image format is over --max-pixels.
-STREAMED_FORMATS = "TIFF, .npy and Zarr"
+STREAMED_FORMATS = "TIFF and .npy"
 # Bands of one input in flight on a Dask cluster, per worker thread.
 BANDS_IN_FLIGHT_PER_THREAD = 2
 

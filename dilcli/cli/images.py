@@ -66,6 +66,7 @@ def convolve(
     allow_truncated,
     frames,
     max_frames,
+    max_memory,
     max_pixels,
     **batch,
 ):
@@ -93,6 +94,7 @@ def convolve(
     job = ConvolveJob(
         kernel, dilations, mode, boundary, cval, flip, rendering, montage, max_pixels,
         allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+        max_memory=max_memory,
     )  # fmt: skip
     run_file_batch(inputs, job, label="convolve", **batch)
 
@@ -206,6 +208,7 @@ def context(
     allow_truncated,
     frames,
     max_frames,
+    max_memory,
     max_pixels,
     **batch,
 ):
@@ -259,6 +262,7 @@ def context(
             stack, tuple(dilations), kernel, tuple(layers), os.path.basename(weights_path or ""),
             seed, truncate, mode, boundary, cval, flip, rendering, montage, final_only,
             max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
+            max_memory=max_memory,
         )  # fmt: skip
     except ValueError as error:
         raise click.UsageError(f"--preset {preset}: {error}" if preset else str(error)) from None
