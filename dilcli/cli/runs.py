@@ -77,6 +77,8 @@ def run_file_batch(
             log.write(result)
 
     with BatchConsole(len(tasks), quiet=quiet, verbose=verbose, label=label) as console:
+        if verbose:
+            _print_streamed_plans(tasks, job, console)
         for result in skipped:  # named at once if failed; skipped ones only with -v
             if result.status == "failed" or verbose:
                 on_result(result)
@@ -114,3 +116,19 @@ def run_file_batch(
         sys.exit(1)
     console.summary(report, out_dir=out_dir)
     sys.exit(report.exit_code)
+
+
+def _print_streamed_plans(tasks, job, console):
+    """With -v, the plan of each input that will be computed in bands."""
+    if not hasattr(job, "plan_details"):
+        return
+    from dilcli.batch.console import display_path
+    from dilcli.batch.streamed import describe
+
+    for task in tasks:
+        try:
+            details = job.plan_details(task.input.path)
+        except Exception:  # the run meets the same problem and reports it
+            continue
+        if details["streamed"]:
+            console.print(f"{display_path(task.input.name)}: {describe(details)}")
