@@ -107,8 +107,9 @@ PARTS_SCRIPT = textwrap.dedent(
 )
 
 
-def tree_rss_kb(root):
-    """Resident memory (kB) of ``root`` and every process under it, from /proc."""
+def tree_memory_kb(root, peaks):
+    """Resident memory (kB) of ``root`` and every process under it, from /proc; each
+    process's own peak since it started (VmHWM) is kept in ``peaks``."""
     total, stack, seen = 0, [root], set()
     while stack:
         pid = stack.pop()
@@ -118,9 +119,10 @@ def tree_rss_kb(root):
         try:
             with open(f"/proc/{pid}/status") as status:
                 for line in status:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("VmHWM:"):
+                        peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
+                    elif line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-                        break
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/children") as children:
                     stack.extend(int(child) for child in children.read().split())
@@ -130,20 +132,22 @@ def tree_rss_kb(root):
 
 
 def measure(command, *, log):
-    """Run ``command``: (exit code, wall seconds, peak MB of the process tree)."""
+    """Run ``command``: (exit code, wall seconds, peak MB of the process tree).
+
+    The peak is the larger of the tree's summed resident memory (polled every 50 ms)
+    and any one process's own high-water mark (VmHWM, which starts afresh at exec;
+    getrusage's ru_maxrss would carry this script's own size into its children).
+    """
     start = time.perf_counter()
+    peaks = {}
     with open(log, "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         peak = 0
-        while True:
-            done, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if done:
-                break
-            peak = max(peak, tree_rss_kb(process.pid))
+        while process.poll() is None:
+            peak = max(peak, tree_memory_kb(process.pid, peaks))
             time.sleep(0.05)
     seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    peak = max(peak, usage.ru_maxrss)  # the kernel's peak of the main process itself
+    peak = max(peak, *peaks.values()) if peaks else peak
     return process.returncode, seconds, peak / 1024
 
 
