@@ -49,17 +49,23 @@ def both(tmp_path, source, *args):
 @pytest.mark.parametrize(
     "options",
     [
-        ["-k", "laplacian", "-d", "1,2,4,8"],
-        ["-k", "sobel", "-d", "3,40", "--boundary", "wrap", "--map", "signed"],
-        ["-k", "laplacian", "-d", "2", "--mode", "valid", "--format", "npy"],
-        ["-k", "1,2;3,-4;0,5", "-d", "1,7", "--mode", "full", "--boundary", "constant",
-         "--cval", "0.25", "--convolve", "--map", "diverging"],
-        ["-k", "scharr", "-d", "5", "--format", "tiff", "--bits", "8"],
-        ["-d", "1,2", "--boundary", "mirror", "--format", "tiff", "--bits", "16"],
+        ["convolve", "-k", "laplacian", "-d", "1,2,4,8"],
+        ["convolve", "-k", "sobel", "-d", "3,40", "--boundary", "wrap", "--map", "signed"],
+        ["convolve", "-k", "laplacian", "-d", "2", "--mode", "valid", "--format", "npy"],
+        ["convolve", "-k", "1,2;3,-4;0,5", "-d", "1,7", "--mode", "full", "--boundary",
+         "constant", "--cval", "0.25", "--convolve", "--map", "diverging"],
+        ["convolve", "-k", "scharr", "-d", "5", "--format", "tiff", "--bits", "8"],
+        ["convolve", "-d", "1,2", "--boundary", "mirror", "--format", "tiff", "--bits", "16"],
+        ["context", "--preset", "starlet", "--levels", "4"],
+        ["context", "--preset", "starlet", "--levels", "3", "--boundary", "wrap", "--format",
+         "npy"],
+        ["context", "--preset", "context-basic", "--format", "npy", "--boundary", "constant"],
+        ["context", "-d", "1,2,4", "--init", "random", "--mode", "valid"],
+        ["context", "-d", "1,3", "-k", "laplacian", "--final-only", "--boundary", "nearest"],
     ],
 )  # fmt: skip
-def test_convolve_streamed_writes_the_bytes_of_the_whole_image(tmp_path, inputs, options):
-    whole, streamed = both(tmp_path, inputs, "convolve", *options)
+def test_streamed_run_writes_the_bytes_of_the_whole_image(tmp_path, inputs, options):
+    whole, streamed = both(tmp_path, inputs, *options)
     assert whole and whole.keys() == streamed.keys()
     for name in whole:
         assert whole[name] == streamed[name], name
@@ -71,23 +77,6 @@ def test_streamed_float_tiff_holds_the_same_values(tmp_path, inputs):
         a = tifffile.imread(tmp_path / "whole" / name)
         b = tifffile.imread(tmp_path / "streamed" / name)
         assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        ["--preset", "starlet", "--levels", "4"],
-        ["--preset", "starlet", "--levels", "3", "--boundary", "wrap", "--format", "npy"],
-        ["--preset", "context-basic", "--format", "npy", "--boundary", "constant"],
-        ["-d", "1,2,4", "--init", "random", "--mode", "valid"],
-        ["-d", "1,3", "-k", "laplacian", "--final-only", "--boundary", "nearest"],
-    ],
-)
-def test_context_streamed_writes_the_bytes_of_the_whole_image(tmp_path, inputs, options):
-    whole, streamed = both(tmp_path, inputs, "context", *options)
-    assert whole and whole.keys() == streamed.keys()
-    for name in whole:
-        assert whole[name] == streamed[name], name
 
 
 def test_context_large_mixes_channels_alike_in_bands(tmp_path, inputs):

@@ -19,6 +19,7 @@ most a few in flight. The bytes are those of a local run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -151,26 +152,47 @@ def describe(details):
 
 def run_streamed(job, path, reader, budget, output_paths):
     """Compute and write every output of ``path`` band by band; returns the notes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dilcli.batch.jobs import _Inline
+    from dilcli.core.parallel import threads
     from dilcli.io.regions import open_writer
 
     plan, outputs = band_plan(job, reader.shape, budget, reader=reader)
     shapes = [_output_shape(job, plan, output, reader) for output in outputs]
     writers = []
-    try:
-        for (shape, dtype), target in zip(shapes, output_paths, strict=False):
-            fmt = "png" if job.rendering.fmt == "png" else job.rendering.fmt
-            options = {"compression": job.rendering.compression} if fmt == "png" else {}
-            writers.append(open_writer(target, shape=shape, dtype=dtype, fmt=fmt, **options))
-        for _, blocks in _bands(job, path, plan, outputs, reader):
-            for writer, (start, block) in zip(writers, blocks, strict=True):
-                writer.write_rows(start, block)
-        for writer in writers:
-            writer.commit()
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        raise
+    # Each band is written (deflated, compressed) while the next one is computed: one
+    # band in flight at most, as the whole-image path overlaps its dilations.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer") if threads() > 1 else _Inline()
+    with pool:
+        pending = None
+        try:
+            for (shape, dtype), target in zip(shapes, output_paths, strict=False):
+                fmt = job.rendering.fmt
+                options = {"compression": job.rendering.compression} if fmt == "png" else {}
+                writers.append(open_writer(target, shape=shape, dtype=dtype, fmt=fmt, **options))
+            for _, blocks in _bands(job, path, plan, outputs, reader):
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(_write_band, writers, blocks)
+            if pending is not None:
+                pending.result()
+            for writer in writers:
+                writer.commit()
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    pending.result()
+            for writer in writers:
+                writer.abort()
+            raise
     return reader.notes
+
+
+def _write_band(writers, blocks):
+    for writer, (start, block) in zip(writers, blocks, strict=True):
+        writer.write_rows(start, block)
 
 
 def _bands(job, path, plan, outputs, reader):
@@ -221,7 +243,11 @@ def _output_shape(job, plan, output, reader):
 
 def _dask_worker_client():
     """A client to the cluster this task runs on (seceding from the worker's pool), or
-    None when not running as a Dask task."""
+    None when not running as a Dask task (local runs never import Dask)."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
     try:
         from distributed import get_worker, worker_client
     except ImportError:

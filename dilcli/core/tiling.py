@@ -38,19 +38,25 @@ from dilcli.core.engine import boundary_indices
 _TRANSIENT_COPIES = 2
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Step:
+    """What every step shares: how its kernel meets its input, and which input."""
+
+    mode: str = "same"
+    boundary: str = "reflect"
+    cval: float = 0.0
+    flip: bool = False
+    source: int = 0  # 0: the input; n: step n's output
+
+
 @dataclass(frozen=True)
-class KernelStep:
+class KernelStep(_Step):
     """A kernel (:class:`dilcli.core.kernels.Kernel`; a gradient pair's magnitude) at
     ``dilation``, on every channel of step ``source``'s output, as
     :func:`dilcli.core.conv.apply_kernel` computes it."""
 
     kernel: object
     dilation: int
-    mode: str = "same"
-    boundary: str = "reflect"
-    cval: float = 0.0
-    flip: bool = False
-    source: int = 0
 
     @property
     def kernel_shape(self):
@@ -84,16 +90,11 @@ class KernelStep:
 
 
 @dataclass(frozen=True)
-class LayerStep:
+class LayerStep(_Step):
     """One :class:`dilcli.core.stacks.Layer` (bias and ReLU included), on step
     ``source``'s output, as :func:`dilcli.core.stacks.apply_layer` computes it."""
 
     layer: object
-    mode: str = "same"
-    boundary: str = "reflect"
-    cval: float = 0.0
-    flip: bool = False
-    source: int = 0
 
     @property
     def kernel_shape(self):
