@@ -138,7 +138,12 @@ def test_whole_image_options_on_a_streamed_image(tmp_path, inputs):
         "--max-memory", SMALL, "--max-pixels", "0",
     )  # fmt: skip
     assert refused.exit_code == 1
-    assert "--montage need the whole image in memory" in refused.output
+    assert "--montage needs the whole image in memory" in refused.output
+    with pytest.raises(ValueError, match="max_memory must be a positive number"):
+        from dilcli.batch.jobs import ConvolveJob
+        from dilcli.core.kernels import named_kernel
+
+        ConvolveJob(named_kernel("laplacian"), (1,), max_memory=0)
 
 
 @pytest.mark.parametrize(

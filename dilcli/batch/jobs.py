@@ -90,8 +90,10 @@ class ImageInput(Job):
             with reader:
                 if not self.needs_whole_image() or not self.max_pixels:
                     if self.needs_whole_image():
+                        options = self.whole_image_options()
+                        verb = "need" if " and " in options else "needs"
                         raise images.ImageError(
-                            f"{self.whole_image_options()} need the whole image in memory, "
+                            f"{options} {verb} the whole image in memory, "
                             f"{decision.whole_bytes / 2**20:,.0f} MiB, over --max-memory "
                             f"({decision.budget / 2**20:,.0f} MiB): raise it, or drop them"
                         )
@@ -121,6 +123,14 @@ class ImageInput(Job):
         from dilcli.batch import streamed
 
         return streamed.plan_details(self, input_path)
+
+    def check_max_memory(self):
+        """``max_memory``: None (the default) or a positive number of bytes."""
+        value = self.max_memory
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {value!r}")
 
     def needs_whole_image(self):
         """Options that need every pixel at once: ``--montage``, ``--map stretch``."""
@@ -196,6 +206,9 @@ class ConvolveJob(ImageInput):
     frames: str = "first"  # or "all"
     max_frames: int = DEFAULT_MAX_FRAMES
     max_memory: int | None = None  # bytes; None: dilcli.batch.streamed.default_max_memory()
+
+    def __post_init__(self):
+        self.check_max_memory()
 
     def whole_image_bytes(self, shape):
         """The whole-image path's working set: the input, two responses (one being
@@ -344,6 +357,7 @@ class ContextJob(ImageInput):
 
     def __post_init__(self):
         """The library's rules, whoever builds the job (the CLI only rewords them)."""
+        self.check_max_memory()
         if self.stack not in STACKS:
             raise ValueError(f"stack must be one of {', '.join(STACKS)}; got {self.stack!r}")
         if self.stack == "starlet":
