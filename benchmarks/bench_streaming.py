@@ -21,6 +21,7 @@ give --size to fit the disk and the time at hand; the table says what ran.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -60,7 +61,7 @@ def inputs(workdir, case, size):
 
 def command(case, source, folder, max_memory):
     base = [sys.executable, "-m", "dilcli", "context", str(source), "-o", str(folder)]
-    base += ["--max-pixels", "0", "--max-memory", max_memory, "-q", "--overwrite", "-j", "1"]
+    base += ["--max-pixels", "0", "--max-memory", max_memory, "-v", "--overwrite", "-j", "1"]
     if case == "context":
         return base + ["--preset", "context-basic", "--format", "npy", "--final-only"]
     return base + ["--preset", "starlet", "--levels", "5"]
@@ -87,22 +88,24 @@ def main(argv=None):
             folder = workdir / f"{case}-{label.replace(' ', '-')}-{size}"
             shutil.rmtree(folder, ignore_errors=True)
             print(f"running {case} {label} at {size} ...", file=sys.stderr)
-            code, seconds, peak = measure(
-                command(case, source, folder, budget), log=workdir / f"{folder.name}.log"
-            )
+            log = workdir / f"{folder.name}.log"
+            code, seconds, peak = measure(command(case, source, folder, budget), log=log)
             if code != 0:
-                rows.append([case, label, f"{size}x{size}", f"exit {code}", "", "", ""])
+                rows.append([case, label, f"{size}x{size}", f"exit {code}", "", "", "", ""])
                 continue
+            # -v prints the plan of an input computed in bands.
+            bands = re.search(r"streamed in (\d+) bands of (\d+) rows", log.read_text())
+            how = f"{bands[1]} x {bands[2]} rows" if bands else "whole"
             megapixels = size * size / 1e6
             written = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
             rows.append(
-                [case, label, f"{size}x{size}", f"{seconds:.1f}",
+                [case, label, f"{size}x{size}", how, f"{seconds:.1f}",
                  f"{seconds / megapixels * 1000:.1f}", f"{peak:.0f}", f"{written:,.0f}"]
             )  # fmt: skip
     print_table(
         f"context-basic (C = {CHANNELS}, final layer, float32 .npy) and the 5-level starlet "
         f"(8-bit PNGs); streamed with --max-memory {args.max_memory}",
-        ["case", "path", "size", "seconds", "ms per MP", "peak MB", "outputs MB"],
+        ["case", "path", "size", "bands", "seconds", "ms per MP", "peak MB", "outputs MB"],
         rows,
     )
 
