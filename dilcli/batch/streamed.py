@@ -141,10 +141,14 @@ def describe(details):
     top, bottom = details["halo"]
     return (
         f"streamed in {details['bands']} bands of {details['band_rows']} rows "
-        f"(halo {top} above, {bottom} below; about {details['working_memory'] / 2**20:.0f} MiB "
-        f"of {details['max_memory'] / 2**20:.0f} MiB --max-memory; the whole image would "
-        f"take {details['whole_image_bytes'] / 2**20:.0f} MiB)"
+        f"(halo {top} above, {bottom} below; about {_mib(details['working_memory'])} of "
+        f"{_mib(details['max_memory'])} --max-memory; the whole image would take "
+        f"{_mib(details['whole_image_bytes'])})"
     )
+
+
+def _mib(size):
+    return f"{size / 2**20:,.1f} MiB" if size < 10 * 2**20 else f"{size / 2**20:,.0f} MiB"
 
 
 # --- running ---------------------------------------------------------------------------
