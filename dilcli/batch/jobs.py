@@ -43,8 +43,8 @@ def frame_stems(stem, frames=None):
     return [f"{stem}_f{n:0{width}d}" for n in range(frames)]
 
 
-# Fields that decide whether an input is read at all, never what is written.
-LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples")
+# Fields that decide whether (and how) an input is read, never what is written.
+LIMIT_FIELDS = ("max_pixels", "max_frames", "max_samples", "max_memory")
 # Fields that choose only the outputs' names (which the record keeps apart anyway).
 NAME_ONLY_FIELDS = ("name_template",)
 
@@ -167,11 +167,39 @@ class ImageInput(Job):
     """
 
     def run(self, input_path, output_paths):
-        """Each frame through ``_run_image``; returns the decoder's warnings."""
+        """Each frame through ``_run_image``, or the image in bands when it is over
+        ``max_memory`` and can be read in parts (:mod:`dilcli.batch.streamed`: the one
+        place that decides); returns the decoder's warnings."""
+        from dilcli.batch import streamed
+
+        decision, reader = streamed.decide(self, input_path)
+        if reader is not None:
+            with reader:
+                if not self.needs_whole_image() or not self.max_pixels:
+                    if self.needs_whole_image():
+                        options = self.whole_image_options()
+                        verb = "need" if " and " in options else "needs"
+                        raise images.ImageError(
+                            f"{options} {verb} the whole image in memory, "
+                            f"{decision.whole_bytes / 2**20:,.0f} MiB, over --max-memory "
+                            f"({decision.budget / 2**20:,.0f} MiB): raise it, or drop them"
+                        )
+                    return list(
+                        streamed.run_streamed(
+                            self, input_path, reader, decision.budget, output_paths
+                        )
+                    )
         notes = []
-        for image, paths in self.each_frame(input_path, output_paths):
-            notes += image.notes
-            self._run_image(image, paths)
+        try:
+            for image, paths in self.each_frame(input_path, output_paths):
+                notes += image.notes
+                self._run_image(image, paths)
+        except images.ImageError as error:
+            if "--max-pixels" in str(error) and "decoded whole" in decision.reason:
+                raise images.ImageError(
+                    f"{error}; {streamed.STREAMED_FORMATS} inputs are read in bands instead"
+                ) from None
+            raise
         if self.frames != "all":
             notes += self._first_frame_note(input_path)
         return notes
@@ -187,6 +215,44 @@ class ImageInput(Job):
         if count < 2:
             return []
         return [Note(f"only the first of its {count} frames was used (--frames all: every frame)")]
+
+    def plan_details(self, input_path):
+        """How ``input_path`` would run, if in bands: a dict with ``streamed`` (True),
+        ``shape``, ``whole_image_bytes``, ``max_memory``, ``band_rows``, ``bands``,
+        ``halo`` (input rows read above and below a band), ``working_memory`` (bytes,
+        an estimate) and ``outputs``; ``{}`` for an input read whole."""
+        from dilcli.batch import streamed
+
+        return streamed.plan_details(self, input_path)
+
+    def check_max_memory(self):
+        """``max_memory``: None (the default) or a positive number of bytes."""
+        value = self.max_memory
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {value!r}")
+
+    def needs_whole_image(self):
+        """Options that need every pixel at once: ``--montage``, ``--map stretch``."""
+        return bool(self.whole_image_options())
+
+    def whole_image_options(self):
+        names = ["--montage"] if self.montage else []
+        if self.rendering.mapping == "stretch":
+            names.append("--map stretch")
+        return " and ".join(names)
+
+    def band_to_file(self, response, output, input_bits, alpha):
+        """A band of ``response`` rows as its file takes them: pixels (with ``alpha``
+        when it has their rows and columns) or float32, as the whole-image path."""
+        if output.squeeze and response.ndim == 3 and response.shape[2] == 1:
+            response = response[..., 0]
+        if not self.rendering.writes_pixels:
+            return np.asarray(response, np.float32)
+        bits = self.rendering.pixel_bits(input_bits)
+        pixels = self.rendering.pixels(_displayable(response), output.shown, bits, consume=True)
+        return display.with_alpha(pixels, display.matching_alpha(alpha, pixels))
 
     def count_frames(self, path):
         """Frames to write outputs for, with ``frames="all"``; else None (the first only)."""
@@ -239,6 +305,7 @@ class ConvolveJob(ImageInput):
     allow_truncated: bool = False
     frames: str = "first"  # or "all"
     max_frames: int = DEFAULT_MAX_FRAMES
+    max_memory: int | None = None  # bytes; None: dilcli.batch.streamed.default_max_memory()
     name_template: str | None = None  # --name; None: DEFAULT_NAME
 
     DEFAULT_NAME = "{stem}_{kernel}_d{d}"
@@ -250,6 +317,35 @@ class ConvolveJob(ImageInput):
         "layer": "the dilation's place in -d, from 1",
         "frame": "the frame number, with --frames all",
     }
+
+    def __post_init__(self):
+        self.check_max_memory()
+        super().__post_init__()
+
+    def whole_image_bytes(self, shape):
+        """The whole-image path's working set: the input, two responses (one being
+        computed, one being written), the second part of a gradient pair, the pixels."""
+        values = int(np.prod(shape, dtype=np.int64)) * 4
+        return values * (4 + (len(self.kernel.parts) > 1))
+
+    def stream_steps(self, shape, bits):
+        """The steps of :mod:`dilcli.core.tiling`, the outputs emitted, the files."""
+        from dilcli.batch.streamed import Output
+        from dilcli.core.tiling import KernelStep
+
+        options = dict(
+            mode=self.mode, boundary=self.boundary or "reflect", cval=self.cval, flip=self.flip
+        )
+        steps = tuple(KernelStep(self.kernel, d, **options) for d in self.dilations)
+        outputs = [Output((n,), self._display(d)) for n, d in enumerate(self.dilations, 1)]
+        return steps, frozenset(range(1, len(steps) + 1)), outputs
+
+    def _display(self, dilation):
+        """How the output at ``dilation`` is shown without --map: the same for every
+        input (render/display.py); none for exact float outputs."""
+        if not self.rendering.writes_pixels:
+            return display.DefaultDisplay()
+        return display.kernel_display(self.kernel, dilation)
 
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
@@ -302,7 +398,7 @@ class ConvolveJob(ImageInput):
                 with np.errstate(over="ignore", invalid="ignore"):  # huge float input: Inf
                     response = apply_kernel(image.data, self.kernel, dilation, **options)
                 look = display.kernel_display(self.kernel, dilation)  # the same for every input
-                if self.rendering.fmt == "png":  # feature maps: PNGs show the channel mean
+                if self.rendering.writes_pixels:  # feature maps: pixels show the channel mean
                     response = _displayable(response)
                 elif self.montage:
                     collect(self.rendering.pixels(_displayable(response), look))
@@ -378,6 +474,7 @@ class ContextJob(ImageInput):
     frames: str = "first"  # or "all": {stem}_f{n}_... per frame
     max_frames: int = DEFAULT_MAX_FRAMES
     name_template: str | None = None  # --name; None: DEFAULT_NAME
+    max_memory: int | None = None  # bytes; None: dilcli.batch.streamed.default_max_memory()
     truncate: InitVar[bool | None] = None  # relu's deprecated name
 
     DEFAULT_NAME = "{stem}_{prefix}_{scale}"
@@ -397,6 +494,7 @@ class ContextJob(ImageInput):
     def __post_init__(self, truncate):
         """The library's rules, whoever builds the job (the CLI only rewords them)."""
         object.__setattr__(self, "relu", relu_keyword(self.relu, truncate, stacklevel=4))
+        self.check_max_memory()
         if self.stack not in STACKS:
             raise ValueError(f"stack must be one of {', '.join(STACKS)}; got {self.stack!r}")
         if self.stack in ("kernel", "random") and self.kernel is None:
@@ -479,6 +577,67 @@ class ContextJob(ImageInput):
             return stacks.starlet_layers(len(self.dilations))
         raise ValueError(f"unknown stack {self.stack!r}")
 
+    def checked_layers(self, channels):
+        """:meth:`build_layers`, with a channel count that does not fit named."""
+        from dilcli.core import stacks
+
+        layers = self.build_layers(channels)
+        try:
+            stacks.check_channels(channels, layers)
+        except stacks.ChannelError as error:
+            where = f" in {self.weights_name}" if self.weights_name else ""
+            raise stacks.ChannelError(f"{error}{where}") from None
+        return layers
+
+    def whole_image_bytes(self, shape):
+        """The whole-image path's working set: the input and every starlet plane, or
+        the input and four maps of the widest layer (previous, current, its file, a
+        padded copy)."""
+        from dilcli.core.tiling import BandPlan, chain
+
+        pixels = int(shape[0]) * int(shape[1])
+        channels = shape[2] if len(shape) == 3 else 1
+        if self.stack == "starlet":
+            return pixels * channels * 4 * (len(self.dilations) + 3)
+        layers = self.checked_layers(channels)
+        options = dict(mode=self.mode, boundary=self.boundary or "reflect")
+        shapes = BandPlan(chain(layers, **options), tuple(shape), frozenset(), 1).shapes
+        widest = max(int(np.prod(s, dtype=np.int64)) for s in shapes[1:])
+        return pixels * channels * 4 + 4 * widest * 4
+
+    def stream_steps(self, shape, bits):
+        """The steps of :mod:`dilcli.core.tiling`, the outputs emitted, the files, for
+        an input of ``shape`` and ``bits`` (32: float data, which may be negative)."""
+        from dilcli.batch.streamed import Output
+        from dilcli.core.tiling import chain
+
+        channels = shape[2] if len(shape) == 3 else 1
+        layers = self.checked_layers(channels)
+        count = len(layers)
+        boundary = self.boundary or "reflect"
+        shown = self.displays(layers, channels, input_negative=bits == 32)
+        if self.stack == "starlet":
+            steps = chain(layers, boundary=boundary, cval=self.cval)
+            outputs = [Output((j - 1, j), shown[j - 1]) for j in range(1, count + 1)]
+            outputs.append(Output((count,), shown[count]))
+        else:
+            options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
+            steps = chain(layers, **options)
+            outputs = [Output((n,), look, len(shape) == 2) for n, look in enumerate(shown, 1)]
+        if self.final_only:
+            outputs = outputs[-1:]
+        emit = frozenset(n for output in outputs for n in output.sources)
+        return steps, emit, outputs
+
+    def displays(self, layers, channels, *, input_negative):
+        """How each scale is shown without --map, from the stack alone, the same for
+        every input (render/display.py); none for exact float outputs."""
+        if self.stack == "starlet":
+            return display.starlet_displays(len(layers), input_negative=input_negative)
+        if self.rendering.writes_pixels or self.montage:
+            return display.stack_displays(layers, channels, input_negative=input_negative)
+        return [display.DefaultDisplay()] * len(layers)
+
     def receptive_field_sizes(self, layers):
         """(rows, columns) of each layer's receptive field: the layers that run, measured."""
         from dilcli.core.receptive import receptive_field_shapes
@@ -490,28 +649,18 @@ class ContextJob(ImageInput):
 
         data = image.data
         channels = 1 if data.ndim == 2 else data.shape[2]
-        layers = self.build_layers(channels)
-        try:
-            stacks.check_channels(channels, layers)
-        except stacks.ChannelError as error:
-            where = f" in {self.weights_name}" if self.weights_name else ""
-            raise stacks.ChannelError(f"{error}{where}") from None
+        layers = self.checked_layers(channels)
         # Float data (.npy, float TIFF) may be negative; decoded images are not.
         input_negative = image.bits == 32
         boundary = self.boundary or "reflect"
-        # How each scale is shown without --map: from the stack alone (render/display.py).
+        shown = self.displays(layers, channels, input_negative=input_negative)
         if self.stack == "starlet":
             levels = len(layers)
             planes, residual = stacks.starlet(data, levels, boundary=boundary, cval=self.cval)
-            shown = display.starlet_displays(levels, input_negative=input_negative)
             scales = zip([*planes, residual], shown, strict=True)
             labels = [f"w{j} (d={d})" for j, d in enumerate(self.dilations, 1)] + [f"c{levels}"]
         else:
             options = dict(mode=self.mode, boundary=boundary, cval=self.cval, flip=self.flip)
-            if self.rendering.fmt == "png" or self.montage:
-                shown = display.stack_displays(layers, channels, input_negative=input_negative)
-            else:  # exact float outputs: no pixels, so no scales to compute
-                shown = [display.DefaultDisplay()] * len(layers)
             scales = zip(stacks.iterate_layers(data, layers, **options), shown, strict=True)
             sizes = self.receptive_field_sizes(layers)
             labels = [
@@ -525,7 +674,7 @@ class ContextJob(ImageInput):
             if data.ndim == 2 and response.ndim == 3 and response.shape[2] == 1:
                 response = response[..., 0]  # one channel in, one channel out
             if number == count or not self.final_only:
-                as_file = response if self.rendering.fmt != "png" else _displayable(response)
+                as_file = _displayable(response) if self.rendering.writes_pixels else response
                 # Not consume=True: ``response`` feeds the next layer.
                 self.rendering.save(next(saved), as_file, image, look)
             if self.montage:

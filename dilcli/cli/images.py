@@ -68,6 +68,7 @@ def convolve(
     allow_truncated,
     frames,
     max_frames,
+    max_memory,
     max_pixels,
     **batch,
 ):
@@ -95,7 +96,7 @@ def convolve(
     job = make_job(
         ConvolveJob, kernel, dilations, mode, boundary, cval, flip, rendering, montage,
         max_pixels, allow_truncated=allow_truncated, frames=frames, max_frames=max_frames,
-        name_template=name_template,
+        name_template=name_template, max_memory=max_memory,
     )  # fmt: skip
     run_file_batch(inputs, job, label="convolve", **batch)
 
@@ -222,6 +223,7 @@ def context(
     allow_truncated,
     frames,
     max_frames,
+    max_memory,
     max_pixels,
     **batch,
 ):
@@ -275,6 +277,7 @@ def context(
             os.path.basename(weights_path or ""), seed, relu, mode, boundary, cval, flip,
             rendering, montage, final_only, max_pixels, allow_truncated=allow_truncated,
             frames=frames, max_frames=max_frames, name_template=name_template,
+            max_memory=max_memory,
         )  # fmt: skip
     except ValueError as error:
         raise click.UsageError(f"--preset {preset}: {error}" if preset else str(error)) from None

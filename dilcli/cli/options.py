@@ -341,7 +341,10 @@ def rendering_options(command):
             type=click.Choice(tuple(OUTPUT_FORMATS)),
             default="png",
             show_default=True,
-            help="png: pixels for viewing (see --map); tiff, npy: exact float32 responses.",
+            help=(
+                "png: pixels for viewing (see --map); tiff, npy: exact float32 responses "
+                "(tiff with --bits: pixels, as png)."
+            ),
         ),
         option(
             "--map",
@@ -370,7 +373,7 @@ def rendering_options(command):
             group="Output",
             type=click.Choice(["8", "16"]),
             default=None,
-            help="PNG bit depth [default: follow the input].",
+            help="Pixel bit depth of png (and tiff) outputs [default: follow the input].",
         ),
         option(
             "--compression",
@@ -483,8 +486,35 @@ def batch_options(command):
     return _apply(decorators)(command)
 
 
+class MemorySize(click.ParamType):
+    """Bytes from ``512M``, ``2G``, ``1.5GiB``, ``800MB`` or a plain number of bytes
+    (K, M, G, T are powers of 1024, as ``ulimit`` and ``docker --memory`` read them)."""
+
+    name = "SIZE"
+    _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    MINIMUM = 2**20
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().replace(" ", "")
+        for suffix in ("IB", "B"):
+            if text.endswith(suffix) and text[: -len(suffix)][-1:] in "KMGT":
+                text = text[: -len(suffix)]
+                break
+        unit = text[-1:] if text[-1:] in "KMGT" else ""
+        number = text[: len(text) - len(unit)]
+        try:
+            size = float(number) * self._UNITS[unit]
+        except ValueError:
+            self.fail(f"{value!r} is not a size (write e.g. 512M or 2G)", param, ctx)
+        if not self.MINIMUM <= size <= 2**60:  # also NaN and infinity
+            self.fail(f"{value!r} is out of range: give at least 1M (e.g. 512M or 2G)", param, ctx)
+        return int(size)
+
+
 def image_input_options(command):
-    """--allow-truncated, --frames, --max-frames: how image inputs are read."""
+    """--allow-truncated, --frames, --max-frames, --max-memory: how image inputs are read."""
     decorators = [
         option(
             "--allow-truncated",
@@ -513,6 +543,16 @@ def image_input_options(command):
             default=DEFAULT_MAX_FRAMES,
             show_default=True,
             help="With --frames all, refuse files of more frames; 0 for no limit.",
+        ),
+        option(
+            "--max-memory",
+            group="Inputs",
+            type=MemorySize(),
+            default=None,
+            help=(
+                "Working memory per image, e.g. 512M or 2G: TIFF and .npy inputs over it are "
+                "computed in bands of rows, exactly as whole [default: RAM/8, at most 512M]."
+            ),
         ),
     ]
     return _apply(decorators)(command)

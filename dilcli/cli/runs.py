@@ -99,6 +99,8 @@ def run_file_batch(
             recursive=recursive, logs=logs, quiet=quiet,
         )  # fmt: skip
     with BatchConsole(len(tasks), quiet=quiet, verbose=verbose, label=label) as console:
+        if verbose:
+            _print_streamed_plans(tasks, job, console)
         for result in skipped:  # named at once if failed; skipped ones only with -v
             if result.status == "failed" or verbose:
                 on_result(result)
@@ -234,3 +236,17 @@ def _report_dry_run(tasks, job, skipped, inputs, extensions, *, out_dir, overwri
     if refusal:
         click.echo(f"error: the run would not start: {refusal}", err=True)
     sys.exit(exit_code)
+
+
+def _print_streamed_plans(tasks, job, console):
+    """With -v, the plan of each input that will be computed in bands."""
+    from dilcli.batch.console import display_path
+    from dilcli.batch.streamed import describe
+
+    for task in tasks:
+        try:
+            details = job.plan_details(task.input.path)
+        except Exception:  # the run meets the same problem and reports it
+            continue
+        if details.get("streamed"):
+            console.print(f"{display_path(task.input.name)}: {describe(details)}")

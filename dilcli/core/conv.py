@@ -63,9 +63,11 @@ def dilated_correlate(
     dilation : int or tuple of int
         Spacing between kernel taps, 1 to ``MAX_DILATION`` (2**31 - 1); one value, or
         one per spatial axis.
-    mode : {'same', 'valid', 'full', 'causal'}
-        Output size. ``same`` keeps the input size and centres the kernel, with the
-        extra sample of an even span on the right (PyTorch's ``padding='same'``);
+    mode : {'same', 'valid', 'full', 'causal'} or tuple of them
+        Output size, one for every axis or one per spatial axis (the streaming path
+        of :mod:`dilcli.core.tiling` computes ``'valid'`` on rows it gathered).
+        ``same`` keeps the input size and centres the kernel, with the extra sample
+        of an even span on the right (PyTorch's ``padding='same'``);
         ``valid`` uses only positions where the dilated kernel fits;
         ``full`` returns every position it overlaps (refused when that adds more than
         ``MAX_FULL_GROWTH_BYTES``, 1 GiB, to the input's size); ``causal`` (1-D only)
@@ -108,14 +110,18 @@ def dilated_correlate(
     if not np.all(np.isfinite(kernel)):
         raise ValueError("kernel weights must be finite numbers")
     dilations = normalize_dilation(dilation, spatial)
-    boundary = check_mode_boundary(mode, boundary, spatial)
+    modes = _axis_modes(mode, spatial)
+    for axis_mode in dict.fromkeys(modes):
+        boundary = check_mode_boundary(axis_mode, boundary, spatial)
 
     x = np.ascontiguousarray(x, dtype=dtype)  # the engines read rows in place
     kernel = kernel.astype(dtype)
     if flip:
         kernel = kernel[(slice(None, None, -1),) * spatial]
 
-    geometry = [axis_geometry(n, k, d, mode) for n, k, d in zip(x.shape, kernel.shape, dilations)]
+    geometry = [
+        axis_geometry(n, k, d, m) for n, k, d, m in zip(x.shape, kernel.shape, dilations, modes)
+    ]
     out_shape = tuple(size for _, _, size in geometry) + x.shape[spatial:]
     _check_growth(x, out_shape, dtype)
     # The engine works on (rows, columns, channels): a 1-D signal is one column.
@@ -166,6 +172,15 @@ def normalize_dilation(dilation, ndim):
                 f"dilation must be at most 2**31 - 1 = {MAX_DILATION:,}, got {value:,}"
             )
     return values
+
+
+def _axis_modes(mode, spatial):
+    """One mode per spatial axis, from one mode or a tuple of them."""
+    if isinstance(mode, (tuple, list)):
+        if len(mode) != spatial:
+            raise ValueError(f"mode must be one mode or {spatial}, got {mode!r}")
+        return tuple(mode)
+    return (mode,) * spatial
 
 
 def _check_growth(x, out_shape, dtype):

@@ -67,6 +67,12 @@ from dilcli.vocab import CONTEXT_LARGE_CHANNELS as LARGE_CHANNEL_FACTORS
 
 # Output rows are mixed in strips whose temporaries stay small (and in cache).
 _STRIP_BYTES = 1 << 21
+# Pixels per matrix product of channel mixing: every product has this shape (the last
+# one padded with zeros), because BLAS picks its kernel, and so its order of summation,
+# by the shape: a product of another height can round differently. With one shape,
+# a pixel's channels mix to the same bits wherever its rows are cut, which the
+# streaming path (dilcli.core.tiling) relies on.
+MATMUL_PIXELS = 1024
 # Limits on trained weights (stack_from_arrays; ``dilcli context --weights`` checks them
 # from each array's header, before anything is decompressed): the arrays together at
 # most MAX_WEIGHTS_BYTES (256 MiB) decompressed; at most MAX_WEIGHTS_LAYERS layers; a
@@ -198,20 +204,26 @@ assert tuple(ACTIVATION_FUNCTIONS) == ACTIVATIONS  # the vocabulary names them
 SIGNAL_ACTIVATIONS = ACTIVATION_FUNCTIONS  # its name before the stacks had one runner
 
 
-def apply_layer(x, layer, *, mode="same", boundary=None, cval=0.0, flip=False):
-    """One layer on float ``x``; see :func:`iterate_layers`."""
+def apply_layer(x, layer, *, mode="same", boundary=None, cval=0.0, flip=False, dilation=None):
+    """One layer on float ``x``; see :func:`iterate_layers`.
+
+    ``mode`` may be one per axis, and ``dilation`` (rows, columns) may replace the
+    layer's own: :mod:`dilcli.core.tiling` computes rows it gathered that way.
+    """
+    dilation = layer.dilation if dilation is None else dilation
     if layer.mixes_channels:
-        boundary = check_mode_boundary(mode, boundary, layer.ndim)
+        if isinstance(mode, str):
+            boundary = check_mode_boundary(mode, boundary, layer.ndim)
         if layer.ndim == 1:  # a signal is an image one column wide: (N, 1, C)
             columns = x.reshape(x.shape[0], 1, -1)
             weights = layer.weights[..., np.newaxis]
-            y = _mix_channels(columns, weights, layer.dilation, mode, boundary, cval, flip)
+            y = _mix_channels(columns, weights, dilation, mode, boundary, cval, flip)
             y = y.reshape(y.shape[0], -1)
         else:
-            y = _mix_channels(x, layer.weights, layer.dilation, mode, boundary, cval, flip)
+            y = _mix_channels(x, layer.weights, dilation, mode, boundary, cval, flip)
     else:
         y = dilated_correlate(
-            x, layer.weights, layer.dilation, mode=mode, boundary=boundary, cval=cval, flip=flip
+            x, layer.weights, dilation, mode=mode, boundary=boundary, cval=cval, flip=flip
         )
     if layer.stride > 1:
         y = np.ascontiguousarray(y[(slice(None, None, layer.stride),) * layer.ndim])
@@ -234,8 +246,10 @@ def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
         weights = weights[:, :, ::-1, ::-1]
     # taps[a, b] is W[:, :, a, b].T, in the input's float type; all-zero taps are skipped.
     taps = weights.transpose(2, 3, 1, 0).astype(x.dtype)
-    top, bottom, height = axis_geometry(x.shape[0], kh, dilation, mode)
-    left, right, width = axis_geometry(x.shape[1], kw, dilation, mode)
+    row_mode, column_mode = (mode, mode) if isinstance(mode, str) else mode
+    row_dilation, dilation = (dilation, dilation) if np.ndim(dilation) == 0 else dilation
+    top, bottom, height = axis_geometry(x.shape[0], kh, row_dilation, row_mode)
+    left, right, width = axis_geometry(x.shape[1], kw, dilation, column_mode)
     padded = np.ascontiguousarray(extend(x, [(top, bottom), (left, right)], boundary, cval))
     padded_width = padded.shape[1]
     kernel_rows = []
@@ -251,17 +265,35 @@ def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
     row_bytes = padded_width * max(c_in, widest) * x.dtype.itemsize
     strip = max(1, _STRIP_BYTES // row_bytes)
     scratch = np.empty(min(strip, height) * padded_width * widest, dtype=x.dtype)
+    pad_in = np.empty((MATMUL_PIXELS, c_in), dtype=x.dtype)
+    pad_out = np.empty(MATMUL_PIXELS * widest, dtype=x.dtype)
     for start in range(0, height, strip):
         stop = min(start + strip, height)
         acc = out[start:stop]
         for a, columns, matrix in kernel_rows:
-            rows = padded[start + a * dilation : stop + a * dilation].reshape(-1, c_in)
+            rows = padded[start + a * row_dilation : stop + a * row_dilation].reshape(-1, c_in)
             product = scratch[: rows.shape[0] * matrix.shape[1]].reshape(rows.shape[0], -1)
-            np.matmul(rows, matrix, out=product)
+            flat = pad_out[: MATMUL_PIXELS * matrix.shape[1]]
+            _fixed_matmul(rows, matrix, product, pad_in, flat.reshape(MATMUL_PIXELS, -1))
             product = product.reshape(stop - start, padded_width, len(columns), c_out)
             for n, b in enumerate(columns):
                 acc += product[:, b * dilation : b * dilation + width, n]
     return out
+
+
+def _fixed_matmul(rows, matrix, out, pad_in, pad_out):
+    """``out = rows @ matrix`` by products of MATMUL_PIXELS rows each (see there)."""
+    count = rows.shape[0]
+    full = count - count % MATMUL_PIXELS
+    for start in range(0, full, MATMUL_PIXELS):
+        stop = start + MATMUL_PIXELS
+        np.matmul(rows[start:stop], matrix, out=out[start:stop])
+    if full < count:
+        rest = count - full
+        pad_in[:rest] = rows[full:]
+        pad_in[rest:] = 0
+        np.matmul(pad_in, matrix, out=pad_out)
+        out[full:] = pad_out[:rest]
 
 
 def can_be_negative(layers, *, input_negative=False):

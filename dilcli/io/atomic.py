@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -82,7 +83,10 @@ def remove_stale_temporaries(folder):
                     continue
             elif time.time() - temp.stat().st_mtime < FOREIGN_TEMP_SECONDS:
                 continue
-            temp.unlink()
+            if temp.is_dir() and not temp.is_symlink():  # a Zarr store being written
+                shutil.rmtree(temp)
+            else:
+                temp.unlink()
             removed += 1
     return removed
 

@@ -250,6 +250,16 @@ def _npy_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
         yield _load_npy(path, max_pixels, allow_truncated)
 
 
+def check_npy_image(shape, dtype, max_pixels):
+    """An ``.npy`` header that holds an image: (H, W) or (H, W, C) real numbers, within
+    ``max_pixels``; else an ImageError."""
+    if len(shape) not in (2, 3) or dtype.kind not in "biuf" or dtype.fields or 0 in shape:
+        raise ImageError(
+            f"expected a non-empty real (H, W) or (H, W, C) array, got {dtype} {shape}"
+        )
+    _check_pixels(shape[1], shape[0], max_pixels, shape[2] if len(shape) == 3 else 1)
+
+
 def _load_npy(path, max_pixels, allow_truncated):
     """An .npy image through :func:`dilcli.arrays.read_npy`: shape and pixels checked
     from the header, before anything is allocated; a short file is padded only with
@@ -259,11 +269,7 @@ def _load_npy(path, max_pixels, allow_truncated):
     notes = []
 
     def check(shape, dtype):
-        if len(shape) not in (2, 3) or dtype.kind not in "biuf" or dtype.fields or 0 in shape:
-            raise ImageError(
-                f"expected a non-empty real (H, W) or (H, W, C) array, got {dtype} {shape}"
-            )
-        _check_pixels(shape[1], shape[0], max_pixels, shape[2] if len(shape) == 3 else 1)
+        check_npy_image(shape, dtype, max_pixels)
 
     def truncated(message, promised, held):
         if not allow_truncated:

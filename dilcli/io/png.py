@@ -39,49 +39,118 @@ _ZLIB_HEADERS = {0: b"\x78\x01", 1: b"\x78\x01", 2: b"\x78\x5e", 6: b"\x78\x9c",
 def write_png(handle, pixels, compression=1):
     """Write uint8/uint16 gray, gray+alpha, RGB or RGBA ``pixels`` as a PNG to ``handle``.
 
-    Rows use filter type 0. The zlib stream is deflated in blocks of about 1 MB on all
-    cores, as pigz does: each block but the last ends on a byte boundary (a sync
-    flush), so the blocks' raw deflate data concatenate into one valid stream, and
-    their Adler-32 checksums combine into the stream's. Each block is an IDAT chunk.
-    (Pillow cannot write 16-bit colour, and its encoder runs on one core.)
+    The whole image is one band of :class:`PngStream`, which says how it is encoded.
     """
     if pixels.ndim == 2:
         pixels = pixels[..., np.newaxis]
     height, width, channels = pixels.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
     depth = 8 if pixels.dtype == np.uint8 else 16
-    rows = np.ascontiguousarray(pixels, dtype=">u2" if depth == 16 else np.uint8)
-    raw = rows.reshape(height, -1).view(np.uint8)
-    per_block = max(1, PNG_BLOCK_BYTES // (raw.shape[1] + 1))
-    starts = list(range(0, height, per_block))
+    stream = PngStream(
+        handle, height=height, width=width, channels=channels, depth=depth, compression=compression
+    )
+    stream.write_rows(pixels)
+    stream.close()
 
-    def deflate(start):
-        block = np.empty((min(per_block, height - start), raw.shape[1] + 1), np.uint8)
-        block[:, 0] = 0  # filter type 0: None
-        block[:, 1:] = raw[start : start + len(block)]
-        compressor = zlib.compressobj(compression, zlib.DEFLATED, -15)
-        last = start == starts[-1]
-        data = compressor.compress(block) + compressor.flush(
-            zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
-        )
-        return data, zlib.adler32(block), block.size
 
-    def chunk(kind, data):
+class PngStream:
+    """A PNG written to ``handle`` band by band, top to bottom, in little memory.
+
+    Rows use filter type 0. The zlib stream is deflated in blocks of about 1 MB on all
+    cores, as pigz does: each block but the last ends on a byte boundary (a sync
+    flush), so the blocks' raw deflate data concatenate into one valid stream, and
+    their Adler-32 checksums combine into the stream's. Each block is an IDAT chunk.
+    Blocks are cut at the same rows whatever the bands' heights, so a PNG written in
+    bands is byte for byte the PNG :func:`write_png` writes of the whole image; rows
+    wait (at most one block) until their block is full. (Pillow cannot write 16-bit
+    colour, and its encoder runs on one core.)
+    """
+
+    def __init__(self, handle, *, height, width, channels, depth, compression=1):
+        if channels not in (1, 2, 3, 4) or depth not in (8, 16):
+            raise ValueError(f"PNG holds 1-4 channels of 8 or 16 bits, not {channels} x {depth}")
+        self._handle, self._compression = handle, compression
+        self._height, self._width, self._channels, self._depth = height, width, channels, depth
+        self._row_bytes = width * channels * depth // 8
+        self._per_block = max(1, PNG_BLOCK_BYTES // (self._row_bytes + 1))
+        self._last_start = (height - 1) // self._per_block * self._per_block
+        self._pending = []  # rows of the block being filled (raw bytes, no filter byte)
+        self._pending_rows = self._rows_done = 0
+        self._checksum = 1
+        self._blocks_written = 0
+        self._header = _ZLIB_HEADERS[max(k for k in _ZLIB_HEADERS if k <= compression)]
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+        self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
+
+    @property
+    def rows_written(self):
+        """Rows received so far (some may wait in the block being filled)."""
+        return self._rows_done + self._pending_rows
+
+    def write_rows(self, pixels):
+        """Append the next rows: uint8/uint16 ``(h, W)`` or ``(h, W, channels)``."""
+        if pixels.ndim == 2:
+            pixels = pixels[..., np.newaxis]
+        if pixels.shape[1:] != (self._width, self._channels):
+            raise ValueError(
+                f"rows of shape {pixels.shape[1:]} for a PNG of "
+                f"{(self._width, self._channels)} per row"
+            )
+        if self.rows_written + len(pixels) > self._height:
+            raise ValueError(f"more than the PNG's {self._height} rows")
+        rows = np.ascontiguousarray(pixels, dtype=">u2" if self._depth == 16 else np.uint8)
+        raw = rows.reshape(len(rows), -1).view(np.uint8)
+        blocks, start = [], 0
+        while start < len(raw):
+            take = min(len(raw) - start, self._per_block - self._pending_rows)
+            self._pending.append(raw[start : start + take])
+            self._pending_rows += take
+            start += take
+            block_start = self._rows_done + len(blocks) * self._per_block
+            full = self._pending_rows == min(self._per_block, self._height - block_start)
+            if full:
+                blocks.append((block_start, self._pending))
+                self._pending, self._pending_rows = [], 0
+        # Rows waiting for their block are copied: the caller's band may then be freed.
+        self._pending = [np.array(part) for part in self._pending]
+        if blocks:
+            self._deflate(blocks)
+
+    def _deflate(self, blocks):
+        from dilcli.core.parallel import parallel_map
+
+        def deflate(item):
+            start, parts = item
+            count = sum(len(part) for part in parts)
+            block = np.empty((count, self._row_bytes + 1), np.uint8)
+            block[:, 0] = 0  # filter type 0: None
+            block[:, 1:] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            compressor = zlib.compressobj(self._compression, zlib.DEFLATED, -15)
+            last = start == self._last_start
+            data = compressor.compress(block) + compressor.flush(
+                zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+            )
+            return data, zlib.adler32(block), block.size, count
+
+        for data, adler, size, count in parallel_map(deflate, blocks):
+            first = self._blocks_written == 0
+            self._chunk(b"IDAT", self._header + data if first else data)
+            self._checksum = _adler32_combine(self._checksum, adler, size)
+            self._blocks_written += 1
+            self._rows_done += count
+
+    def close(self):
+        """End the PNG (the checksum and IEND); every row must have been written."""
+        if self._rows_done != self._height:
+            raise ValueError(f"only {self.rows_written} of the PNG's {self._height} rows written")
+        self._chunk(b"IDAT", struct.pack(">I", self._checksum))
+        self._chunk(b"IEND", b"")
+
+    def _chunk(self, kind, data):
+        handle = self._handle
         handle.write(struct.pack(">I", len(data)) + kind)
         handle.write(data)
         handle.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
-
-    handle.write(b"\x89PNG\r\n\x1a\n")
-    chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
-    header = _ZLIB_HEADERS[max(k for k in _ZLIB_HEADERS if k <= compression)]
-    checksum = 1
-    from dilcli.core.parallel import parallel_map
-
-    for number, (data, adler, size) in enumerate(parallel_map(deflate, starts)):
-        chunk(b"IDAT", header + data if number == 0 else data)
-        checksum = _adler32_combine(checksum, adler, size)
-    chunk(b"IDAT", struct.pack(">I", checksum))
-    chunk(b"IEND", b"")
 
 
 def _adler32_combine(first, second, second_length):

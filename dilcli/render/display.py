@@ -158,8 +158,19 @@ class Rendering:
     def extension(self):
         return OUTPUT_FORMATS[self.fmt]
 
+    @property
+    def writes_pixels(self):
+        """PNG, or TIFF with ``bits`` given: mapped pixels; else exact float32 values."""
+        return self.fmt == "png" or (self.fmt == "tiff" and self.bits is not None)
+
+    def pixel_bits(self, input_bits):
+        """8, or 16 for 16-bit inputs, unless ``bits`` says."""
+        return self.bits or (16 if input_bits == 16 else 8)
+
     def pixels(self, response, shown, bits=8, *, consume=False):
-        """``response`` mapped (``--map``, else ``shown.mapping``) and quantized.
+        """``response`` mapped (``--map``, else ``shown.mapping``) and quantized: the
+        pixels of a whole image or of any band of its rows (every mapping but
+        ``stretch`` is pointwise, with constants of the run).
 
         ``shown`` is the output's :class:`DefaultDisplay`; ``consume`` allows
         ``response`` to be overwritten (one image less in memory).
@@ -181,22 +192,31 @@ class Rendering:
         ``shown`` is the output's :class:`DefaultDisplay`; ``consume`` allows
         ``response`` to be overwritten (one image less in memory).
         """
-        if self.fmt != "png":
+        if not self.writes_pixels:
             from dilcli.io.images import save_float
 
             save_float(path, response, self.fmt)
             return None
-        bits = self.bits or (16 if image.bits == 16 else 8)
-        pixels = self.pixels(response, shown, bits, consume=consume)
-        alpha = (
-            image.alpha
-            if image.alpha is not None and image.alpha.shape == pixels.shape[:2]
-            else None
-        )
-        from dilcli.io.png import save_pixels
-
-        save_pixels(path, with_alpha(pixels, alpha), compression=self.compression)
+        pixels = self.pixels(response, shown, self.pixel_bits(image.bits), consume=consume)
+        self.write_pixels(path, with_alpha(pixels, matching_alpha(image.alpha, pixels)))
         return pixels
+
+    def write_pixels(self, path, pixels):
+        """PNG, or a tiled TIFF written as the streaming path writes it."""
+        if self.fmt == "tiff":
+            from dilcli.io.regions import open_writer
+
+            with open_writer(path, shape=pixels.shape, dtype=pixels.dtype, fmt="tiff") as out:
+                out.write_rows(0, pixels)
+        else:
+            from dilcli.io.png import save_pixels
+
+            save_pixels(path, pixels, compression=self.compression)
+
+
+def matching_alpha(alpha, pixels):
+    """``alpha`` if it has the rows and columns of ``pixels`` (mode 'same'), else None."""
+    return alpha if alpha is not None and alpha.shape == pixels.shape[:2] else None
 
 
 @np.errstate(over="ignore", invalid="ignore")  # float input can overflow to Inf; see below

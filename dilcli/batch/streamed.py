@@ -1,0 +1,298 @@
+"""Images larger than memory: one input computed and written in bands of rows.
+
+An image job (:mod:`dilcli.batch.jobs`) asks :func:`decide` whether an input is read
+whole (today's fast path, unchanged) or streamed: streamed when it can be read in parts
+(:func:`dilcli.io.regions.open_reader`) and the whole-image working set, estimated from
+the header, is over ``--max-memory``. A streamed input runs through :func:`run_streamed`:
+the job's steps (:mod:`dilcli.core.tiling`) give every output's rows band by band,
+bit-identical to the whole image; each band is mapped to pixels by the same
+:class:`dilcli.render.display.Rendering` code as whole images and written by
+:func:`dilcli.io.regions.open_writer`, which renames each output into place only when
+complete (so a killed run leaves no output under a final name, and resumes).
+
+On a Dask cluster (``--scheduler``) the bands of a streamed input are Dask tasks of
+their own: the task of the input submits them from its worker
+(:func:`distributed.worker_client`), each band reads its rows (and halo) from the
+shared input, and the input's task writes the bands in order as they come back, at
+most a few in flight. The bytes are those of a local run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+# The default of --max-memory: an eighth of the machine's memory, at most 512 MiB, at
+# least 64 MiB. 512 MiB keeps a streamed run (bands, the reader's tiles, the writers'
+# queues and Python itself) under 1 GB; an eighth leaves room for -j workers.
+DEFAULT_MAX_MEMORY_CAP = 512 * 2**20
+MIN_MAX_MEMORY = 64 * 2**20
+# Formats named when a whole-image format is over --max-pixels.
+STREAMED_FORMATS = "TIFF and .npy"
+# Bands of one input in flight on a Dask cluster, per worker thread.
+BANDS_IN_FLIGHT_PER_THREAD = 2
+
+
+def default_max_memory():
+    """min(512 MiB, RAM / 8), at least 64 MiB: of the machine that runs the input."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return DEFAULT_MAX_MEMORY_CAP
+    return max(MIN_MAX_MEMORY, min(DEFAULT_MAX_MEMORY_CAP, ram // 8))
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file of a streamed input: the emitted rows it shows (``sources``: one
+    output of the steps, or two whose difference it is: a starlet plane), how it is
+    shown without --map (its :class:`dilcli.render.display.DefaultDisplay`, the same
+    as the whole-image path's), and whether a single channel is dropped (one channel
+    in, one out, as the whole-image path does)."""
+
+    sources: tuple
+    shown: object
+    squeeze: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How one input runs: ``streamed`` or whole, and why."""
+
+    streamed: bool
+    shape: tuple
+    whole_bytes: int
+    budget: int
+    reason: str = ""
+
+
+def decide(job, path):
+    """(:class:`Decision`, open reader or None) for ``path`` under ``job``'s limits."""
+    from dilcli.io.regions import open_reader
+
+    if job.frames == "all":
+        return Decision(False, (), 0, 0, "every frame is read whole"), None
+    reader = open_reader(path, max_pixels=job.max_pixels, allow_truncated=job.allow_truncated)
+    if reader is None:
+        return Decision(False, (), 0, 0, "this format is decoded whole"), None
+    budget = job.max_memory or default_max_memory()
+    whole = job.whole_image_bytes(reader.shape)
+    if whole <= budget:
+        reader.close()
+        return Decision(False, reader.shape, whole, budget, "fits in --max-memory"), None
+    return Decision(True, reader.shape, whole, budget), reader
+
+
+def band_plan(job, shape, budget, *, reader):
+    """The :class:`dilcli.core.tiling.BandPlan` of ``reader``'s image in ``budget``."""
+    from dilcli.core import tiling
+
+    steps, emit, outputs = job.stream_steps(shape, reader.bits)
+    overhead = sum(_writer_bytes(job, shape) for _ in outputs)
+    room = max(budget - overhead, budget // 4)
+    plan = tiling.plan_bands(steps, shape, emit=emit, budget=room)
+    # The reader's decoded tiles come on top of the band: shrink until both fit.
+    while plan.band_rows > 1:
+        if plan.working_memory() + reader.working_bytes(plan.band_rows) <= room:
+            break
+        plan = tiling.plan_bands(steps, shape, emit=emit, budget=0, band_rows=plan.band_rows // 2)
+    return plan, outputs
+
+
+def _writer_bytes(job, shape):
+    """What one output's writer holds: a few rows of tiles (TIFF), a block (PNG)."""
+    width = shape[1]
+    channels = shape[2] if len(shape) == 3 else 1
+    if job.rendering.fmt == "tiff":
+        return 4 * 256 * width * channels * 4
+    return 2 * 2**20
+
+
+def plan_details(job, path):
+    """What :meth:`ImageInput.plan_details` reports (see there)."""
+    decision, reader = decide(job, path)
+    details = {
+        "streamed": decision.streamed,
+        "shape": tuple(decision.shape),
+        "whole_image_bytes": decision.whole_bytes,
+        "max_memory": decision.budget,
+    }
+    if reader is None:
+        return {}  # read whole, as every input used to be: nothing to add
+    try:
+        plan, outputs = band_plan(job, reader.shape, decision.budget, reader=reader)
+        details.update(
+            band_rows=plan.band_rows,
+            bands=plan.bands,
+            halo=plan.halo(),
+            working_memory=plan.working_memory() + reader.working_bytes(plan.band_rows),
+            outputs=len(outputs),
+        )
+    finally:
+        reader.close()
+    return details
+
+
+def describe(details):
+    """One line for ``-v``: the plan of a streamed input."""
+    top, bottom = details["halo"]
+    return (
+        f"streamed in {details['bands']} bands of {details['band_rows']} rows "
+        f"(halo {top} above, {bottom} below; about {_mib(details['working_memory'])} of "
+        f"{_mib(details['max_memory'])} --max-memory; the whole image would take "
+        f"{_mib(details['whole_image_bytes'])})"
+    )
+
+
+def _mib(size):
+    return f"{size / 2**20:,.1f} MiB" if size < 10 * 2**20 else f"{size / 2**20:,.0f} MiB"
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def run_streamed(job, path, reader, budget, output_paths):
+    """Compute and write every output of ``path`` band by band; returns the notes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dilcli.batch.jobs import _Inline
+    from dilcli.core.parallel import threads
+    from dilcli.io.regions import open_writer
+
+    plan, outputs = band_plan(job, reader.shape, budget, reader=reader)
+    shapes = [_output_shape(job, plan, output, reader) for output in outputs]
+    writers = []
+    # Each band is written (deflated, compressed) while the next one is computed: one
+    # band in flight at most, as the whole-image path overlaps its dilations.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dilcli-writer") if threads() > 1 else _Inline()
+    with pool:
+        pending = None
+        try:
+            for (shape, dtype), target in zip(shapes, output_paths, strict=False):
+                fmt = job.rendering.fmt
+                options = {"compression": job.rendering.compression} if fmt == "png" else {}
+                writers.append(open_writer(target, shape=shape, dtype=dtype, fmt=fmt, **options))
+            for _, blocks in _bands(job, path, plan, outputs, reader):
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(_write_band, writers, blocks)
+            if pending is not None:
+                pending.result()
+            for writer in writers:
+                writer.commit()
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    pending.result()
+            for writer in writers:
+                writer.abort()
+            raise
+    return reader.notes
+
+
+def _write_band(writers, blocks):
+    for writer, (start, block) in zip(writers, blocks, strict=True):
+        writer.write_rows(start, block)
+
+
+def _bands(job, path, plan, outputs, reader):
+    """``(band, [(first row, block) per output])`` in order, here or on the cluster."""
+    client = _dask_worker_client()
+    if client is None:
+        for band in range(plan.bands):
+            yield band, band_blocks(job, plan, outputs, reader, band)
+        return
+    with client as dask:
+        yield from _dask_bands(dask, job, path, plan, outputs)
+
+
+def band_blocks(job, plan, outputs, reader, band):
+    """Every output's rows of ``band``, as the file takes them (pixels or float32)."""
+    from dilcli.core import tiling
+
+    rows = tiling.compute_band(plan, band, reader.read)
+    ranges = plan.ranges(band)
+    blocks = []
+    for output in outputs:
+        first = output.sources[0]
+        start, stop = ranges[first]
+        response = rows[first]
+        if len(output.sources) == 2:  # a starlet plane: c_(j-1) - c_j
+            response = response - rows[output.sources[1]]
+        alpha = None
+        if reader.has_alpha and stop > start and plan.shapes[first][:2] == reader.shape[:2]:
+            alpha = reader.read_alpha(start, stop)
+        blocks.append((start, job.band_to_file(response, output, reader.bits, alpha)))
+    return blocks
+
+
+def _output_shape(job, plan, output, reader):
+    """``(shape, dtype)`` of an output file, from what an empty band becomes."""
+    first = output.sources[0]
+    height = plan.shapes[first][0]
+    empty = np.zeros((0,) + tuple(plan.shapes[first][1:]), np.float32)
+    alpha = None
+    if reader.has_alpha and plan.shapes[first][:2] == reader.shape[:2]:
+        alpha = np.zeros((0, plan.shapes[first][1]), np.float32)
+    block = job.band_to_file(empty, output, reader.bits, alpha)
+    return (height,) + block.shape[1:], block.dtype
+
+
+# --- one image across a Dask cluster ------------------------------------------------------
+
+
+def _dask_worker_client():
+    """A client to the cluster this task runs on (seceding from the worker's pool), or
+    None when not running as a Dask task (local runs never import Dask)."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker, worker_client
+    except ImportError:
+        return None
+    try:
+        get_worker()
+    except ValueError:
+        return None
+    return worker_client()
+
+
+def _dask_bands(client, job, path, plan, outputs):
+    """Bands as Dask tasks, yielded in order; a few in flight at once."""
+    from collections import deque
+
+    threads = sum(client.nthreads().values()) or 1
+    in_flight = max(2, BANDS_IN_FLIGHT_PER_THREAD * threads)
+    pending = deque()
+    next_band = 0
+    try:
+        while next_band < plan.bands or pending:
+            while next_band < plan.bands and len(pending) < in_flight:
+                future = client.submit(
+                    compute_band_task, job, path, plan, outputs, next_band, pure=False
+                )
+                pending.append((next_band, future))
+                next_band += 1
+            band, future = pending.popleft()
+            yield band, future.result()
+    finally:
+        client.cancel([future for _, future in pending])
+
+
+def compute_band_task(job, path, plan, outputs, band):
+    """One band on a Dask worker: its own reader of the shared input."""
+    from dilcli.io.regions import open_reader
+
+    reader = open_reader(path, max_pixels=0, allow_truncated=job.allow_truncated)
+    if reader is None:
+        from dilcli.io.images import ImageError
+
+        raise ImageError("cannot be read in parts on this worker")
+    with reader:
+        return band_blocks(job, plan, outputs, reader, band)
