@@ -509,9 +509,24 @@ def test_a_multi_frame_file_reduced_to_its_first_frame_is_noted_once(animation, 
 
 def test_a_summary_of_skipped_work_gives_no_rate(photo, tmp_path):
     args = ("convolve", photo, "-o", tmp_path / "out", "-d", "1")
-    assert "files/s" in run_cli(*args).output
+    assert re.search(r"\(\d+\.\d (files/s|s per file)\)", run_cli(*args).output)
     again = run_cli(*args).output
-    assert "0 done, 1 skipped" in again and "files/s" not in again
+    assert "0 done, 1 skipped" in again and "files/s" not in again and "per file" not in again
+
+
+@pytest.mark.parametrize(
+    ("done", "seconds", "rate"), [(4, 2.0, "2.0 files/s"), (1, 40.4, "40.4 s per file")]
+)
+def test_the_summary_rate_reads_well_for_big_images_too(done, seconds, rate, capsys):
+    from dilcli.batch.console import BatchConsole
+    from dilcli.batch.tasks import BatchReport, InputFile, TaskResult
+
+    results = [
+        TaskResult(InputFile(Path(f"/{n}.tif"), Path(f"{n}.tif")), "done") for n in range(done)
+    ]
+    with BatchConsole(done, quiet=False, verbose=False) as console:
+        console.summary(BatchReport(results, seconds))
+    assert f"({rate})" in capsys.readouterr().err
 
 
 def test_version_reports_engine_threads_and_extras():

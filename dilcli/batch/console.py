@@ -120,7 +120,9 @@ class BatchConsole:
         done, skipped = report.count("done"), report.count("skipped")
         line = f"{done} done, {skipped} skipped, {len(failures)} failed in {report.seconds:.1f} s"
         if done and report.seconds > 0:
-            line += f" ({done / report.seconds:.1f} files/s)"
+            rate = done / report.seconds
+            # Big images take minutes each: "0.0 files/s" would say nothing.
+            line += f" ({rate:.1f} files/s)" if rate >= 0.5 else f" ({1 / rate:.1f} s per file)"
         if out_dir is not None and (done or skipped):
             line += f"; outputs in {display_path(out_dir, short=True)}"
         self.print(line)
