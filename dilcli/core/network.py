@@ -73,6 +73,7 @@ checks are bounded (:data:`MAX_MAP_CELLS`, :data:`MAX_VERIFY_CELLS`, ...).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -727,12 +728,27 @@ def _context(large):
     )
 
 
+#: Presets whose dilations double per layer stop at 2**30 (the grammar's 2**31 - 1).
+MAX_DOUBLINGS = 31
+
+
+def _doublings(count, what):
+    if not 1 <= count <= MAX_DOUBLINGS:
+        raise ValueError(
+            f"{what} must be from 1 to {MAX_DOUBLINGS} (dilations double up to "
+            f"2**{MAX_DOUBLINGS - 1}), got {count}"
+        )
+    return count
+
+
 def _wavenet(layers=10, stacks=1):
+    _doublings(layers, "layers")
     one = ",".join(f"conv2/d{2**i}/causal" for i in range(layers))
     return f"({one})*{stacks}"
 
 
 def _tcn(levels=8, kernel=3):
+    _doublings(levels, "levels")
     return ",".join(
         f"[conv{kernel}/d{2**i}/causal,conv{kernel}/d{2**i}/causal]+" for i in range(levels)
     )
@@ -883,11 +899,23 @@ def preset(name, **options):
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {name!r}")
     provenance, build = PRESETS[name]
+    parameters = inspect.signature(build).parameters
+    options = dict(options)
+    for key, value in options.items():
+        if key not in parameters:
+            takes = f"takes {', '.join(parameters)}" if parameters else "takes no options"
+            raise ValueError(f"preset {name} {takes}; got {key!r}")
+        if isinstance(parameters[key].default, tuple):
+            options[key] = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        elif isinstance(value, (tuple, list)):
+            raise ValueError(
+                f"preset {name}: {key} is one whole number, got {'-'.join(map(str, value))}"
+            )
     try:
-        text = build(**options)
-    except TypeError as error:
-        raise ValueError(f"preset {name}: {error}") from None
-    return parse_spec(text, name=name, provenance=provenance)
+        return parse_spec(build(**options), name=name, provenance=provenance)
+    except ValueError as error:  # the spec is ours, not the user's: no character numbers
+        reason = re.sub(r" at character \d+ of the spec$", "", str(error))
+        raise ValueError(f"preset {name}: {reason}") from None
 
 
 def from_stack(layers, *, causal=False, name="", provenance=""):
