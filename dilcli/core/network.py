@@ -411,7 +411,10 @@ def make_op(
     def two(value, what, least=1):
         if isinstance(value, bool) or value is None:
             raise ValueError(f"{what} must be an integer or two, got {value!r}")
-        values = (value, value) if isinstance(value, int) else tuple(value)
+        if isinstance(value, int):
+            values = (value, value)
+        else:  # a float or a mapping is no pair: the check below names it
+            values = tuple(value) if isinstance(value, (tuple, list)) else ()
         if len(values) != 2 or any(
             isinstance(v, bool) or not isinstance(v, int) or not least <= v <= MAX_VALUE
             for v in values
@@ -459,10 +462,12 @@ def make_op(
             padding = ((0, 0), (0, 0))
     elif isinstance(padding, int) and not isinstance(padding, bool):
         padding = ((padding, padding), (padding, padding))
-    else:
+    elif isinstance(padding, (tuple, list)):
         padding = tuple(padding)
         if len(padding) == 2 and all(isinstance(p, int) for p in padding):
             padding = ((padding[0], padding[0]), (padding[1], padding[1]))
+    else:  # 1.5, a mapping: named below, not a TypeError from tuple()
+        raise ValueError(f"padding must be same, valid, causal or numbers; got {padding!r}")
     try:
         padding = tuple(two(tuple(p), "padding", least=0) for p in padding)
     except TypeError:
@@ -618,6 +623,10 @@ def parse_json(data, *, name="", provenance=""):
             data = json.loads(data)
         except json.JSONDecodeError as error:
             raise ValueError(f"not valid JSON: {error}") from None
+        except RecursionError:  # [[[[... thousands deep: Python's decoder gives up
+            raise ValueError(
+                f"the JSON nests too deep (groups nest at most {MAX_NESTING})"
+            ) from None
     if isinstance(data, dict):
         name = name or str(data.get("name", ""))
         provenance = provenance or str(data.get("provenance", ""))
@@ -714,6 +723,8 @@ def _is_json(text):
         json.loads(text)
     except json.JSONDecodeError:
         return False
+    except RecursionError:
+        return True  # JSON nested too deep: parse_json says so
     return True
 
 
