@@ -141,6 +141,11 @@ def test_kernel_names_complete_after_k():
 
 def test_presets_and_formats_complete():
     assert complete(["context", "--preset", "s"]) == ["plain,starlet"]
+    # rf-table and rf-map take options after a colon, so their --preset is text: it
+    # completed nothing
+    assert complete(["rf-table", "--preset", "wav"]) == ["plain,wavenet"]
+    assert complete(["rf-map", "--preset", "res"]) == ["plain,resnet50"]
+    assert "plain,deeplab-v3-os8" in complete(["rf-table", "--preset", "deep"])
     assert set(complete(["convolve", "--format", ""])) == {"plain,png", "plain,tiff", "plain,npy"}
 
 

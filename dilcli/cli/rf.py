@@ -98,6 +98,14 @@ def _preset_callback(ctx, param, value):
     return value
 
 
+def _complete_presets(ctx, param, incomplete):
+    """Shell completion for --preset: the preset names starting with what was typed."""
+    from click.shell_completion import CompletionItem
+
+    names = (*RF_PRESETS, *NETWORK_PRESETS)
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 def _pair_callback(what, signed=False):
     """``N`` or ``H,W`` (two integers, per axis) for --at and --input-size."""
 
@@ -418,6 +426,7 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
 @click.option(
     "--preset",
     callback=_preset_callback,
+    shell_complete=_complete_presets,
     default=None,
     help=(
         "context-basic/-large: the paper's Table 1 (3x3 at 1,1,2,4,8,16,1, then 1x1); "
@@ -733,6 +742,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
 @click.option(
     "--preset",
     callback=_preset_callback,
+    shell_complete=_complete_presets,
     default=None,
     help="A network preset, as in rf-table (e.g. resnet50, deeplab-v2-aspp-l, tcn:levels=4).",
 )
