@@ -594,3 +594,18 @@ def test_every_recipe_in_the_readme_runs(tmp_path, rng):
     assert "0 done, 2 skipped" in resumed.output
     dry = run_cli(*commands[-2], cwd=tmp_path)
     assert dry.stdout.count("skip     ") == 2
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("convolve", "--gain"), ("convolve", "--cval"), ("context", "--gain"), ("signal", "--cval")],
+)
+def test_gain_and_cval_refuse_what_is_not_a_number(tmp_path, command, option, value):
+    # --gain nan wrote all-black PNGs and --cval nan NaN responses, both with exit 0
+    source = tmp_path / "in.npy"
+    np.save(source, np.ones((8, 8) if command != "signal" else (8,), np.float32))
+    result = run_cli(command, source, "-o", tmp_path / "out", f"{option}={value}")
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': '{value}' is not a finite number." in result.stderr
+    assert not (tmp_path / "out").exists()
