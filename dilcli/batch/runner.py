@@ -315,9 +315,8 @@ class JsonLog:
             self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
             self.handle.flush()
         except OSError as error:
-            raise BatchError(
-                f"cannot write the log {self.name}: {error.strerror or error}"
-            ) from None
+            shown = STANDARD_STREAMS.get(self.name, self.name)  # --json: stdout, not '-'
+            raise BatchError(f"cannot write the log {shown}: {error.strerror or error}") from None
 
     def close(self):
         if not self.standard:
