@@ -397,6 +397,28 @@ def test_name_templates_name_the_outputs(photo, animation, tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("command", "extra", "prefix"),
+    [("convolve", [], "laplacian"), ("context", ["--init", "random"], "context")],
+)
+def test_frame_templates_with_montages_name_each_frames_montage(
+    animation, tmp_path, command, extra, prefix
+):
+    # --name '{stem}_{frame}_{d}' --montage --frames all was refused: the montages of
+    # all frames were named {stem}_{kernel}_montage, the same name three times
+    out = tmp_path / "out"
+    result = run_cli(command, animation, "-o", out, "-d", "1,2", "--frames", "all",
+                     "--name", "{stem}_{frame}_{d}", "--montage", *extra)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    montages = sorted(out.glob("*_montage.png"))
+    assert [p.name for p in montages] == [f"anim_f{n}_{prefix}_montage.png" for n in range(3)]
+    pictures = [np.asarray(Image.open(p)) for p in montages]
+    assert not np.array_equal(pictures[0], pictures[1])  # each shows its own frame
+    assert sorted(p.name for p in out.glob("anim_?_?.png")) == [
+        f"anim_{n}_{d}.png" for n in range(3) for d in (1, 2)
+    ]
+
+
 def test_name_templates_pass_through_the_collision_rules(tmp_path, rng):
     folder = tmp_path / "in"
     folder.mkdir()
