@@ -83,6 +83,8 @@ def run_file_batch(
     except BatchError as error:
         for log in logs:
             log.close()
+        if created and not dry_run:
+            remove_if_unused(out_dir)  # a refused log leaves no empty folder behind
         raise click.BadParameter(str(error), param_hint="'--log'") from None
 
     def log_result(result, sizes=None):
