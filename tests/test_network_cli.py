@@ -359,3 +359,14 @@ def test_a_tuple_option_takes_one_number():
     report, _ = network_json("--preset", "hdc:rates=3,repeat=2")
     assert report["spec"] == "conv3/d3/p3,conv3/d3/p3"
     assert report["rf"]["height"] == 1 + 2 * (3 - 1) * 3  # two 3x3 layers at rate 3
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--at", "3,4"), ("--at", "-1,5"), ("--input-size", "10,12")]
+)
+def test_one_d_presets_take_one_number_per_position(option, value):
+    # --preset wavenet --at 3,4 printed 'output (3)' beside a second column for 4
+    line = error_of("rf-table", "--preset", "wavenet", option, value)
+    assert line == f"Error: Invalid value for '{option}': '{value}': a 1-D network takes one number"
+    report, _ = network_json("--preset", "wavenet", "--at", "3,3")  # the same number twice
+    assert report["at"] == [3, 3]

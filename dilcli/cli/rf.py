@@ -273,6 +273,11 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
     from dilcli.core import network
     from dilcli.render import rfreport, tables
 
+    for option, pair in (("--at", at), ("--input-size", input_size)):
+        if ndim == 1 and pair is not None and pair[0] != pair[1]:  # (3, 4) showed 3, used 4
+            raise click.BadParameter(
+                f"'{pair[0]},{pair[1]}': a 1-D network takes one number", param_hint=f"'{option}'"
+            )
     at = at or (0, 0)
     if pixel_size or rate:
         try:
