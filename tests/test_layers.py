@@ -300,3 +300,12 @@ def test_layer_refuses_positional_arguments_it_would_drop(args, most):
     # Layer(3, 2, 1, True) built Layer(kernel=3, dilation=2, stride=1): the True vanished
     with pytest.raises(TypeError, match=re.escape(most)):
         Layer(*args)
+
+
+def test_layer_refuses_relu_and_its_old_name_disagreeing():
+    # Layer(w, relu=True, truncate=False) silently dropped the ReLU: the old name won
+    weights = np.ones((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="relu=True contradicts truncate=False, its old name"):
+        Layer(weights, relu=True, truncate=False)
+    with pytest.warns(DeprecationWarning):
+        assert Layer(weights, relu=True, truncate=True).activation == "relu"

@@ -180,6 +180,8 @@ class Layer:
         set_ = object.__setattr__
         set_(self, "dilation", positive_int(dilation, "dilation"))
         set_(self, "stride", positive_int(stride, "stride"))
+        if relu is not None and truncate is not None and bool(relu) != bool(truncate):
+            raise ValueError(f"relu={relu!r} contradicts truncate={truncate!r}, its old name")
         relu = relu_keyword(relu, truncate)
         if activation is None:
             activation = "relu" if relu else "none"
