@@ -71,6 +71,15 @@ class _MovedModules:
             raise AttributeError(f"module {spec.name!r} has no attribute {name!r}")
 
         module.__getattr__ = find
+        # `from dilcli.conv import *` and dir() see the homes' public names, as before
+        names = {
+            name
+            for home in homes
+            for name in getattr(home, "__all__", vars(home))
+            if not name.startswith("_") and not isinstance(getattr(home, name), types.ModuleType)
+        }
+        module.__all__ = sorted(names)
+        module.__dir__ = lambda: module.__all__
         return module
 
     @staticmethod

@@ -239,3 +239,30 @@ def _children(pid):
             if parent == pid:
                 found.append(int(entry.name))
     return found
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_json_into_a_pipe_closed_early_is_one_line_not_a_traceback(tmp_path, dry_run):
+    # `dilcli convolve ... --json | head -1`: the dry run's JSON lines went through a
+    # path that let the log's BatchError out as a traceback
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(300):  # more JSON than a pipe holds (64 KiB), so the writer meets EPIPE
+        np.save(folder / f"signal_with_a_long_name_{i:04d}.npy", np.zeros((4, 4), np.float32))
+    args = ["convolve", folder, "-o", tmp_path / "out", "-d", "1-8", "--json"]
+    process = dilcli(*args, *(["--dry-run"] if dry_run else []))
+    first = process.stdout.readline()
+    process.stdout.close()  # as head -1 does
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    errors = process.stderr.read()
+    process.stderr.close()
+    assert first.startswith('{"type": "input"')
+    assert process.returncode == 1
+    assert "Traceback" not in errors
+    assert "Error: cannot write the log stdout: Broken pipe" in errors.splitlines()
+    if dry_run:
+        assert not (tmp_path / "out").exists()

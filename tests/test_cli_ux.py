@@ -141,6 +141,11 @@ def test_kernel_names_complete_after_k():
 
 def test_presets_and_formats_complete():
     assert complete(["context", "--preset", "s"]) == ["plain,starlet"]
+    # rf-table and rf-map take options after a colon, so their --preset is text: it
+    # completed nothing
+    assert complete(["rf-table", "--preset", "wav"]) == ["plain,wavenet"]
+    assert complete(["rf-map", "--preset", "res"]) == ["plain,resnet50"]
+    assert "plain,deeplab-v3-os8" in complete(["rf-table", "--preset", "deep"])
     assert set(complete(["convolve", "--format", ""])) == {"plain,png", "plain,tiff", "plain,npy"}
 
 
@@ -392,6 +397,28 @@ def test_name_templates_name_the_outputs(photo, animation, tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("command", "extra", "prefix"),
+    [("convolve", [], "laplacian"), ("context", ["--init", "random"], "context")],
+)
+def test_frame_templates_with_montages_name_each_frames_montage(
+    animation, tmp_path, command, extra, prefix
+):
+    # --name '{stem}_{frame}_{d}' --montage --frames all was refused: the montages of
+    # all frames were named {stem}_{kernel}_montage, the same name three times
+    out = tmp_path / "out"
+    result = run_cli(command, animation, "-o", out, "-d", "1,2", "--frames", "all",
+                     "--name", "{stem}_{frame}_{d}", "--montage", *extra)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    montages = sorted(out.glob("*_montage.png"))
+    assert [p.name for p in montages] == [f"anim_f{n}_{prefix}_montage.png" for n in range(3)]
+    pictures = [np.asarray(Image.open(p)) for p in montages]
+    assert not np.array_equal(pictures[0], pictures[1])  # each shows its own frame
+    assert sorted(p.name for p in out.glob("anim_?_?.png")) == [
+        f"anim_{n}_{d}.png" for n in range(3) for d in (1, 2)
+    ]
+
+
 def test_name_templates_pass_through_the_collision_rules(tmp_path, rng):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -604,3 +631,18 @@ def test_every_recipe_in_the_readme_runs(tmp_path, rng):
     assert "0 done, 2 skipped" in resumed.output
     dry = run_cli(*commands[-2], cwd=tmp_path)
     assert dry.stdout.count("skip     ") == 2
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("convolve", "--gain"), ("convolve", "--cval"), ("context", "--gain"), ("signal", "--cval")],
+)
+def test_gain_and_cval_refuse_what_is_not_a_number(tmp_path, command, option, value):
+    # --gain nan wrote all-black PNGs and --cval nan NaN responses, both with exit 0
+    source = tmp_path / "in.npy"
+    np.save(source, np.ones((8, 8) if command != "signal" else (8,), np.float32))
+    result = run_cli(command, source, "-o", tmp_path / "out", f"{option}={value}")
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': '{value}' is not a finite number." in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -204,3 +204,15 @@ def test_adler32_combine_matches_zlib(rng):
         first, second = rng.bytes(first_size), rng.bytes(second_size)
         combined = png._adler32_combine(zlib.adler32(first), zlib.adler32(second), second_size)
         assert combined == zlib.adler32(first + second)
+
+
+def test_kernel_files_named_only_by_their_extension(tmp_path):
+    # '.npy' has no suffix to pathlib: it was read as text ('utf-8' codec can't decode)
+    weights = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.save(tmp_path / ".npy", weights)
+    kernel = kernelspecs.load_kernel_file(tmp_path / ".npy")
+    np.testing.assert_array_equal(kernel.parts[0], weights)
+    # no stem to name it by: named by its weights, as weights given as text are
+    assert kernel.name == kernelspecs.weights_name(kernel.parts)
+    (tmp_path / ";;.csv").write_text("1,1\n")
+    assert kernelspecs.load_kernel_file(tmp_path / ";;.csv").name == "--"

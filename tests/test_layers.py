@@ -5,6 +5,7 @@ import dataclasses
 import itertools
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -285,3 +286,26 @@ def test_1d_layers_mix_channels_as_their_definition(mode, boundary, flip):
     assert [y.shape[1] for y in got] == [2, 1]
     assert receptive.receptive_fields(layers) == [10, 12]
     assert_allclose(got[-1], want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "most"),
+    [
+        ((3, 2, 1, True), "at most 3 (kernel, dilation, stride) positional arguments, got 4"),
+        ((3, 2, 1, True, 5), "at most 3 (kernel, dilation, stride) positional arguments, got 5"),
+        ((np.ones((1, 1, 3, 3)), 2, None, True, 1), "at most 4 (weights, dilation, bias, relu)"),
+    ],
+)
+def test_layer_refuses_positional_arguments_it_would_drop(args, most):
+    # Layer(3, 2, 1, True) built Layer(kernel=3, dilation=2, stride=1): the True vanished
+    with pytest.raises(TypeError, match=re.escape(most)):
+        Layer(*args)
+
+
+def test_layer_refuses_relu_and_its_old_name_disagreeing():
+    # Layer(w, relu=True, truncate=False) silently dropped the ReLU: the old name won
+    weights = np.ones((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="relu=True contradicts truncate=False, its old name"):
+        Layer(weights, relu=True, truncate=False)
+    with pytest.warns(DeprecationWarning):
+        assert Layer(weights, relu=True, truncate=True).activation == "relu"

@@ -126,3 +126,14 @@ def test_old_module_paths_still_import():
         public = [n for n in vars(new) if not n.startswith("_") and not n[0].isupper()]
         for name in public[:5]:
             assert getattr(module, name) is getattr(new, name), (old, name)
+
+
+def test_star_imports_of_old_module_paths_bring_their_names():
+    """``from dilcli.conv import *`` brought nothing: the stand-in had no __all__."""
+    names = {}
+    exec("from dilcli.conv import *\nfrom dilcli.context import *", names)  # noqa: S102
+    assert (
+        names["dilated_correlate"] is importlib.import_module("dilcli.core.conv").dilated_correlate
+    )
+    assert names["Layer"] is importlib.import_module("dilcli.core.layers").Layer
+    assert "load_image" in dir(importlib.import_module("dilcli.imageio"))

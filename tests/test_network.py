@@ -479,3 +479,24 @@ def test_centre_of_a_dilated_stack_matches_an_impulse_through_the_engine(kernels
         # (pytorch-receptive-field) would put the centre 33 - 7 = 26 pixels off.
         undilated = -sum((k - 1) // 2 for k in kernels) + Fraction(rf - 1, 2)
         assert undilated - centre == 33 - 7 == 26
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # json.loads raised RecursionError, and floats reached tuple(): both tracebacks
+        ("[" * 100_000 + "]" * 100_000, "the JSON nests too deep"),
+        ('{"layers": ' + "[" * 100_000 + "]" * 100_000 + "}", "the JSON nests too deep"),
+        ('{"layers": [{"kernel": 3.5}]}', "kernel must be one or two integers"),
+        ('{"layers": [{"kernel": 1e400}]}', "kernel must be one or two integers"),
+        ('{"layers": [{"kernel": 3, "stride": 2.0}]}', "stride must be one or two integers"),
+        (
+            '{"layers": [{"kernel": 3, "padding": 1.5}]}',
+            "padding must be same, valid, causal or numbers",
+        ),
+    ],
+)
+def test_hostile_network_files_are_value_errors_naming_the_file(text, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        N.parse_network_text(text, where="net.json")
+    assert str(caught.value).startswith("net.json: ")

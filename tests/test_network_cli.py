@@ -332,3 +332,41 @@ def test_a_disagreeing_check_fails_the_command(monkeypatch):
     monkeypatch.setattr(network, "verify", lambda net, at: bad)
     line = error_of("rf-table", "--spec", "conv3", "--verify")
     assert line == "Error: verification failed: BAD height size expected 3, measured 4"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        # 2**1000000 as text took seconds, then Python's int-to-text limit leaked out
+        ("wavenet:layers=1000000", "preset wavenet: layers must be from 1 to 31"),
+        ("tcn:levels=99999", "preset tcn: levels must be from 1 to 31"),
+        ("wavenet:layers=0", "preset wavenet: layers must be from 1 to 31"),
+        # the builder's name and Python's TypeError leaked out
+        ("wavenet:bogus=1", "preset wavenet takes layers, stacks; got 'bogus'"),
+        ("context-basic:x=1", "preset context-basic takes no options; got 'x'"),
+        ("wavenet:layers=1-2", "preset wavenet: layers is one whole number, got 1-2"),
+        # the spec we built is not the user's: no 'character 171 of the spec'
+        ("wavenet:stacks=0", "preset wavenet: '*' needs a repeat count from 1 to 9999999"),
+    ],
+)
+def test_bad_preset_options_are_one_line_naming_the_option(option, message):
+    line = error_of("rf-table", "--preset", option)
+    assert message in line
+    assert "character" not in line and "()" not in line
+
+
+def test_a_tuple_option_takes_one_number():
+    report, _ = network_json("--preset", "hdc:rates=3,repeat=2")
+    assert report["spec"] == "conv3/d3/p3,conv3/d3/p3"
+    assert report["rf"]["height"] == 1 + 2 * (3 - 1) * 3  # two 3x3 layers at rate 3
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--at", "3,4"), ("--at", "-1,5"), ("--input-size", "10,12")]
+)
+def test_one_d_presets_take_one_number_per_position(option, value):
+    # --preset wavenet --at 3,4 printed 'output (3)' beside a second column for 4
+    line = error_of("rf-table", "--preset", "wavenet", option, value)
+    assert line == f"Error: Invalid value for '{option}': '{value}': a 1-D network takes one number"
+    report, _ = network_json("--preset", "wavenet", "--at", "3,3")  # the same number twice
+    assert report["at"] == [3, 3]

@@ -142,3 +142,15 @@ def test_rf_map_usage_errors(tmp_path, args, message):
     assert result.exit_code == 2
     assert message in result.stderr
     assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("at", [(0, 0), (-999_999_999, 5), (999_999_999, 999_999_999)])
+def test_network_picture_keeps_its_summary_line_inside_the_picture(at):
+    # the summary (receptive field, box, share reached) ran past the right edge
+    from dilcli.core.network import parse_spec
+
+    picture = np.asarray(rfmap.network_picture(parse_spec("conv3"), at=at))
+    summary_band = picture[38:56]  # the summary line's rows, under the 14-px title
+    right_margin = summary_band[:, -rfmap.MARGIN // 2 :]
+    assert (right_margin == rfmap.BACKGROUND).all()
+    assert (summary_band != rfmap.BACKGROUND).any()

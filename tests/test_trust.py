@@ -262,6 +262,22 @@ def test_a_log_that_cannot_be_written_stops_with_one_line(tmp_path, photo):
     assert "cannot write the log /dev/full: No space left on device" in result.output
 
 
+@pytest.mark.parametrize(
+    ("log", "reason"),
+    [
+        # opens but cannot be appended to: os.fdopen's seek raised OSError, a traceback
+        ("/proc/self/status", "cannot open the log /proc/self/status: Invalid argument"),
+        ("photo", "is an input or the record; name another file"),
+    ],
+)
+def test_a_refused_log_is_one_line_and_leaves_no_empty_folder(tmp_path, photo, log, reason):
+    out = tmp_path / "out"
+    result = run("convolve", photo, "-o", out, "--log", photo if log == "photo" else log)
+    assert result.exit_code == 2
+    assert reason in result.stderr.splitlines()[-1]
+    assert not out.exists()  # the folder made for the run is gone again
+
+
 def test_log_dash_writes_json_lines_to_stdout(tmp_path, photo):
     result = CliRunner().invoke(
         cli, ["convolve", str(photo), "-o", str(tmp_path / "out"), "-d", "1", "--log", "-"]

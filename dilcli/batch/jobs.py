@@ -350,14 +350,15 @@ class ConvolveJob(ImageInput):
     def output_names(self, stem, suffix="", frames=None):
         ext = self.rendering.extension()
         names = []
-        for part, frame in self._frame_fields(stem, frames):
+        # A montage keeps its own name, {stem}_f{n}_..., even when --name places {frame}.
+        for (part, frame), own in zip(self._frame_fields(stem, frames), frame_stems(stem, frames)):
             fields = dict(stem=part, ext=suffix.lstrip("."), kernel=self.kernel.name, frame=frame)
             names += [
                 f"{self._name(self.DEFAULT_NAME, {**fields, 'd': d, 'layer': i})}.{ext}"
                 for i, d in enumerate(self.dilations, 1)
             ]
             if self.montage:
-                names.append(f"{part}_{self.kernel.name}_montage.png")
+                names.append(f"{own}_{self.kernel.name}_montage.png")
         return names
 
     def output_scopes(self, names):
@@ -531,13 +532,13 @@ class ContextJob(ImageInput):
         else:
             stack = os.path.splitext(self.weights_name)[0] if self.weights_name else self.stack
         names = []
-        for part, frame in self._frame_fields(stem, frames):
+        for (part, frame), own in zip(self._frame_fields(stem, frames), frame_stems(stem, frames)):
             fields = dict(stem=part, ext=suffix.lstrip("."), prefix=self.prefix, stack=stack)
             for layer, scale in scales:
                 values = {**fields, "scale": scale, "layer": layer, "d": dilations[layer - 1]}
                 names.append(f"{self._name(self.DEFAULT_NAME, {**values, 'frame': frame})}.{ext}")
             if self.montage:
-                names.append(f"{part}_{self.prefix}_montage.png")
+                names.append(f"{own}_{self.prefix}_montage.png")
         return names
 
     def output_scopes(self, names):

@@ -266,8 +266,12 @@ class JsonLog:
             if reason:
                 os.close(fd)
                 raise BatchError(f"the log {path} {reason}; name another file")
-        os.set_blocking(fd, True)
-        self.handle = os.fdopen(fd, "a", encoding="utf-8")
+        try:
+            os.set_blocking(fd, True)
+            self.handle = os.fdopen(fd, "a", encoding="utf-8")
+        except OSError as error:  # a file that opens but cannot be appended to (/proc)
+            os.close(fd)
+            raise BatchError(f"cannot open the log {path}: {error.strerror or error}") from None
 
     def write(self, result, sizes=None):
         """One line for ``result``'s input, then one per output it wrote (a dry run: per
@@ -315,9 +319,8 @@ class JsonLog:
             self.handle.write("".join(json.dumps(line) + "\n" for line in lines))
             self.handle.flush()
         except OSError as error:
-            raise BatchError(
-                f"cannot write the log {self.name}: {error.strerror or error}"
-            ) from None
+            shown = STANDARD_STREAMS.get(self.name, self.name)  # --json: stdout, not '-'
+            raise BatchError(f"cannot write the log {shown}: {error.strerror or error}") from None
 
     def close(self):
         if not self.standard:

@@ -33,6 +33,23 @@ from dilcli.vocab import (
 HELP_SECTIONS = ("Inputs", "Kernel", "Stack", "Output", "Batch")
 
 
+class FiniteFloat(click.types.FloatParamType):
+    """A float that is a number: nan and inf would turn every pixel black or NaN."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+FINITE_FLOAT = FiniteFloat()
+
+
 class GroupedOption(click.Option):
     """An option that knows its section of ``--help`` (``group``, one of HELP_SECTIONS)."""
 
@@ -316,7 +333,7 @@ def correlation_options(*, signal=False, group="Kernel"):
     cval = option(
         "--cval",
         group=group,
-        type=float,
+        type=FINITE_FLOAT,
         default=0.0,
         show_default=True,
         help=f"Value outside the {'signal' if signal else 'input'} for --boundary constant.",
@@ -363,7 +380,7 @@ def rendering_options(command):
         option(
             "--gain",
             group="Output",
-            type=float,
+            type=FINITE_FLOAT,
             default=1.0,
             show_default=True,
             help="Multiply responses before mapping.",

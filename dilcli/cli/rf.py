@@ -98,6 +98,14 @@ def _preset_callback(ctx, param, value):
     return value
 
 
+def _complete_presets(ctx, param, incomplete):
+    """Shell completion for --preset: the preset names starting with what was typed."""
+    from click.shell_completion import CompletionItem
+
+    names = (*RF_PRESETS, *NETWORK_PRESETS)
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 def _pair_callback(what, signed=False):
     """``N`` or ``H,W`` (two integers, per axis) for --at and --input-size."""
 
@@ -265,6 +273,11 @@ def _network_report(net, ndim, fmt, *, at, input_size, pixel_size, rate, verify,
     from dilcli.core import network
     from dilcli.render import rfreport, tables
 
+    for option, pair in (("--at", at), ("--input-size", input_size)):
+        if ndim == 1 and pair is not None and pair[0] != pair[1]:  # (3, 4) showed 3, used 4
+            raise click.BadParameter(
+                f"'{pair[0]},{pair[1]}': a 1-D network takes one number", param_hint=f"'{option}'"
+            )
     at = at or (0, 0)
     if pixel_size or rate:
         try:
@@ -418,6 +431,7 @@ def _rf_stack(preset, dilations, kernels, strides, channels, repeat):
 @click.option(
     "--preset",
     callback=_preset_callback,
+    shell_complete=_complete_presets,
     default=None,
     help=(
         "context-basic/-large: the paper's Table 1 (3x3 at 1,1,2,4,8,16,1, then 1x1); "
@@ -733,6 +747,7 @@ def rf_suggest(target, kernel, max_layers, count, channels, one_d, fmt):
 @click.option(
     "--preset",
     callback=_preset_callback,
+    shell_complete=_complete_presets,
     default=None,
     help="A network preset, as in rf-table (e.g. resnet50, deeplab-v2-aspp-l, tcn:levels=4).",
 )

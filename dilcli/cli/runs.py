@@ -83,11 +83,16 @@ def run_file_batch(
     except BatchError as error:
         for log in logs:
             log.close()
+        if created and not dry_run:
+            remove_if_unused(out_dir)  # a refused log leaves no empty folder behind
         raise click.BadParameter(str(error), param_hint="'--log'") from None
 
     def log_result(result, sizes=None):
-        for log in logs:
-            log.write(result, sizes)
+        try:
+            for log in logs:
+                log.write(result, sizes)
+        except BatchError as error:  # stdout closed early (| head), a full disk
+            raise click.ClickException(str(error)) from None
 
     def on_result(result):
         console.on_result(result)
@@ -96,7 +101,7 @@ def run_file_batch(
     if dry_run:
         _report_dry_run(
             tasks, job, skipped, inputs, extensions, out_dir=out_dir, overwrite=overwrite,
-            recursive=recursive, logs=logs, quiet=quiet,
+            recursive=recursive, log_result=log_result, logs=logs, quiet=quiet,
         )  # fmt: skip
     with BatchConsole(len(tasks), quiet=quiet, verbose=verbose, label=label) as console:
         if verbose:
@@ -189,7 +194,7 @@ def _close(logs, summary):
 
 
 def _report_dry_run(tasks, job, skipped, inputs, extensions, *, out_dir, overwrite, recursive,
-                    logs, quiet):  # fmt: skip
+                    log_result, logs, quiet):  # fmt: skip
     """``--dry-run``: what the run would write and why, on stdout (JSON with --json);
     exits as the run would refuse or fail before it starts (2: refused, 1: some input
     would fail, 0: all would run or be skipped). Nothing is written."""
@@ -214,8 +219,7 @@ def _report_dry_run(tasks, job, skipped, inputs, extensions, *, out_dir, overwri
         exit_code = 1
     if logs:
         for result, result_sizes in zip(results, sizes):
-            for log in logs:
-                log.write(result, result_sizes)
+            log_result(result, result_sizes)
     else:
         for line in plan_lines(results, sizes):
             click.echo(line)

@@ -161,6 +161,11 @@ class Layer:
         if kernel is None:
             raise ValueError("a layer needs a kernel: its size (an int) or its weights")
         sized = isinstance(kernel, numbers.Integral) and not isinstance(kernel, bool)
+        if len(legacy) > (0 if sized else 1):  # Layer(3, 2, 1, True) dropped the True
+            most = "3 (kernel, dilation, stride)" if sized else "4 (weights, dilation, bias, relu)"
+            raise TypeError(
+                f"Layer takes at most {most} positional arguments, got {3 + len(legacy)}"
+            )
         if not sized and (legacy or not isinstance(stride, numbers.Integral)):
             # dilcli 0.1's weights layer: Layer(weights, dilation, bias, truncate).
             warnings.warn(
@@ -175,6 +180,8 @@ class Layer:
         set_ = object.__setattr__
         set_(self, "dilation", positive_int(dilation, "dilation"))
         set_(self, "stride", positive_int(stride, "stride"))
+        if relu is not None and truncate is not None and bool(relu) != bool(truncate):
+            raise ValueError(f"relu={relu!r} contradicts truncate={truncate!r}, its old name")
         relu = relu_keyword(relu, truncate)
         if activation is None:
             activation = "relu" if relu else "none"

@@ -73,6 +73,7 @@ checks are bounded (:data:`MAX_MAP_CELLS`, :data:`MAX_VERIFY_CELLS`, ...).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -410,7 +411,10 @@ def make_op(
     def two(value, what, least=1):
         if isinstance(value, bool) or value is None:
             raise ValueError(f"{what} must be an integer or two, got {value!r}")
-        values = (value, value) if isinstance(value, int) else tuple(value)
+        if isinstance(value, int):
+            values = (value, value)
+        else:  # a float or a mapping is no pair: the check below names it
+            values = tuple(value) if isinstance(value, (tuple, list)) else ()
         if len(values) != 2 or any(
             isinstance(v, bool) or not isinstance(v, int) or not least <= v <= MAX_VALUE
             for v in values
@@ -458,10 +462,12 @@ def make_op(
             padding = ((0, 0), (0, 0))
     elif isinstance(padding, int) and not isinstance(padding, bool):
         padding = ((padding, padding), (padding, padding))
-    else:
+    elif isinstance(padding, (tuple, list)):
         padding = tuple(padding)
         if len(padding) == 2 and all(isinstance(p, int) for p in padding):
             padding = ((padding[0], padding[0]), (padding[1], padding[1]))
+    else:  # 1.5, a mapping: named below, not a TypeError from tuple()
+        raise ValueError(f"padding must be same, valid, causal or numbers; got {padding!r}")
     try:
         padding = tuple(two(tuple(p), "padding", least=0) for p in padding)
     except TypeError:
@@ -617,6 +623,10 @@ def parse_json(data, *, name="", provenance=""):
             data = json.loads(data)
         except json.JSONDecodeError as error:
             raise ValueError(f"not valid JSON: {error}") from None
+        except RecursionError:  # [[[[... thousands deep: Python's decoder gives up
+            raise ValueError(
+                f"the JSON nests too deep (groups nest at most {MAX_NESTING})"
+            ) from None
     if isinstance(data, dict):
         name = name or str(data.get("name", ""))
         provenance = provenance or str(data.get("provenance", ""))
@@ -713,6 +723,8 @@ def _is_json(text):
         json.loads(text)
     except json.JSONDecodeError:
         return False
+    except RecursionError:
+        return True  # JSON nested too deep: parse_json says so
     return True
 
 
@@ -727,12 +739,27 @@ def _context(large):
     )
 
 
+#: Presets whose dilations double per layer stop at 2**30 (the grammar's 2**31 - 1).
+MAX_DOUBLINGS = 31
+
+
+def _doublings(count, what):
+    if not 1 <= count <= MAX_DOUBLINGS:
+        raise ValueError(
+            f"{what} must be from 1 to {MAX_DOUBLINGS} (dilations double up to "
+            f"2**{MAX_DOUBLINGS - 1}), got {count}"
+        )
+    return count
+
+
 def _wavenet(layers=10, stacks=1):
+    _doublings(layers, "layers")
     one = ",".join(f"conv2/d{2**i}/causal" for i in range(layers))
     return f"({one})*{stacks}"
 
 
 def _tcn(levels=8, kernel=3):
+    _doublings(levels, "levels")
     return ",".join(
         f"[conv{kernel}/d{2**i}/causal,conv{kernel}/d{2**i}/causal]+" for i in range(levels)
     )
@@ -883,11 +910,23 @@ def preset(name, **options):
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {name!r}")
     provenance, build = PRESETS[name]
+    parameters = inspect.signature(build).parameters
+    options = dict(options)
+    for key, value in options.items():
+        if key not in parameters:
+            takes = f"takes {', '.join(parameters)}" if parameters else "takes no options"
+            raise ValueError(f"preset {name} {takes}; got {key!r}")
+        if isinstance(parameters[key].default, tuple):
+            options[key] = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        elif isinstance(value, (tuple, list)):
+            raise ValueError(
+                f"preset {name}: {key} is one whole number, got {'-'.join(map(str, value))}"
+            )
     try:
-        text = build(**options)
-    except TypeError as error:
-        raise ValueError(f"preset {name}: {error}") from None
-    return parse_spec(text, name=name, provenance=provenance)
+        return parse_spec(build(**options), name=name, provenance=provenance)
+    except ValueError as error:  # the spec is ours, not the user's: no character numbers
+        reason = re.sub(r" at character \d+ of the spec$", "", str(error))
+        raise ValueError(f"preset {name}: {reason}") from None
 
 
 def from_stack(layers, *, causal=False, name="", provenance=""):

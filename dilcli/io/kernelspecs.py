@@ -71,9 +71,12 @@ def load_kernel_file(path, ndim=2):
         check_kernel_taps(shape)
 
     path = Path(path)
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem) or "custom"
+    # By the name's end, not Path.suffix: a file called '.npy' has no suffix to pathlib.
+    suffix = next((s for s in KERNEL_FILE_SUFFIXES if path.name.lower().endswith(s)), "")
+    stem = path.name[: len(path.name) - len(suffix)]
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)
     try:
-        if path.suffix.lower() == ".npy":
+        if suffix == ".npy":
             with open(path, "rb") as handle:
                 if handle.read(6) != b"\x93NUMPY":
                     raise ValueError(f"kernel file {path} is not a .npy array")
@@ -94,7 +97,7 @@ def load_kernel_file(path, ndim=2):
         if str(path) in str(error):
             raise
         raise ValueError(f"kernel file {path}: {_reason(error)}") from None
-    return type(kernel)(name, kernel.parts, kernel.description)
+    return type(kernel)(name or weights_name(kernel.parts), kernel.parts, kernel.description)
 
 
 def _reason(error):

@@ -279,8 +279,12 @@ def _layout_size(count, width, side, heading, legend, fonts):
 def _layout(count, width, side, heading, summary, legend, fonts):
     """A canvas for ``count`` panels in rows of up to COLUMNS, under a heading, a summary
     line and a legend; and ``place(number)``: where panel ``number``'s title goes."""
-    columns, header, _, shape = _layout_size(count, width, side, heading, legend, fonts)
-    canvas = Image.new("RGB", shape, BACKGROUND)
+    columns, header, _, (total_width, total_height) = _layout_size(
+        count, width, side, heading, legend, fonts
+    )
+    # the summary line is the longest on a network map (its box): it was cut at the edge
+    total_width = max(total_width, 2 * MARGIN + math.ceil(_text_width(summary, fonts["small"])))
+    canvas = Image.new("RGB", (total_width, total_height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     draw.text((MARGIN, 14), heading, fill=TEXT, font=fonts["title"])
     draw.text((MARGIN, 38), summary, fill=MUTED_TEXT, font=fonts["small"])
