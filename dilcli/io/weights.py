@@ -17,25 +17,30 @@ def read_weights(path, *, relu=True, truncate=None):
     """
     from dilcli.core.layers import relu_keyword
     from dilcli.core.stacks import (
-        MAX_WEIGHTS_BYTES,
         MAX_WEIGHTS_LAYERS,
-        check_weights_header,
         stack_from_arrays,
     )
-    from dilcli.io.arrays import read_npz
 
     relu = relu_keyword(relu, truncate)
 
     try:
-        named = read_npz(
-            path,
-            max_total_bytes=MAX_WEIGHTS_BYTES,
-            max_members=2 * MAX_WEIGHTS_LAYERS + 1,
-            check=check_weights_header,
-        )
+        named = _weight_arrays(path, max_members=2 * MAX_WEIGHTS_LAYERS + 1)
         return stack_from_arrays(named, relu=relu)
     except (OSError, ValueError, MemoryError) as error:
         raise file_error(path, error) from None
+
+
+def _weight_arrays(path, *, max_members):
+    """The arrays of a weights ``.npz``, within the limits of trained weights."""
+    from dilcli.core.stacks import MAX_WEIGHTS_BYTES, check_weights_header
+    from dilcli.io.arrays import read_npz
+
+    return read_npz(
+        path,
+        max_total_bytes=MAX_WEIGHTS_BYTES,
+        max_members=max_members,
+        check=check_weights_header,
+    )
 
 
 def file_error(path, error):
@@ -58,16 +63,9 @@ def read_network_weights(path):
     import re
 
     from dilcli.core.network import MAX_NODES
-    from dilcli.core.stacks import MAX_WEIGHTS_BYTES, check_weights_header
-    from dilcli.io.arrays import read_npz
 
     try:
-        named = read_npz(
-            path,
-            max_total_bytes=MAX_WEIGHTS_BYTES,
-            max_members=2 * MAX_NODES + 1,
-            check=check_weights_header,
-        )
+        named = _weight_arrays(path, max_members=2 * MAX_NODES + 1)
         numbered = {}
         for name, array in named.items():
             match = re.fullmatch(r"weight_(\d+)", name)

@@ -221,13 +221,14 @@ def network_json(info):
             None if values is None else {"height": convert(values[0]), "width": convert(values[1])}
         )
 
+    def figures(source):  # a network's, or one layer's
+        return {name: axes(source[name]) for name in ("rf", "jump", "centre")}
+
     result = {
         "name": info["name"],
         "provenance": info["provenance"],
         "spec": info["spec"],
-        "rf": axes(info["rf"]),
-        "jump": axes(info["jump"]),
-        "centre": axes(info["centre"]),
+        **figures(info),
         "padding": axes(info["padding"]),
         "at": list(info["at"]),
         "box": None
@@ -276,9 +277,7 @@ def network_json(info):
             "item": row["path"],
             "layer": row["spec"],
             "kind": row["kind"],
-            "rf": axes(row["rf"]),
-            "jump": axes(row["jump"]),
-            "centre": axes(row["centre"]),
+            **figures(row),
         }
         for row in info["rows"]
     ]
