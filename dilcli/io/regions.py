@@ -84,7 +84,8 @@ def open_reader(path, *, max_pixels=DEFAULT_MAX_PIXELS, allow_truncated=False):
     and alpha in separate planes, or compressed otherwise than by none, LZW, JPEG, deflate,
     PackBits, LZMA or zstd; TIFFs whose orientation tag swaps rows and columns unless
     tiled; strips that decode to more than :data:`MAX_SEGMENT_BYTES` (unless
-    uncompressed, then read by rows); Fortran-ordered ``.npy``.
+    uncompressed, then read by rows); TIFFs tifffile cannot parse (Pillow may read
+    them); Fortran-ordered ``.npy``.
 
     Raises :class:`~dilcli.io.images.ImageError` (one line) for a missing, special,
     unknown or damaged file, an image over ``max_pixels``, or a header whose sizes do
@@ -150,7 +151,10 @@ class RegionReader:
         return self.read_with_alpha(r0, r1, c0, c1)[1] if self.has_alpha else None
 
     def read_with_alpha(self, r0, r1, c0=0, c1=None):
-        """``(data, alpha)`` of a region in one decoding; alpha is None without alpha."""
+        """``(data, alpha)`` of a region in one decoding; alpha is None without alpha.
+
+        TIFF tiles decode on :func:`dilcli.core.parallel.parallel_map`'s shared pool.
+        """
         height, width = self.shape[:2]
         c1 = width if c1 is None else c1
         if not (0 <= r0 < r1 <= height and 0 <= c0 < c1 <= width):
