@@ -363,3 +363,20 @@ def test_dask_batch_ends_when_no_worker_is_alive(tmp_path, slow_source, dask_clu
     done, skipped, failed = counts(stderr)
     assert skipped == 0 and failed > 0 and done + failed == SLOW_COUNT  # none left waiting
     assert_group_ends(process.pid)
+
+
+def test_dask_loggers_with_levels_of_their_own_are_silenced_too(capfd):
+    # Dask's logging configuration gives distributed.client a level of its own: its
+    # "Couldn't gather 1 keys, rescheduling" once reached the terminal mid-batch.
+    import logging
+
+    pytest.importorskip("distributed")
+    from dilcli.batch.workers import _silenced
+
+    client_log = logging.getLogger("distributed.client")
+    before = client_log.level
+    with _silenced("distributed", "asyncio"):
+        client_log.warning("Couldn't gather 1 keys, rescheduling")
+        logging.getLogger("distributed.worker").error("a lost worker")
+    assert "rescheduling" not in capfd.readouterr().err
+    assert client_log.level == before  # restored after the batch

@@ -400,10 +400,16 @@ def _dask_result(future, task):
 
 @contextlib.contextmanager
 def _silenced(*names):
-    """While inside, the named loggers print nothing."""
+    """While inside, the named loggers and their children print nothing.
+
+    Children too: Dask's logging configuration gives some (``distributed.client``)
+    levels of their own, which the parent's level does not override.
+    """
     import logging
 
-    loggers = [logging.getLogger(name) for name in names]
+    known = list(logging.root.manager.loggerDict)
+    wanted = {n for n in known for name in names if n == name or n.startswith(name + ".")}
+    loggers = [logging.getLogger(name) for name in sorted(wanted | set(names))]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL + 1)
