@@ -365,7 +365,7 @@ def test_dask_batch_ends_when_no_worker_is_alive(tmp_path, slow_source, dask_clu
     assert_group_ends(process.pid)
 
 
-def test_dask_loggers_with_levels_of_their_own_are_silenced_too(capfd):
+def test_dask_loggers_with_levels_of_their_own_are_silenced_too():
     # Dask's logging configuration gives distributed.client a level of its own: its
     # "Couldn't gather 1 keys, rescheduling" once reached the terminal mid-batch.
     import logging
@@ -376,7 +376,6 @@ def test_dask_loggers_with_levels_of_their_own_are_silenced_too(capfd):
     client_log = logging.getLogger("distributed.client")
     before = client_log.level
     with _silenced("distributed", "asyncio"):
-        client_log.warning("Couldn't gather 1 keys, rescheduling")
-        logging.getLogger("distributed.worker").error("a lost worker")
-    assert "rescheduling" not in capfd.readouterr().err
+        assert not client_log.isEnabledFor(logging.CRITICAL)
+        assert not logging.getLogger("distributed.worker").isEnabledFor(logging.CRITICAL)
     assert client_log.level == before  # restored after the batch
