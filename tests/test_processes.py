@@ -379,3 +379,20 @@ def test_dask_loggers_with_levels_of_their_own_are_silenced_too():
         assert not client_log.isEnabledFor(logging.CRITICAL)
         assert not logging.getLogger("distributed.worker").isEnabledFor(logging.CRITICAL)
     assert client_log.level == before  # restored after the batch
+
+
+def test_a_dask_batch_leaves_asyncio_silent_for_the_rest_of_the_process(dask_cluster):
+    # Dask's abandoned tasks are reported by asyncio when collected, as late as at exit
+    # ("Task exception was never retrieved ... AllExit"): a traceback after the summary.
+    import logging
+
+    from dilcli.batch import workers
+
+    address, _, _ = dask_cluster
+    asyncio_log = logging.getLogger("asyncio")
+    before = asyncio_log.level
+    try:
+        assert list(workers.dask_results([], None, address)) == []
+        assert not asyncio_log.isEnabledFor(logging.CRITICAL)
+    finally:
+        asyncio_log.setLevel(before)

@@ -333,6 +333,10 @@ def dask_results(tasks, job, address):
         from distributed import Client
     except ImportError:
         raise BatchError("--scheduler needs Dask: pip install 'dilcli[dask]'") from None
+    # asyncio stays silent for the rest of the process: it reports the client's
+    # abandoned tasks ("Task exception was never retrieved ... AllExit") when they are
+    # collected, as late as at exit, after the summary.
+    _silence_for_good("asyncio")
     try:
         client = Client(address, timeout="10s")
     except Exception as error:  # OSError, TimeoutError, ValueError, TypeError (tls://)
@@ -343,7 +347,7 @@ def dask_results(tasks, job, address):
     futures = {}
     # Dask's own warnings and tracebacks (a lost worker, a rescheduled key) stay off the
     # terminal while the batch runs: our one-line reasons say it all.
-    with _silenced("distributed", "asyncio"):
+    with _silenced("distributed"):
         try:
             yield from _dask_loop(client, job, tasks, futures, limit)
         finally:
@@ -418,6 +422,13 @@ def _silenced(*names):
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def _silence_for_good(name):
+    """The logger ``name`` prints nothing more in this process."""
+    import logging
+
+    logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def _has_workers(client):
