@@ -175,19 +175,18 @@ class ImageInput(Job):
         decision, reader = streamed.decide(self, input_path)
         if reader is not None:
             with reader:
-                if not self.needs_whole_image() or not self.max_pixels:
-                    if self.needs_whole_image():
-                        options = self.whole_image_options()
-                        verb = "need" if " and " in options else "needs"
-                        raise images.ImageError(
-                            f"{options} {verb} the whole image in memory, "
-                            f"{decision.whole_bytes / 2**20:,.0f} MiB, over --max-memory "
-                            f"({decision.budget / 2**20:,.0f} MiB): raise it, or drop them"
-                        )
-                    return list(
-                        streamed.run_streamed(
-                            self, input_path, reader, decision.budget, output_paths
-                        )
+                if not self.needs_whole_image():
+                    run = streamed.run_streamed(
+                        self, input_path, reader, decision.budget, output_paths
+                    )
+                    return list(run)
+                if not self.max_pixels:  # within --max-pixels, it is read whole below
+                    options = self.whole_image_options()
+                    verb = "need" if " and " in options else "needs"
+                    raise images.ImageError(
+                        f"{options} {verb} the whole image in memory, "
+                        f"{decision.whole_bytes / 2**20:,.0f} MiB, over --max-memory "
+                        f"({decision.budget / 2**20:,.0f} MiB): raise it, or drop them"
                     )
         notes = []
         try:
