@@ -108,11 +108,12 @@ def band_plan(job, shape, budget, *, reader):
 
 
 def _writer_bytes(job, shape):
-    """What one output's writer holds: a few rows of tiles (TIFF), a block (PNG)."""
+    """What one output's writer holds: a row of tiles and the tiles being compressed
+    (TIFF), a block being filled and one being deflated (PNG)."""
     width = shape[1]
     channels = shape[2] if len(shape) == 3 else 1
     if job.rendering.fmt == "tiff":
-        return 4 * 256 * width * channels * 4
+        return 256 * width * channels * 4 + 4 * 2**20
     return 2 * 2**20
 
 
