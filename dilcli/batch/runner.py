@@ -170,12 +170,11 @@ def dry_run(tasks, job, *, out_dir, overwrite=False):
 
 
 def _size_on_disk(path):
-    """The size of the regular file at ``path`` (not followed if a link), or None."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
+    """The size of the output at ``path`` (a file, or a store's files; not followed if
+    a link), or None."""
+    from dilcli.batch.record import output_size
+
+    return output_size(path)
 
 
 def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler):

@@ -65,6 +65,8 @@ MAX_SEGMENT_BYTES = 256 * 2**20
 # codes), PackBits, LZMA, zstd.
 _PILLOW_EXACT_COMPRESSIONS = frozenset({1, 5, 7, 8, 32946, 32773, 34925, 50000})
 WRITER_FORMATS = ("tiff", "npy", "png", "zarr")
+# The files that make a folder a Zarr store (v3; v2 array; v2 group).
+ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 TIFF_COMPRESSIONS = {"deflate": "zlib", "zstd": "zstd", "lzw": "lzw", "none": None}
 
 
@@ -103,6 +105,11 @@ def open_reader(path, *, max_pixels=DEFAULT_MAX_PIXELS, allow_truncated=False):
     if kind == "NPY":
         return _NpyReader.open(path, **options)
     return None
+
+
+def is_zarr_store(path):
+    """Whether the folder ``path`` holds a Zarr store's metadata (an image input)."""
+    return any(os.path.isfile(os.path.join(path, name)) for name in ZARR_METADATA)
 
 
 class RegionReader:
@@ -676,7 +683,7 @@ class _ZarrReader(RegionReader):
 
     @classmethod
     def open(cls, path, *, max_pixels):
-        if not any((path / name).exists() for name in ("zarr.json", ".zarray", ".zgroup")):
+        if not is_zarr_store(path):
             raise ImageError("is a folder, not an image (nor a Zarr store)")
         try:
             import zarr
@@ -763,6 +770,22 @@ class _ZarrReader(RegionReader):
         if self._scale is not None:
             data *= self._scale
         return np.ascontiguousarray(data), None
+
+
+def store_frames(path, frames, *, max_pixels, max_frames):
+    """The frames of a Zarr store as :func:`~dilcli.io.images.iter_frames` gives them:
+    one, every row read by :class:`_ZarrReader` (the values a streamed run reads)."""
+    from dilcli.io.images import LoadedImage, _frame_indices
+
+    for index in _frame_indices(frames, lambda: 1, max_frames):
+        if index != 0:
+            raise ImageError(f"has no frame {index} (a Zarr image has one)")
+        with _ZarrReader.open(Path(path), max_pixels=max_pixels) as reader:
+            try:
+                data = reader.read(0, reader.shape[0])
+            except MemoryError:
+                raise ImageError("not enough memory to decode") from None
+            yield LoadedImage(data, None, reader.bits, reader.notes)
 
 
 # --- writers ---------------------------------------------------------------------------
