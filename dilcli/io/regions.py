@@ -912,6 +912,11 @@ class RegionWriter:
         else:
             self.abort()
 
+    def regions(self):
+        """What tasks elsewhere (a Dask cluster) write whole chunk rows of the temporary
+        with, a :class:`ZarrRegion`; None for the formats whose rows come in order."""
+        return None
+
     def _write(self, block):  # pragma: no cover - every writer has its own
         raise NotImplementedError
 
@@ -1141,7 +1146,14 @@ class _TiffWriter(_FileWriter):
 
 class _ZarrWriter(RegionWriter):
     """A Zarr v3 array written in a temporary folder beside ``path``, renamed into
-    place when complete; chunks of ``tile`` x ``tile`` (x channels) written whole."""
+    place when complete; chunks of ``tile`` x ``tile`` (x channels) written whole.
+
+    Besides rows in order (:meth:`write_rows`), bands computed elsewhere fill it in any
+    order: a task writes the whole chunk rows of its band into the temporary itself
+    (:meth:`regions`, :meth:`ZarrRegion.write`) and hands the partial ones at its
+    band's ends to this writer (:meth:`write_region`), which writes each chunk row once
+    it has all its rows, so no two processes ever write one chunk.
+    """
 
     def __init__(self, path, shape, dtype, *, tile, compression):
         try:
@@ -1165,15 +1177,61 @@ class _ZarrWriter(RegionWriter):
             shutil.rmtree(self._temp, ignore_errors=True)
             raise
         self._rows = _TileRows(shape, dtype, tile)
+        self._tile = tile
+        self._partial = {}  # chunk row -> (its rows, rows filled): bands' ends, gathered
 
     def _write(self, block):
         for top, rows in self._rows.add(block):
             self._array[top : top + len(rows)] = rows
 
+    def regions(self):
+        return ZarrRegion(str(self._temp), self.shape[0], self._tile)
+
+    def written_elsewhere(self, rows):
+        """Count ``rows`` rows that a :class:`ZarrRegion` wrote into the temporary."""
+        self.rows_written += rows
+
+    def write_region(self, r0, block):
+        """Rows ``r0 : r0 + len(block)``, in any order (bands' ends, from
+        :meth:`ZarrRegion.write`); the rows of a chunk row wait until it is complete."""
+        block = np.asarray(block)
+        if self._done or block.shape[1:] != self.shape[1:] or r0 + len(block) > self.shape[0]:
+            raise ValueError(f"{self.path.name}: no region of shape {block.shape} at row {r0}")
+        try:
+            end, tile = r0 + len(block), self._tile
+            row = r0
+            while row < end:
+                top = row // tile * tile
+                bottom = min(top + tile, self.shape[0])
+                stop = min(bottom, end)
+                rows = block[row - r0 : stop - r0]
+                if row == top and stop == bottom:
+                    self._array[top:bottom] = rows
+                else:
+                    gathered, filled = self._partial.pop(top, (None, 0))
+                    if gathered is None:
+                        gathered = np.zeros((bottom - top, *self.shape[1:]), self.dtype)
+                    gathered[row - top : stop - top] = rows
+                    filled += stop - row
+                    if filled < bottom - top:
+                        self._partial[top] = (gathered, filled)
+                    else:
+                        self._array[top:bottom] = gathered
+                row = stop
+        except BaseException:
+            self.abort()
+            raise
+        self.rows_written += len(block)
+
+    def _finish(self):
+        if self._partial:
+            raise ValueError(f"{self.path.name}: rows missing at row {min(self._partial)}")
+
     def _rename(self):
         if atomic._guard is not None and not atomic._guard():
             shutil.rmtree(self._temp, ignore_errors=True)
             raise atomic.RunEnded(f"not written: the run that asked for {self.path.name} has ended")
+        os.chmod(self._temp, 0o777 & ~atomic._UMASK)  # mkdtemp's 0o700: as files are made
         old = None
         if self.path.is_dir() and not self.path.is_symlink():
             # A folder cannot replace a folder atomically: the old store steps aside
@@ -1195,3 +1253,30 @@ class _ZarrWriter(RegionWriter):
 
     def _discard(self, error):
         shutil.rmtree(self._temp, ignore_errors=True)
+
+
+class ZarrRegion:
+    """The temporary store of a :class:`_ZarrWriter`, as a task elsewhere (a Dask
+    worker) writes its band into it: whole chunk rows only (picklable)."""
+
+    def __init__(self, store, height, chunk_rows):
+        self.store, self.height, self.chunk_rows = store, height, chunk_rows
+
+    def write(self, r0, block):
+        """Write the whole chunk rows of rows ``r0 : r0 + len(block)``; return ``(rows
+        written, [(row, rows)])``, the second the partial chunk rows at the block's ends,
+        for the store's writer (:meth:`_ZarrWriter.write_region`) to complete."""
+        r1, chunk = r0 + len(block), self.chunk_rows
+        first = -(-r0 // chunk) * chunk
+        last = r1 if r1 == self.height else r1 // chunk * chunk
+        if first >= last:
+            return 0, [(r0, block)] if len(block) else []
+        import zarr
+
+        # "r+": the store must exist; a band never creates one its writer removed.
+        array = zarr.open_array(self.store, mode="r+")
+        array[first:last] = block[first - r0 : last - r0]
+        rest = [(r0, block[: first - r0])] if first > r0 else []
+        if last < r1:
+            rest.append((last, block[last - r0 :]))
+        return last - first, rest
