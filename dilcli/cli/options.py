@@ -578,8 +578,8 @@ def image_input_options(command):
             type=MemorySize(),
             default=None,
             help=(
-                "Working memory per image, e.g. 512M or 2G: TIFF and .npy inputs over it are "
-                "computed in bands of rows, exactly as whole [default: RAM/8, at most 512M]."
+                "Working memory per image, e.g. 512M or 2G: TIFF, .npy and Zarr inputs over it "
+                "are computed in bands of rows, exactly as whole [default: RAM/8, at most 512M]."
             ),
         ),
     ]
