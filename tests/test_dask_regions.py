@@ -47,7 +47,16 @@ def arrays(folder):
     return found
 
 
-def test_bands_write_their_regions_as_a_local_run(tmp_path, stores, cluster):
+def test_bands_write_their_regions_as_a_local_run(tmp_path, stores, cluster, monkeypatch):
+    from dilcli.batch.console import BatchConsole
+
+    reports = {"local": set(), "dask": set()}
+    where = "local"
+    monkeypatch.setattr(
+        BatchConsole,
+        "on_band",
+        lambda self, path, done, total: reports[where].add((path, done, total)),
+    )
     args = ["-k", "laplacian", "-d", "1,2,4,8", "--format", "zarr", "--max-memory", BUDGET]
     plan = run_cli("convolve", stores, *args, "-o", tmp_path / "local", "--dry-run", "--json")
     details = [json.loads(line).get("details") for line in plan.stdout.splitlines()]
@@ -55,6 +64,7 @@ def test_bands_write_their_regions_as_a_local_run(tmp_path, stores, cluster):
     assert len(details) == 2 and all(d["bands"] > 2 and d["band_rows"] > 256 for d in details)
     local = run_cli("convolve", stores, *args, "-o", tmp_path / "local", "-j", "1")
     assert local.exit_code == 0, local.output
+    where = "dask"
     with (
         distributed.Client(cluster.scheduler_address) as client,
         distributed.get_task_stream(client=client) as tasks,
@@ -67,6 +77,8 @@ def test_bands_write_their_regions_as_a_local_run(tmp_path, stores, cluster):
     bands = [t for t in tasks.data if "compute_band_task" in str(t["key"])]
     assert len(bands) == sum(d["bands"] for d in details)
     assert len({t["worker"] for t in bands}) == 2  # the bands ran on both workers
+    # Progress: every band of both inputs reported, as by a local run.
+    assert reports["dask"] == reports["local"] and len(reports["local"]) == len(bands)
     a, b = arrays(tmp_path / "local"), arrays(tmp_path / "dask")
     assert len(a) == 8 and a.keys() == b.keys()
     for name, (chunks, values) in a.items():
@@ -128,3 +140,28 @@ def test_zarr_regions_complete_the_chunk_rows_bands_share(tmp_path):
     with pytest.raises(ValueError, match="only 40 of 203 rows written"):
         writer.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]
+
+
+def test_a_bar_of_bands_on_a_terminal():
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from dilcli.batch.console import BatchConsole
+    from dilcli.batch.tasks import InputFile, TaskResult
+
+    console = BatchConsole(1)
+    console.console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with console:
+        console.on_band("/x/m.tif", 1, 3)
+        assert [task.description for task in console.progress.tasks] == ["m.tif bands"]
+        assert console.progress.tasks[0].completed == 1
+        console.on_band("/x/m.tif", 3, 3)
+        assert console.progress.tasks == []
+        console.on_band("/x/n.tif", 1, 3)
+        failed = TaskResult(InputFile(Path("/x/n.tif"), Path("n.tif")), "failed", reason="no")
+        console.on_result(failed)
+        assert console.progress.tasks == []
+        console.on_band("/x/n.tif", 2, 3)  # a cluster's late report: no bar comes back
+        assert console.progress.tasks == []

@@ -47,6 +47,33 @@ BANDS_IN_FLIGHT_PER_THREAD = 2
 RETURNED_BANDS_IN_FLIGHT = 4
 
 
+# The Dask event topic of a streamed input's bands: (input path, bands done, bands).
+BAND_TOPIC = "dilcli-bands"
+_band_listener = None
+
+
+@contextlib.contextmanager
+def band_progress(listener):
+    """While inside, ``listener(input path, bands done, bands)`` is called in this
+    process as each band of a streamed input is computed (the batch's progress). On a
+    Dask worker the same reports go to the client as events of :data:`BAND_TOPIC`
+    (:func:`dilcli.batch.workers.dask_results` passes them on)."""
+    global _band_listener
+    previous, _band_listener = _band_listener, listener
+    try:
+        yield
+    finally:
+        _band_listener = previous
+
+
+def _report_band(path, done, total, worker=None):
+    """Say that ``done`` of the ``total`` bands of ``path`` are computed."""
+    if worker is not None:
+        worker.log_event(BAND_TOPIC, (str(path), done, total))
+    elif _band_listener is not None:
+        _band_listener(str(path), done, total)
+
+
 def default_max_memory():
     """min(512 MiB, RAM / 8), at least 64 MiB: of the machine that runs the input."""
     try:
@@ -217,13 +244,20 @@ def _bands(job, path, plan, outputs, reader, writers):
     if client is None:
         for band in range(plan.bands):
             yield band, band_blocks(job, plan, outputs, reader, band)
+            _report_band(path, band + 1, plan.bands)
         return
+    from distributed import get_worker
+
+    worker = get_worker()
     with client as dask:
         regions = [writer.regions() for writer in writers]
         if regions and None not in regions:
-            _dask_regions(dask, job, path, plan, outputs, writers, regions)
+            for band in _dask_regions(dask, job, path, plan, outputs, writers, regions):
+                _report_band(path, band + 1, plan.bands, worker)
         else:
-            yield from _dask_bands(dask, job, path, plan, outputs)
+            for band, blocks in _dask_bands(dask, job, path, plan, outputs):
+                yield band, blocks
+                _report_band(path, band + 1, plan.bands, worker)
 
 
 def band_blocks(job, plan, outputs, reader, band):
@@ -287,14 +321,16 @@ def _dask_bands(client, job, path, plan, outputs):
 
 def _dask_regions(client, job, path, plan, outputs, writers, regions):
     """Bands as Dask tasks that write their Zarr regions themselves; the rows two bands
-    share go to ``writers`` here. Raises the first band's failure, once no band runs."""
+    share go to ``writers`` here. Yields each band as it is written; raises the first
+    band's failure, once no band runs."""
     results = _in_order(client, job, path, plan, outputs, regions, _in_flight(client))
     try:
-        for _, written in results:
+        for band, written in results:
             for writer, (elsewhere, ends) in zip(writers, written, strict=True):
                 writer.written_elsewhere(elsewhere)
                 for row, rows in ends:
                     writer.write_region(row, rows)
+            yield band
     finally:
         results.close()  # on a failure here: once the bands still running have ended
 
