@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, zarr_store
 
 zarr = pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
@@ -31,11 +31,9 @@ def stores(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     gray = (rng.random((6001, 97)) * 65535).astype(np.uint16)
-    zarr.create_array(store=str(folder / "gray.zarr"), shape=gray.shape, chunks=(300, 50),
-                      dtype=gray.dtype)[:] = gray  # fmt: skip
+    zarr_store(folder / "gray.zarr", gray, (300, 50))
     rgb = (rng.random((6007, 31, 3)) * 255).astype(np.uint8)
-    zarr.create_array(store=str(folder / "rgb.zarr"), shape=rgb.shape, chunks=(128, 40, 3),
-                      dtype=rgb.dtype)[:] = rgb  # fmt: skip
+    zarr_store(folder / "rgb.zarr", rgb, (128, 40, 3))
     return folder
 
 

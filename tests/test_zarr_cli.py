@@ -6,19 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, zarr_store
 
 zarr = pytest.importorskip("zarr")
 
 SMALL = "1M"  # forces bands on the stores below (each is several MiB whole)
-
-
-def make_store(path, data, chunks, *, zarr_format=3):
-    array = zarr.create_array(
-        store=str(path), shape=data.shape, chunks=chunks, dtype=data.dtype, zarr_format=zarr_format
-    )
-    array[:] = data
-    return path
 
 
 @pytest.fixture
@@ -28,9 +20,9 @@ def stores(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     gray = (rng.random((411, 333)) * 65535).astype(np.uint16)
-    make_store(folder / "gray.zarr", gray, (50, 70))
+    zarr_store(folder / "gray.zarr", gray, (50, 70))
     rgb = (rng.random((301, 157, 3)) * 255).astype(np.uint8)
-    make_store(folder / "rgb.zarr", rgb, (64, 48, 3), zarr_format=2)
+    zarr_store(folder / "rgb.zarr", rgb, (64, 48, 3), zarr_format=2)
     return folder
 
 
@@ -195,22 +187,15 @@ def test_dry_run_and_json_name_zarr_outputs_with_their_size(tmp_path, stores):
     assert f"gray_laplacian_d3.zarr  ({size:,} bytes)" in shown.output
 
 
-def test_a_failed_streamed_zarr_run_leaves_no_store_and_reruns(tmp_path, stores, monkeypatch):
-    from dilcli.core import tiling
-
-    real = tiling.compute_band
-
-    def failing(plan, band, read_rows):
-        if band == 2:
-            raise OSError(28, "No space left on device")
-        return real(plan, band, read_rows)
-
-    monkeypatch.setattr(tiling, "compute_band", failing)
+def test_a_failed_streamed_zarr_run_leaves_no_store_and_reruns(tmp_path, stores):
+    chunk = stores / "gray.zarr" / "c" / "5" / "2"  # met by one band in the middle
+    good = chunk.read_bytes()
+    chunk.write_bytes(good[: len(good) // 2])
     args = ["convolve", stores / "gray.zarr", "-d", "1", "--format", "zarr", "-o", tmp_path / "o"]
     failed = run_cli(*args, "--max-memory", SMALL)
-    assert failed.exit_code == 1 and "No space left on device" in failed.output
-    assert not (tmp_path / "o").exists()
-    monkeypatch.setattr(tiling, "compute_band", real)
+    assert failed.exit_code == 1 and "gray.zarr: damaged Zarr store" in failed.output
+    assert not (tmp_path / "o").exists()  # no store, no temporary
+    chunk.write_bytes(good)
     assert run_cli(*args, "--max-memory", SMALL).exit_code == 0
     assert [p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")] == [
         "gray_laplacian_d1.zarr"
