@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dilcli.io.regions import TILE
+
 # The default of --max-memory: an eighth of the machine's memory, at most 512 MiB, at
 # least 64 MiB. 512 MiB keeps a streamed run (bands, the reader's tiles, the writers'
 # queues and Python itself) under 1 GB; an eighth leaves room for -j workers.
@@ -137,6 +139,11 @@ def band_plan(job, shape, budget, *, reader):
         if plan.working_memory() + reader.working_bytes(plan.band_rows) <= room:
             break
         plan = tiling.plan_bands(steps, shape, emit=emit, budget=0, band_rows=plan.band_rows // 2)
+    if job.rendering.fmt == "zarr" and plan.band_rows > TILE:
+        # Bands of whole chunk rows: on a cluster each band then writes its own chunks
+        # (mode 'same'), and hands back only the rows two bands share otherwise.
+        rows = plan.band_rows // TILE * TILE
+        plan = tiling.plan_bands(steps, shape, emit=emit, budget=0, band_rows=rows)
     return plan, outputs
 
 

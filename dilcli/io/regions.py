@@ -65,6 +65,8 @@ MAX_SEGMENT_BYTES = 256 * 2**20
 # codes), PackBits, LZMA, zstd.
 _PILLOW_EXACT_COMPRESSIONS = frozenset({1, 5, 7, 8, 32946, 32773, 34925, 50000})
 WRITER_FORMATS = ("tiff", "npy", "png", "zarr")
+# The side of a TIFF output's tiles and of a Zarr output's chunks (rows and columns).
+TILE = 256
 # The files that make a folder a Zarr store (v3; v2 array; v2 group).
 ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 TIFF_COMPRESSIONS = {"deflate": "zlib", "zstd": "zstd", "lzw": "lzw", "none": None}
@@ -791,7 +793,7 @@ def store_frames(path, frames, *, max_pixels, max_frames):
 # --- writers ---------------------------------------------------------------------------
 
 
-def open_writer(path, *, shape, dtype, fmt, tile=256, compression=None):
+def open_writer(path, *, shape, dtype, fmt, tile=TILE, compression=None):
     """A :class:`RegionWriter` of an image of ``shape`` and ``dtype`` at ``path``.
 
     Parameters
