@@ -69,11 +69,13 @@ def band_progress(listener):
 
 
 def _report_band(path, done, total, worker=None):
-    """Say that ``done`` of the ``total`` bands of ``path`` are computed."""
-    if worker is not None:
-        worker.log_event(BAND_TOPIC, (str(path), done, total))
-    elif _band_listener is not None:
-        _band_listener(str(path), done, total)
+    """Say that ``done`` of the ``total`` bands of ``path`` are computed (progress never
+    stops an input: a failing report is dropped)."""
+    with contextlib.suppress(Exception):
+        if worker is not None:
+            worker.log_event(BAND_TOPIC, (str(path), done, total))
+        elif _band_listener is not None:
+            _band_listener(str(path), done, total)
 
 
 def default_max_memory():
