@@ -36,9 +36,9 @@ from dilcli.core.conv import (
     axis_geometry,
     check_mode_boundary,
     dilated_correlate,
-    extend,
     float_dtype,
 )
+from dilcli.core.engine import boundary_indices
 from dilcli.core.kernels import B3SPLINE
 
 # The one Layer of every stack (and of the receptive-field maths): its old home is here.
@@ -65,8 +65,9 @@ from dilcli.vocab import (
 )
 from dilcli.vocab import CONTEXT_LARGE_CHANNELS as LARGE_CHANNEL_FACTORS
 
-# Output rows are mixed in strips whose temporaries stay small (and in cache).
-_STRIP_BYTES = 1 << 21
+# Bytes of the matrix of tap values (im2col) that channel mixing fills per chunk of
+# output pixels: a few MiB, so it and the rows it copies from stay small.
+_CHUNK_BYTES = 1 << 22
 # Pixels per matrix product of channel mixing: every product has this shape (the last
 # one padded with zeros), because BLAS picks its kernel, and so its order of summation,
 # by the shape: a product of another height can round differently. With one shape,
@@ -233,67 +234,160 @@ def apply_layer(x, layer, *, mode="same", boundary=None, cval=0.0, flip=False, d
 
 
 def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
-    """Sum over taps of (shifted input, pixels x C_in) @ (tap weights, C_in x C_out).
+    """Channel mixing as one matrix product per MATMUL_PIXELS output pixels (im2col).
 
-    The taps of one kernel row share their input rows: one matrix product of those rows
-    with the row's tap matrices side by side, ``(C_in, taps * C_out)``, serves them all,
-    and each tap's part is added shifted by its column offset. No input is copied.
+    Output pixels are taken in row-major order, a chunk at a time. For each chunk, the
+    input values every non-zero tap reads are copied side by side into a matrix of
+    ``(pixels, taps * C_in)`` (im2col), and one product with the taps' weights stacked
+    as ``(taps * C_in, C_out)`` gives the chunk's outputs: the sum over taps and input
+    channels happens inside BLAS, at its speed. Only the rows a chunk reads are
+    extended by the boundary rule (never a padded copy of the whole input), so memory
+    follows the chunk, not the image: a band of rows costs the same buffers as a whole
+    image.
     """
     if x.ndim == 2:
         x = x[..., np.newaxis]
     c_out, c_in, kh, kw = weights.shape
     if flip:
         weights = weights[:, :, ::-1, ::-1]
-    # taps[a, b] is W[:, :, a, b].T, in the input's float type; all-zero taps are skipped.
-    taps = weights.transpose(2, 3, 1, 0).astype(x.dtype)
     row_mode, column_mode = (mode, mode) if isinstance(mode, str) else mode
     row_dilation, dilation = (dilation, dilation) if np.ndim(dilation) == 0 else dilation
-    top, bottom, height = axis_geometry(x.shape[0], kh, row_dilation, row_mode)
+    top, _, height = axis_geometry(x.shape[0], kh, row_dilation, row_mode)
     left, right, width = axis_geometry(x.shape[1], kw, dilation, column_mode)
-    padded = np.ascontiguousarray(extend(x, [(top, bottom), (left, right)], boundary, cval))
-    padded_width = padded.shape[1]
-    kernel_rows = []
-    for a in range(kh):
-        columns = [b for b in range(kw) if np.any(taps[a, b])]
-        if columns:
-            kernel_rows.append((a, columns, np.concatenate([taps[a, b] for b in columns], axis=1)))
-
-    out = np.zeros((height, width, c_out), dtype=x.dtype)
-    if not kernel_rows:
+    out = np.empty((height, width, c_out), dtype=x.dtype)
+    # All-zero taps (most of an identity-initialised module's) are skipped.
+    taps = [(a, b) for a in range(kh) for b in range(kw) if np.any(weights[:, :, a, b])]
+    if not taps:
+        out.fill(0)
         return out
-    widest = max(matrix.shape[1] for _, _, matrix in kernel_rows)
-    row_bytes = padded_width * max(c_in, widest) * x.dtype.itemsize
-    strip = max(1, _STRIP_BYTES // row_bytes)
-    scratch = np.empty(min(strip, height) * padded_width * widest, dtype=x.dtype)
-    pad_in = np.empty((MATMUL_PIXELS, c_in), dtype=x.dtype)
-    pad_out = np.empty(MATMUL_PIXELS * widest, dtype=x.dtype)
-    for start in range(0, height, strip):
-        stop = min(start + strip, height)
-        acc = out[start:stop]
-        for a, columns, matrix in kernel_rows:
-            rows = padded[start + a * row_dilation : stop + a * row_dilation].reshape(-1, c_in)
-            product = scratch[: rows.shape[0] * matrix.shape[1]].reshape(rows.shape[0], -1)
-            flat = pad_out[: MATMUL_PIXELS * matrix.shape[1]]
-            _fixed_matmul(rows, matrix, product, pad_in, flat.reshape(MATMUL_PIXELS, -1))
-            product = product.reshape(stop - start, padded_width, len(columns), c_out)
-            for n, b in enumerate(columns):
-                acc += product[:, b * dilation : b * dilation + width, n]
+    matrix = np.concatenate([weights[:, :, a, b].T for a, b in taps]).astype(x.dtype)
+    geometry = _ChunkGeometry(x, top, row_dilation, left, right, width, dilation, boundary, cval)
+    chunk = _chunk_pixels(height * width, len(taps) * c_in * x.dtype.itemsize)
+    columns = np.empty((chunk, len(taps), c_in), dtype=x.dtype)
+    flat = out.reshape(-1, c_out)
+    tail = np.empty((MATMUL_PIXELS, c_out), dtype=x.dtype)
+    for start in range(0, flat.shape[0], chunk):
+        stop = min(start + chunk, flat.shape[0])
+        geometry.fill(columns, taps, start, stop)
+        count = stop - start
+        full = count - count % MATMUL_PIXELS
+        products = columns.reshape(chunk, -1)
+        for offset in range(0, full, MATMUL_PIXELS):
+            np.matmul(
+                products[offset : offset + MATMUL_PIXELS],
+                matrix,
+                out=flat[start + offset : start + offset + MATMUL_PIXELS],
+            )
+        if full < count:  # the last product is padded with zeros to the same shape
+            rest = products[full : full + MATMUL_PIXELS]
+            rest[count - full :] = 0
+            np.matmul(rest, matrix, out=tail)
+            flat[start + full : stop] = tail[: count - full]
     return out
 
 
-def _fixed_matmul(rows, matrix, out, pad_in, pad_out):
-    """``out = rows @ matrix`` by products of MATMUL_PIXELS rows each (see there)."""
-    count = rows.shape[0]
-    full = count - count % MATMUL_PIXELS
-    for start in range(0, full, MATMUL_PIXELS):
-        stop = start + MATMUL_PIXELS
-        np.matmul(rows[start:stop], matrix, out=out[start:stop])
-    if full < count:
-        rest = count - full
-        pad_in[:rest] = rows[full:]
-        pad_in[rest:] = 0
-        np.matmul(pad_in, matrix, out=pad_out)
-        out[full:] = pad_out[:rest]
+def _chunk_pixels(pixels, pixel_bytes):
+    """Output pixels per chunk of channel mixing: whole products of MATMUL_PIXELS, about
+    _CHUNK_BYTES of tap values, and no more products than ``pixels`` need."""
+    products = min(
+        max(1, _CHUNK_BYTES // (MATMUL_PIXELS * pixel_bytes)), -(-pixels // MATMUL_PIXELS)
+    )
+    return MATMUL_PIXELS * products
+
+
+def mixing_scratch_bytes(layer, rows, width, itemsize):
+    """Bytes :func:`apply_layer` holds beside its input and output while it mixes the
+    channels of ``rows`` x ``width`` output pixels: a chunk of tap values and the
+    input rows of one kernel row that the chunk reads, extended (0 for a layer that
+    does not mix channels). The streaming path's memory estimate counts them."""
+    if not layer.mixes_channels:
+        return 0
+    c_in = layer.weights.shape[1]
+    taps = int(np.count_nonzero(np.any(layer.weights, axis=(0, 1)))) or 1
+    chunk = _chunk_pixels(rows * width, taps * c_in * itemsize)
+    span = (layer.kernel_shape[-1] - 1) * layer.dilation + 1
+    spanned_rows = -(-chunk // max(width, 1)) + 1
+    return (chunk * taps + spanned_rows * (width + span) + MATMUL_PIXELS) * c_in * itemsize
+
+
+class _ChunkGeometry:
+    """Copies the input values the taps read for a run of output pixels (see
+    :func:`_mix_channels`): the rows of each kernel row, extended on both sides."""
+
+    def __init__(self, x, top, row_dilation, left, right, width, dilation, boundary, cval):
+        self.x, self.top, self.row_dilation = x, top, row_dilation
+        self.left, self.width, self.dilation = left, width, dilation
+        self.boundary, self.cval = boundary, cval
+        columns = x.shape[1]
+        self.padded_width = left + columns + right
+        if boundary == "constant":
+            self.left_columns = self.right_columns = None
+        else:
+            self.left_columns = boundary_indices(np.arange(-left, 0), columns, boundary)
+            self.right_columns = boundary_indices(
+                np.arange(columns, columns + right), columns, boundary
+            )
+
+    def extended_rows(self, first, last):
+        """Input rows ``first..last - 1`` (any integers) extended by the boundary rule,
+        as ``(rows, padded width, C)``."""
+        x, height, columns = self.x, self.x.shape[0], self.x.shape[1]
+        if first >= 0 and last <= height:
+            rows = x[first:last]
+        elif self.boundary == "constant":
+            rows = np.full((last - first,) + x.shape[1:], self.cval, dtype=x.dtype)
+            lo, hi = max(first, 0), min(last, height)
+            if lo < hi:
+                rows[lo - first : hi - first] = x[lo:hi]
+        else:
+            rows = x[boundary_indices(np.arange(first, last), height, self.boundary)]
+        if self.padded_width == columns:
+            return rows
+        extended = np.empty((last - first, self.padded_width, x.shape[2]), dtype=x.dtype)
+        extended[:, self.left : self.left + columns] = rows
+        if self.boundary == "constant":
+            extended[:, : self.left] = self.cval
+            extended[:, self.left + columns :] = self.cval
+        else:
+            extended[:, : self.left] = rows[:, self.left_columns]
+            extended[:, self.left + columns :] = rows[:, self.right_columns]
+        return extended
+
+    def fill(self, columns, taps, start, stop):
+        """``columns[p, t]`` = the input tap ``t`` reads for output pixel ``start + p``."""
+        width = self.width
+        first_row, last_row = start // width, (stop - 1) // width + 1
+        # Pieces of the run: (destination start, output row, column start, column stop);
+        # whole rows in the middle go as one block.
+        pieces = []
+        position = start
+        while position < stop:
+            row, column = divmod(position, width)
+            if column == 0 and stop - position >= width:
+                rows = (stop - position) // width
+                pieces.append((position - start, row, rows, None))
+                position += rows * width
+            else:
+                end = min(stop, (row + 1) * width)
+                pieces.append((position - start, row, column, end - row * width))
+                position = end
+        kernel_row, source = None, None
+        for t, (a, b) in enumerate(taps):
+            if a != kernel_row:  # one kernel row's input rows at a time
+                shift = a * self.row_dilation - self.top
+                kernel_row, source = a, self.extended_rows(first_row + shift, last_row + shift)
+            offset = b * self.dilation
+            for destination, row, begin, end in pieces:
+                local = row - first_row
+                if end is None:  # ``begin`` whole rows: one block copy
+                    block = columns[destination : destination + begin * width]
+                    block.reshape(begin, width, *columns.shape[1:])[:, :, t] = source[
+                        local : local + begin, offset : offset + width
+                    ]
+                else:
+                    columns[destination : destination + end - begin, t] = source[
+                        local, offset + begin : offset + end
+                    ]
 
 
 def can_be_negative(layers, *, input_negative=False):
