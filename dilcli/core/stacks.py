@@ -9,12 +9,14 @@ mixes channels like a conv layer (weights ``(C_out, C_in, k, k)``, or
 or ``(k,)``); its bias, activation (``relu``,
 ``tanh`` or ``none``) and stride are its own.
 
-Channel mixing is computed per kernel tap as one matrix product over channels::
+Channel mixing is one matrix product over taps and channels at once::
 
     y[i, j, :] = sum_(a, b) x_ext[i + a*d, j + b*d, :] @ W[:, :, a, b].T
 
-with ``x_ext`` the input extended once per layer (:func:`dilcli.conv.extend`) by the
-boundary rule; ``constant`` with ``cval=0`` is a zero-padded conv framework's layer.
+with ``x_ext`` the input extended by the boundary rule; ``constant`` with ``cval=0`` is
+a zero-padded conv framework's layer. The values the non-zero taps read are copied
+side by side for a chunk of output pixels (im2col) and multiplied by the stacked tap
+weights in products of MATMUL_PIXELS pixels (:func:`_mix_channels`).
 The per-channel case is :func:`dilcli.conv.dilated_correlate` itself.
 
 Presets follow Table 1 of Yu & Koltun (2015) and docs/design.md (sections 9, 10):
@@ -215,25 +217,35 @@ def apply_layer(x, layer, *, mode="same", boundary=None, cval=0.0, flip=False, d
     if layer.mixes_channels:
         if isinstance(mode, str):
             boundary = check_mode_boundary(mode, boundary, layer.ndim)
+        # Bias and activation follow each chunk while it is in cache (the same
+        # operations on the same values), unless a stride drops outputs first.
+        finish = (lambda y: _bias_and_activation(y, layer)) if layer.stride == 1 else None
         if layer.ndim == 1:  # a signal is an image one column wide: (N, 1, C)
             columns = x.reshape(x.shape[0], 1, -1)
             weights = layer.weights[..., np.newaxis]
-            y = _mix_channels(columns, weights, dilation, mode, boundary, cval, flip)
+            y = _mix_channels(columns, weights, dilation, mode, boundary, cval, flip, finish)
             y = y.reshape(y.shape[0], -1)
         else:
-            y = _mix_channels(x, layer.weights, dilation, mode, boundary, cval, flip)
+            y = _mix_channels(x, layer.weights, dilation, mode, boundary, cval, flip, finish)
+        if finish is not None:
+            return y
     else:
         y = dilated_correlate(
             x, layer.weights, dilation, mode=mode, boundary=boundary, cval=cval, flip=flip
         )
     if layer.stride > 1:
         y = np.ascontiguousarray(y[(slice(None, None, layer.stride),) * layer.ndim])
+    return _bias_and_activation(y, layer)
+
+
+def _bias_and_activation(y, layer):
+    """``layer``'s bias, then its activation, on ``y`` in place."""
     if layer.bias is not None:
         y += layer.bias.astype(y.dtype)
     return ACTIVATION_FUNCTIONS[layer.activation](y)
 
 
-def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
+def _mix_channels(x, weights, dilation, mode, boundary, cval, flip, finish=None):
     """Channel mixing as one matrix product per MATMUL_PIXELS output pixels (im2col).
 
     Output pixels are taken in row-major order, a chunk at a time. For each chunk, the
@@ -243,7 +255,8 @@ def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
     channels happens inside BLAS, at its speed. Only the rows a chunk reads are
     extended by the boundary rule (never a padded copy of the whole input), so memory
     follows the chunk, not the image: a band of rows costs the same buffers as a whole
-    image.
+    image. ``finish`` (in place, on a chunk's ``(pixels, C_out)`` outputs) follows each
+    chunk's products.
     """
     if x.ndim == 2:
         x = x[..., np.newaxis]
@@ -253,15 +266,17 @@ def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
     row_mode, column_mode = (mode, mode) if isinstance(mode, str) else mode
     row_dilation, dilation = (dilation, dilation) if np.ndim(dilation) == 0 else dilation
     top, _, height = axis_geometry(x.shape[0], kh, row_dilation, row_mode)
-    left, right, width = axis_geometry(x.shape[1], kw, dilation, column_mode)
+    left, _, width = axis_geometry(x.shape[1], kw, dilation, column_mode)
     out = np.empty((height, width, c_out), dtype=x.dtype)
     # All-zero taps (most of an identity-initialised module's) are skipped.
     taps = [(a, b) for a in range(kh) for b in range(kw) if np.any(weights[:, :, a, b])]
     if not taps:
         out.fill(0)
+        if finish is not None:
+            finish(out.reshape(-1, c_out))
         return out
     matrix = np.concatenate([weights[:, :, a, b].T for a, b in taps]).astype(x.dtype)
-    geometry = _ChunkGeometry(x, top, row_dilation, left, right, width, dilation, boundary, cval)
+    geometry = _ChunkGeometry(x, top, row_dilation, left, width, dilation, boundary, cval)
     chunk = _chunk_pixels(height * width, len(taps) * c_in * x.dtype.itemsize)
     columns = np.empty((chunk, len(taps), c_in), dtype=x.dtype)
     flat = out.reshape(-1, c_out)
@@ -283,6 +298,8 @@ def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
             rest[count - full :] = 0
             np.matmul(rest, matrix, out=tail)
             flat[start + full : stop] = tail[: count - full]
+        if finish is not None:
+            finish(flat[start:stop])
     return out
 
 
@@ -298,8 +315,9 @@ def _chunk_pixels(pixels, pixel_bytes):
 def mixing_scratch_bytes(layer, rows, width, itemsize):
     """Bytes :func:`apply_layer` holds beside its input and output while it mixes the
     channels of ``rows`` x ``width`` output pixels: a chunk of tap values and the
-    input rows of one kernel row that the chunk reads, extended (0 for a layer that
-    does not mix channels). The streaming path's memory estimate counts them."""
+    input rows of one kernel row that the chunk reads (copied only at the top and
+    bottom edges); 0 for a layer that does not mix channels. The streaming path's
+    memory estimate counts them."""
     if not layer.mixes_channels:
         return 0
     c_in = layer.weights.shape[1]
@@ -312,46 +330,44 @@ def mixing_scratch_bytes(layer, rows, width, itemsize):
 
 class _ChunkGeometry:
     """Copies the input values the taps read for a run of output pixels (see
-    :func:`_mix_channels`): the rows of each kernel row, extended on both sides."""
+    :func:`_mix_channels`): input rows mapped by the boundary rule, then columns copied
+    as they are where a tap reads inside the input, mapped only at the borders."""
 
-    def __init__(self, x, top, row_dilation, left, right, width, dilation, boundary, cval):
+    def __init__(self, x, top, row_dilation, left, width, dilation, boundary, cval):
         self.x, self.top, self.row_dilation = x, top, row_dilation
         self.left, self.width, self.dilation = left, width, dilation
         self.boundary, self.cval = boundary, cval
-        columns = x.shape[1]
-        self.padded_width = left + columns + right
-        if boundary == "constant":
-            self.left_columns = self.right_columns = None
-        else:
-            self.left_columns = boundary_indices(np.arange(-left, 0), columns, boundary)
-            self.right_columns = boundary_indices(
-                np.arange(columns, columns + right), columns, boundary
-            )
 
-    def extended_rows(self, first, last):
-        """Input rows ``first..last - 1`` (any integers) extended by the boundary rule,
-        as ``(rows, padded width, C)``."""
-        x, height, columns = self.x, self.x.shape[0], self.x.shape[1]
+    def input_rows(self, first, last):
+        """Input rows ``first..last - 1`` (any integers) by the boundary rule."""
+        x, height = self.x, self.x.shape[0]
         if first >= 0 and last <= height:
-            rows = x[first:last]
-        elif self.boundary == "constant":
-            rows = np.full((last - first,) + x.shape[1:], self.cval, dtype=x.dtype)
-            lo, hi = max(first, 0), min(last, height)
-            if lo < hi:
-                rows[lo - first : hi - first] = x[lo:hi]
-        else:
-            rows = x[boundary_indices(np.arange(first, last), height, self.boundary)]
-        if self.padded_width == columns:
-            return rows
-        extended = np.empty((last - first, self.padded_width, x.shape[2]), dtype=x.dtype)
-        extended[:, self.left : self.left + columns] = rows
-        if self.boundary == "constant":
-            extended[:, : self.left] = self.cval
-            extended[:, self.left + columns :] = self.cval
-        else:
-            extended[:, : self.left] = rows[:, self.left_columns]
-            extended[:, self.left + columns :] = rows[:, self.right_columns]
-        return extended
+            return x[first:last]
+        if self.boundary != "constant":
+            return x[boundary_indices(np.arange(first, last), height, self.boundary)]
+        rows = np.full((last - first,) + x.shape[1:], self.cval, dtype=x.dtype)
+        lo, hi = max(first, 0), min(last, height)
+        if lo < hi:
+            rows[lo - first : hi - first] = x[lo:hi]
+        return rows
+
+    def copy_columns(self, target, rows, begin, end, offset):
+        """``target[:, j]`` = column ``begin + j + offset - left`` of ``rows``, extended
+        by the boundary rule, for ``j < end - begin``."""
+        columns = rows.shape[1]
+        lo, hi = begin + offset - self.left, end + offset - self.left
+        inner_lo, inner_hi = max(lo, 0), min(hi, columns)
+        if inner_lo < inner_hi:
+            target[:, inner_lo - lo : inner_hi - lo] = rows[:, inner_lo:inner_hi]
+        for border_lo, border_hi in ((lo, min(hi, 0)), (max(lo, columns), hi)):
+            if border_lo >= border_hi:
+                continue
+            part = target[:, border_lo - lo : border_hi - lo]
+            if self.boundary == "constant":
+                part[...] = self.cval
+            else:
+                mapped = boundary_indices(np.arange(border_lo, border_hi), columns, self.boundary)
+                part[...] = rows[:, mapped]
 
     def fill(self, columns, taps, start, stop):
         """``columns[p, t]`` = the input tap ``t`` reads for output pixel ``start + p``."""
@@ -375,19 +391,19 @@ class _ChunkGeometry:
         for t, (a, b) in enumerate(taps):
             if a != kernel_row:  # one kernel row's input rows at a time
                 shift = a * self.row_dilation - self.top
-                kernel_row, source = a, self.extended_rows(first_row + shift, last_row + shift)
+                kernel_row, source = a, self.input_rows(first_row + shift, last_row + shift)
             offset = b * self.dilation
             for destination, row, begin, end in pieces:
                 local = row - first_row
                 if end is None:  # ``begin`` whole rows: one block copy
                     block = columns[destination : destination + begin * width]
-                    block.reshape(begin, width, *columns.shape[1:])[:, :, t] = source[
-                        local : local + begin, offset : offset + width
-                    ]
+                    target = block.reshape(begin, width, *columns.shape[1:])[:, :, t]
+                    self.copy_columns(target, source[local : local + begin], 0, width, offset)
                 else:
-                    columns[destination : destination + end - begin, t] = source[
-                        local, offset + begin : offset + end
-                    ]
+                    target = columns[destination : destination + end - begin, t]
+                    self.copy_columns(
+                        target[np.newaxis], source[local : local + 1], begin, end, offset
+                    )
 
 
 def can_be_negative(layers, *, input_negative=False):
