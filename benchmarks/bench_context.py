@@ -41,7 +41,7 @@ def per_channel_pair(x, layers, boundary):
     return x
 
 
-def per_kernel_row(x, weights, dilation, mode, boundary, cval, flip):
+def per_kernel_row(x, weights, dilation, mode, boundary, cval, flip, finish=None):
     """dilcli's channel mixing before im2col (kept here as a peer): the input extended
     whole, then per kernel row one product of its rows with the row's taps side by
     side, ``(C_in, taps * C_out)``, each tap's part added shifted by its offset."""
@@ -64,6 +64,8 @@ def per_kernel_row(x, weights, dilation, mode, boundary, cval, flip):
             kernel_rows.append((a, columns, np.concatenate([taps[a, b] for b in columns], axis=1)))
     out = np.zeros((height, width, c_out), dtype=x.dtype)
     if not kernel_rows:
+        if finish is not None:
+            finish(out.reshape(-1, c_out))
         return out
     widest = max(matrix.shape[1] for _, _, matrix in kernel_rows)
     strip = max(1, (1 << 21) // (padded_width * max(c_in, widest) * x.dtype.itemsize))
@@ -89,6 +91,8 @@ def per_kernel_row(x, weights, dilation, mode, boundary, cval, flip):
             product = product.reshape(stop - start, padded_width, len(columns), c_out)
             for n, b in enumerate(columns):
                 out[start:stop] += product[:, b * dilation : b * dilation + width, n]
+    if finish is not None:
+        finish(out.reshape(-1, c_out))
     return out
 
 

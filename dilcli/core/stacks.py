@@ -29,6 +29,7 @@ wavelet) and :func:`signal_stack` (1-D taps at each dilation, as ``dilcli signal
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,7 @@ from dilcli.core.layers import (
     positive_int,
     relu_keyword,
 )
+from dilcli.core.parallel import parallel_map, threads
 
 # Table 1 of the paper (the vocabulary holds it once): dilation and kernel size per
 # layer, and the large module's channel counts as multiples of the input's C. The large
@@ -76,6 +78,9 @@ _CHUNK_BYTES = 1 << 22
 # a pixel's channels mix to the same bits wherever its rows are cut, which the
 # streaming path (dilcli.core.tiling) relies on.
 MATMUL_PIXELS = 1024
+# OpenBLAS runs a product on one thread up to this many multiply-adds (65536 times its
+# GEMM_MULTITHREAD_THRESHOLD, 4): see product_pixels.
+SINGLE_THREAD_PRODUCT = 1 << 18
 # Limits on trained weights (stack_from_arrays; ``dilcli context --weights`` checks them
 # from each array's header, before anything is decompressed): the arrays together at
 # most MAX_WEIGHTS_BYTES (256 MiB) decompressed; at most MAX_WEIGHTS_LAYERS layers; a
@@ -84,6 +89,7 @@ MATMUL_PIXELS = 1024
 MAX_WEIGHTS_BYTES = 1 << 28
 MAX_WEIGHTS_LAYERS = 256
 MAX_WEIGHTS_KERNEL_SIDE = 64
+_local = threading.local()
 
 
 class ChannelError(ValueError):
@@ -277,55 +283,83 @@ def _mix_channels(x, weights, dilation, mode, boundary, cval, flip, finish=None)
         return out
     matrix = np.concatenate([weights[:, :, a, b].T for a, b in taps]).astype(x.dtype)
     geometry = _ChunkGeometry(x, top, row_dilation, left, width, dilation, boundary, cval)
-    chunk = _chunk_pixels(height * width, len(taps) * c_in * x.dtype.itemsize)
-    columns = np.empty((chunk, len(taps), c_in), dtype=x.dtype)
+    product = product_pixels(matrix.shape[0], c_out)
+    chunk = _chunk_pixels(height * width, matrix.nbytes // c_out, product)
     flat = out.reshape(-1, c_out)
-    tail = np.empty((MATMUL_PIXELS, c_out), dtype=x.dtype)
-    for start in range(0, flat.shape[0], chunk):
+
+    def run(start):
         stop = min(start + chunk, flat.shape[0])
+        columns = _scratch("columns", (chunk, len(taps), c_in), x.dtype)
         geometry.fill(columns, taps, start, stop)
         count = stop - start
-        full = count - count % MATMUL_PIXELS
+        full = count - count % product
         products = columns.reshape(chunk, -1)
-        for offset in range(0, full, MATMUL_PIXELS):
+        for offset in range(0, full, product):
             np.matmul(
-                products[offset : offset + MATMUL_PIXELS],
+                products[offset : offset + product],
                 matrix,
-                out=flat[start + offset : start + offset + MATMUL_PIXELS],
+                out=flat[start + offset : start + offset + product],
             )
         if full < count:  # the last product is padded with zeros to the same shape
-            rest = products[full : full + MATMUL_PIXELS]
+            rest = products[full : full + product]
             rest[count - full :] = 0
+            tail = _scratch("tail", (product, c_out), x.dtype)
             np.matmul(rest, matrix, out=tail)
             flat[start + full : stop] = tail[: count - full]
         if finish is not None:
             finish(flat[start:stop])
+
+    starts = range(0, flat.shape[0], chunk)
+    parallel_map(run, starts, min(threads(), len(starts)))
     return out
 
 
-def _chunk_pixels(pixels, pixel_bytes):
-    """Output pixels per chunk of channel mixing: whole products of MATMUL_PIXELS, about
-    _CHUNK_BYTES of tap values, and no more products than ``pixels`` need."""
-    products = min(
-        max(1, _CHUNK_BYTES // (MATMUL_PIXELS * pixel_bytes)), -(-pixels // MATMUL_PIXELS)
-    )
-    return MATMUL_PIXELS * products
+def product_pixels(rows, columns):
+    """Output pixels per matrix product ``(pixels, rows) @ (rows, columns)`` of a layer.
+
+    At most MATMUL_PIXELS, and small enough for BLAS to run the product on the calling
+    thread (its own threads spin-wait between products, and on cores shared with other
+    work lose most of their speed): chunks run on dilcli's threads instead. A layer's
+    products all have this one shape (see MATMUL_PIXELS).
+    """
+    fitting = SINGLE_THREAD_PRODUCT // (rows * columns)
+    return max(16, min(MATMUL_PIXELS, fitting) // 16 * 16)
+
+
+def _chunk_pixels(pixels, pixel_bytes, product):
+    """Output pixels per chunk of channel mixing: whole products of ``product`` pixels,
+    about _CHUNK_BYTES of tap values, and no more products than ``pixels`` need."""
+    products = min(max(1, _CHUNK_BYTES // (product * pixel_bytes)), -(-pixels // product))
+    return product * products
+
+
+def _scratch(name, shape, dtype):
+    """A per-thread buffer reused across chunks: fresh allocations would page-fault."""
+    size = int(np.prod(shape))
+    buffers = _local.__dict__.setdefault("buffers", {})
+    buffer = buffers.get((name, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = buffers[(name, dtype)] = np.empty(size, dtype)
+    return buffer[:size].reshape(shape)
 
 
 def mixing_scratch_bytes(layer, rows, width, itemsize):
     """Bytes :func:`apply_layer` holds beside its input and output while it mixes the
     channels of ``rows`` x ``width`` output pixels: a chunk of tap values and the
     input rows of one kernel row that the chunk reads (copied only at the top and
-    bottom edges); 0 for a layer that does not mix channels. The streaming path's
-    memory estimate counts them."""
+    bottom edges), on every thread that mixes; 0 for a layer that does not mix
+    channels. The streaming path's memory estimate counts them."""
     if not layer.mixes_channels:
         return 0
-    c_in = layer.weights.shape[1]
+    c_out, c_in = layer.weights.shape[:2]
     taps = int(np.count_nonzero(np.any(layer.weights, axis=(0, 1)))) or 1
-    chunk = _chunk_pixels(rows * width, taps * c_in * itemsize)
+    product = product_pixels(taps * c_in, c_out)
+    chunk = _chunk_pixels(rows * width, taps * c_in * itemsize, product)
     span = (layer.kernel_shape[-1] - 1) * layer.dilation + 1
     spanned_rows = -(-chunk // max(width, 1)) + 1
-    return (chunk * taps + spanned_rows * (width + span) + MATMUL_PIXELS) * c_in * itemsize
+    values = (chunk * taps + spanned_rows * (width + span)) * c_in + product * c_out
+    workers = min(threads(), -(-rows * width // chunk))
+    return values * itemsize * workers
 
 
 class _ChunkGeometry:

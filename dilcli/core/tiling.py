@@ -388,8 +388,11 @@ def compute_band(plan, band, read_rows):
         height = plan.shapes[step.source][0]
         parts = []
         for _, _, mapped, row_dilation in _gathers(step, rows, height):
-            gathered = _gather(source, source_rows, mapped, step.cval)
-            parts.append(step.compute(gathered, row_dilation))
+            # No name keeps the gathered rows: they are freed as soon as they are used,
+            # not when the next step gathers its own.
+            parts.append(
+                step.compute(_gather(source, source_rows, mapped, step.cval), row_dilation)
+            )
         if not parts:
             values[number] = _empty_rows(plan, number)
         else:
