@@ -29,7 +29,6 @@ wavelet) and :func:`signal_stack` (1-D taps at each dilation, as ``dilcli signal
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +40,9 @@ from dilcli.core.conv import (
     dilated_correlate,
     float_dtype,
 )
-from dilcli.core.engine import boundary_indices
+
+# Per-thread buffers reused across chunks (fresh allocations would page-fault).
+from dilcli.core.engine import _scratch, boundary_indices
 from dilcli.core.kernels import B3SPLINE
 
 # The one Layer of every stack (and of the receptive-field maths): its old home is here.
@@ -89,7 +90,6 @@ SINGLE_THREAD_PRODUCT = 1 << 18
 MAX_WEIGHTS_BYTES = 1 << 28
 MAX_WEIGHTS_LAYERS = 256
 MAX_WEIGHTS_KERNEL_SIDE = 64
-_local = threading.local()
 
 
 class ChannelError(ValueError):
@@ -331,16 +331,6 @@ def _chunk_pixels(pixels, pixel_bytes, product):
     about _CHUNK_BYTES of tap values, and no more products than ``pixels`` need."""
     products = min(max(1, _CHUNK_BYTES // (product * pixel_bytes)), -(-pixels // product))
     return product * products
-
-
-def _scratch(name, shape, dtype):
-    """A per-thread buffer reused across chunks: fresh allocations would page-fault."""
-    size = int(np.prod(shape))
-    buffers = _local.__dict__.setdefault("buffers", {})
-    buffer = buffers.get((name, dtype))
-    if buffer is None or buffer.size < size:
-        buffer = buffers[(name, dtype)] = np.empty(size, dtype)
-    return buffer[:size].reshape(shape)
 
 
 def mixing_scratch_bytes(layer, rows, width, itemsize):
