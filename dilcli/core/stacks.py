@@ -9,12 +9,14 @@ mixes channels like a conv layer (weights ``(C_out, C_in, k, k)``, or
 or ``(k,)``); its bias, activation (``relu``,
 ``tanh`` or ``none``) and stride are its own.
 
-Channel mixing is computed per kernel tap as one matrix product over channels::
+Channel mixing is one matrix product over taps and channels at once::
 
     y[i, j, :] = sum_(a, b) x_ext[i + a*d, j + b*d, :] @ W[:, :, a, b].T
 
-with ``x_ext`` the input extended once per layer (:func:`dilcli.conv.extend`) by the
-boundary rule; ``constant`` with ``cval=0`` is a zero-padded conv framework's layer.
+with ``x_ext`` the input extended by the boundary rule; ``constant`` with ``cval=0`` is
+a zero-padded conv framework's layer. The values the non-zero taps read are copied
+side by side for a chunk of output pixels (im2col) and multiplied by the stacked tap
+weights in products of MATMUL_PIXELS pixels (:func:`_mix_channels`).
 The per-channel case is :func:`dilcli.conv.dilated_correlate` itself.
 
 Presets follow Table 1 of Yu & Koltun (2015) and docs/design.md (sections 9, 10):
@@ -36,9 +38,11 @@ from dilcli.core.conv import (
     axis_geometry,
     check_mode_boundary,
     dilated_correlate,
-    extend,
     float_dtype,
 )
+
+# Per-thread buffers reused across chunks (fresh allocations would page-fault).
+from dilcli.core.engine import _scratch, boundary_indices
 from dilcli.core.kernels import B3SPLINE
 
 # The one Layer of every stack (and of the receptive-field maths): its old home is here.
@@ -49,6 +53,7 @@ from dilcli.core.layers import (
     positive_int,
     relu_keyword,
 )
+from dilcli.core.parallel import parallel_map, threads
 
 # Table 1 of the paper (the vocabulary holds it once): dilation and kernel size per
 # layer, and the large module's channel counts as multiples of the input's C. The large
@@ -65,14 +70,18 @@ from dilcli.vocab import (
 )
 from dilcli.vocab import CONTEXT_LARGE_CHANNELS as LARGE_CHANNEL_FACTORS
 
-# Output rows are mixed in strips whose temporaries stay small (and in cache).
-_STRIP_BYTES = 1 << 21
+# Bytes of the matrix of tap values (im2col) that channel mixing fills per chunk of
+# output pixels: a few MiB, so it and the rows it copies from stay small.
+_CHUNK_BYTES = 1 << 22
 # Pixels per matrix product of channel mixing: every product has this shape (the last
 # one padded with zeros), because BLAS picks its kernel, and so its order of summation,
 # by the shape: a product of another height can round differently. With one shape,
 # a pixel's channels mix to the same bits wherever its rows are cut, which the
 # streaming path (dilcli.core.tiling) relies on.
 MATMUL_PIXELS = 1024
+# OpenBLAS runs a product on one thread up to this many multiply-adds (65536 times its
+# GEMM_MULTITHREAD_THRESHOLD, 4): see product_pixels.
+SINGLE_THREAD_PRODUCT = 1 << 18
 # Limits on trained weights (stack_from_arrays; ``dilcli context --weights`` checks them
 # from each array's header, before anything is decompressed): the arrays together at
 # most MAX_WEIGHTS_BYTES (256 MiB) decompressed; at most MAX_WEIGHTS_LAYERS layers; a
@@ -214,86 +223,211 @@ def apply_layer(x, layer, *, mode="same", boundary=None, cval=0.0, flip=False, d
     if layer.mixes_channels:
         if isinstance(mode, str):
             boundary = check_mode_boundary(mode, boundary, layer.ndim)
+        # Bias and activation follow each chunk while it is in cache (the same
+        # operations on the same values), unless a stride drops outputs first.
+        finish = (lambda y: _bias_and_activation(y, layer)) if layer.stride == 1 else None
         if layer.ndim == 1:  # a signal is an image one column wide: (N, 1, C)
             columns = x.reshape(x.shape[0], 1, -1)
             weights = layer.weights[..., np.newaxis]
-            y = _mix_channels(columns, weights, dilation, mode, boundary, cval, flip)
+            y = _mix_channels(columns, weights, dilation, mode, boundary, cval, flip, finish)
             y = y.reshape(y.shape[0], -1)
         else:
-            y = _mix_channels(x, layer.weights, dilation, mode, boundary, cval, flip)
+            y = _mix_channels(x, layer.weights, dilation, mode, boundary, cval, flip, finish)
+        if finish is not None:
+            return y
     else:
         y = dilated_correlate(
             x, layer.weights, dilation, mode=mode, boundary=boundary, cval=cval, flip=flip
         )
     if layer.stride > 1:
         y = np.ascontiguousarray(y[(slice(None, None, layer.stride),) * layer.ndim])
+    return _bias_and_activation(y, layer)
+
+
+def _bias_and_activation(y, layer):
+    """``layer``'s bias, then its activation, on ``y`` in place."""
     if layer.bias is not None:
         y += layer.bias.astype(y.dtype)
     return ACTIVATION_FUNCTIONS[layer.activation](y)
 
 
-def _mix_channels(x, weights, dilation, mode, boundary, cval, flip):
-    """Sum over taps of (shifted input, pixels x C_in) @ (tap weights, C_in x C_out).
+def _mix_channels(x, weights, dilation, mode, boundary, cval, flip, finish=None):
+    """Channel mixing as one matrix product per MATMUL_PIXELS output pixels (im2col).
 
-    The taps of one kernel row share their input rows: one matrix product of those rows
-    with the row's tap matrices side by side, ``(C_in, taps * C_out)``, serves them all,
-    and each tap's part is added shifted by its column offset. No input is copied.
+    Output pixels are taken in row-major order, a chunk at a time. For each chunk, the
+    input values every non-zero tap reads are copied side by side into a matrix of
+    ``(pixels, taps * C_in)`` (im2col), and one product with the taps' weights stacked
+    as ``(taps * C_in, C_out)`` gives the chunk's outputs: the sum over taps and input
+    channels happens inside BLAS, at its speed. Only the rows a chunk reads are
+    extended by the boundary rule (never a padded copy of the whole input), so memory
+    follows the chunk, not the image: a band of rows costs the same buffers as a whole
+    image. ``finish`` (in place, on a chunk's ``(pixels, C_out)`` outputs) follows each
+    chunk's products.
     """
     if x.ndim == 2:
         x = x[..., np.newaxis]
     c_out, c_in, kh, kw = weights.shape
     if flip:
         weights = weights[:, :, ::-1, ::-1]
-    # taps[a, b] is W[:, :, a, b].T, in the input's float type; all-zero taps are skipped.
-    taps = weights.transpose(2, 3, 1, 0).astype(x.dtype)
     row_mode, column_mode = (mode, mode) if isinstance(mode, str) else mode
     row_dilation, dilation = (dilation, dilation) if np.ndim(dilation) == 0 else dilation
-    top, bottom, height = axis_geometry(x.shape[0], kh, row_dilation, row_mode)
-    left, right, width = axis_geometry(x.shape[1], kw, dilation, column_mode)
-    padded = np.ascontiguousarray(extend(x, [(top, bottom), (left, right)], boundary, cval))
-    padded_width = padded.shape[1]
-    kernel_rows = []
-    for a in range(kh):
-        columns = [b for b in range(kw) if np.any(taps[a, b])]
-        if columns:
-            kernel_rows.append((a, columns, np.concatenate([taps[a, b] for b in columns], axis=1)))
-
-    out = np.zeros((height, width, c_out), dtype=x.dtype)
-    if not kernel_rows:
+    top, _, height = axis_geometry(x.shape[0], kh, row_dilation, row_mode)
+    left, _, width = axis_geometry(x.shape[1], kw, dilation, column_mode)
+    out = np.empty((height, width, c_out), dtype=x.dtype)
+    # All-zero taps (most of an identity-initialised module's) are skipped.
+    taps = [(a, b) for a in range(kh) for b in range(kw) if np.any(weights[:, :, a, b])]
+    if not taps:
+        out.fill(0)
+        if finish is not None:
+            finish(out.reshape(-1, c_out))
         return out
-    widest = max(matrix.shape[1] for _, _, matrix in kernel_rows)
-    row_bytes = padded_width * max(c_in, widest) * x.dtype.itemsize
-    strip = max(1, _STRIP_BYTES // row_bytes)
-    scratch = np.empty(min(strip, height) * padded_width * widest, dtype=x.dtype)
-    pad_in = np.empty((MATMUL_PIXELS, c_in), dtype=x.dtype)
-    pad_out = np.empty(MATMUL_PIXELS * widest, dtype=x.dtype)
-    for start in range(0, height, strip):
-        stop = min(start + strip, height)
-        acc = out[start:stop]
-        for a, columns, matrix in kernel_rows:
-            rows = padded[start + a * row_dilation : stop + a * row_dilation].reshape(-1, c_in)
-            product = scratch[: rows.shape[0] * matrix.shape[1]].reshape(rows.shape[0], -1)
-            flat = pad_out[: MATMUL_PIXELS * matrix.shape[1]]
-            _fixed_matmul(rows, matrix, product, pad_in, flat.reshape(MATMUL_PIXELS, -1))
-            product = product.reshape(stop - start, padded_width, len(columns), c_out)
-            for n, b in enumerate(columns):
-                acc += product[:, b * dilation : b * dilation + width, n]
+    matrix = np.concatenate([weights[:, :, a, b].T for a, b in taps]).astype(x.dtype)
+    geometry = _ChunkGeometry(x, top, row_dilation, left, width, dilation, boundary, cval)
+    product = product_pixels(matrix.shape[0], c_out)
+    chunk = _chunk_pixels(height * width, matrix.nbytes // c_out, product)
+    flat = out.reshape(-1, c_out)
+
+    def run(start):
+        stop = min(start + chunk, flat.shape[0])
+        columns = _scratch("columns", (chunk, len(taps), c_in), x.dtype)
+        geometry.fill(columns, taps, start, stop)
+        count = stop - start
+        full = count - count % product
+        products = columns.reshape(chunk, -1)
+        for offset in range(0, full, product):
+            np.matmul(
+                products[offset : offset + product],
+                matrix,
+                out=flat[start + offset : start + offset + product],
+            )
+        if full < count:  # the last product is padded with zeros to the same shape
+            rest = products[full : full + product]
+            rest[count - full :] = 0
+            tail = _scratch("tail", (product, c_out), x.dtype)
+            np.matmul(rest, matrix, out=tail)
+            flat[start + full : stop] = tail[: count - full]
+        if finish is not None:
+            finish(flat[start:stop])
+
+    starts = range(0, flat.shape[0], chunk)
+    parallel_map(run, starts, min(threads(), len(starts)))
     return out
 
 
-def _fixed_matmul(rows, matrix, out, pad_in, pad_out):
-    """``out = rows @ matrix`` by products of MATMUL_PIXELS rows each (see there)."""
-    count = rows.shape[0]
-    full = count - count % MATMUL_PIXELS
-    for start in range(0, full, MATMUL_PIXELS):
-        stop = start + MATMUL_PIXELS
-        np.matmul(rows[start:stop], matrix, out=out[start:stop])
-    if full < count:
-        rest = count - full
-        pad_in[:rest] = rows[full:]
-        pad_in[rest:] = 0
-        np.matmul(pad_in, matrix, out=pad_out)
-        out[full:] = pad_out[:rest]
+def product_pixels(rows, columns):
+    """Output pixels per matrix product ``(pixels, rows) @ (rows, columns)`` of a layer.
+
+    At most MATMUL_PIXELS, and small enough for BLAS to run the product on the calling
+    thread (its own threads spin-wait between products, and on cores shared with other
+    work lose most of their speed): chunks run on dilcli's threads instead. A layer's
+    products all have this one shape (see MATMUL_PIXELS).
+    """
+    fitting = SINGLE_THREAD_PRODUCT // (rows * columns)
+    return max(16, min(MATMUL_PIXELS, fitting) // 16 * 16)
+
+
+def _chunk_pixels(pixels, pixel_bytes, product):
+    """Output pixels per chunk of channel mixing: whole products of ``product`` pixels,
+    about _CHUNK_BYTES of tap values, and no more products than ``pixels`` need."""
+    products = min(max(1, _CHUNK_BYTES // (product * pixel_bytes)), -(-pixels // product))
+    return product * products
+
+
+def mixing_scratch_bytes(layer, rows, width, itemsize):
+    """Bytes :func:`apply_layer` holds beside its input and output while it mixes the
+    channels of ``rows`` x ``width`` output pixels: a chunk of tap values and the
+    input rows of one kernel row that the chunk reads (copied only at the top and
+    bottom edges), on every thread that mixes; 0 for a layer that does not mix
+    channels. The streaming path's memory estimate counts them."""
+    if not layer.mixes_channels:
+        return 0
+    c_out, c_in = layer.weights.shape[:2]
+    taps = int(np.count_nonzero(np.any(layer.weights, axis=(0, 1)))) or 1
+    product = product_pixels(taps * c_in, c_out)
+    chunk = _chunk_pixels(rows * width, taps * c_in * itemsize, product)
+    span = (layer.kernel_shape[-1] - 1) * layer.dilation + 1
+    spanned_rows = -(-chunk // max(width, 1)) + 1
+    values = (chunk * taps + spanned_rows * (width + span)) * c_in + product * c_out
+    workers = min(threads(), -(-rows * width // chunk))
+    return values * itemsize * workers
+
+
+class _ChunkGeometry:
+    """Copies the input values the taps read for a run of output pixels (see
+    :func:`_mix_channels`): input rows mapped by the boundary rule, then columns copied
+    as they are where a tap reads inside the input, mapped only at the borders."""
+
+    def __init__(self, x, top, row_dilation, left, width, dilation, boundary, cval):
+        self.x, self.top, self.row_dilation = x, top, row_dilation
+        self.left, self.width, self.dilation = left, width, dilation
+        self.boundary, self.cval = boundary, cval
+
+    def input_rows(self, first, last):
+        """Input rows ``first..last - 1`` (any integers) by the boundary rule."""
+        x, height = self.x, self.x.shape[0]
+        if first >= 0 and last <= height:
+            return x[first:last]
+        if self.boundary != "constant":
+            return x[boundary_indices(np.arange(first, last), height, self.boundary)]
+        rows = np.full((last - first,) + x.shape[1:], self.cval, dtype=x.dtype)
+        lo, hi = max(first, 0), min(last, height)
+        if lo < hi:
+            rows[lo - first : hi - first] = x[lo:hi]
+        return rows
+
+    def copy_columns(self, target, rows, begin, end, offset):
+        """``target[:, j]`` = column ``begin + j + offset - left`` of ``rows``, extended
+        by the boundary rule, for ``j < end - begin``."""
+        columns = rows.shape[1]
+        lo, hi = begin + offset - self.left, end + offset - self.left
+        inner_lo, inner_hi = max(lo, 0), min(hi, columns)
+        if inner_lo < inner_hi:
+            target[:, inner_lo - lo : inner_hi - lo] = rows[:, inner_lo:inner_hi]
+        for border_lo, border_hi in ((lo, min(hi, 0)), (max(lo, columns), hi)):
+            if border_lo >= border_hi:
+                continue
+            part = target[:, border_lo - lo : border_hi - lo]
+            if self.boundary == "constant":
+                part[...] = self.cval
+            else:
+                mapped = boundary_indices(np.arange(border_lo, border_hi), columns, self.boundary)
+                part[...] = rows[:, mapped]
+
+    def fill(self, columns, taps, start, stop):
+        """``columns[p, t]`` = the input tap ``t`` reads for output pixel ``start + p``."""
+        width = self.width
+        first_row, last_row = start // width, (stop - 1) // width + 1
+        # Pieces of the run: (destination start, output row, column start, column stop);
+        # whole rows in the middle go as one block.
+        pieces = []
+        position = start
+        while position < stop:
+            row, column = divmod(position, width)
+            if column == 0 and stop - position >= width:
+                rows = (stop - position) // width
+                pieces.append((position - start, row, rows, None))
+                position += rows * width
+            else:
+                end = min(stop, (row + 1) * width)
+                pieces.append((position - start, row, column, end - row * width))
+                position = end
+        kernel_row, source = None, None
+        for t, (a, b) in enumerate(taps):
+            if a != kernel_row:  # one kernel row's input rows at a time
+                shift = a * self.row_dilation - self.top
+                kernel_row, source = a, self.input_rows(first_row + shift, last_row + shift)
+            offset = b * self.dilation
+            for destination, row, begin, end in pieces:
+                local = row - first_row
+                if end is None:  # ``begin`` whole rows: one block copy
+                    block = columns[destination : destination + begin * width]
+                    target = block.reshape(begin, width, *columns.shape[1:])[:, :, t]
+                    self.copy_columns(target, source[local : local + begin], 0, width, offset)
+                else:
+                    target = columns[destination : destination + end - begin, t]
+                    self.copy_columns(
+                        target[np.newaxis], source[local : local + 1], begin, end, offset
+                    )
 
 
 def can_be_negative(layers, *, input_negative=False):

@@ -33,10 +33,6 @@ import numpy as np
 from dilcli.core.conv import axis_geometry
 from dilcli.core.engine import boundary_indices
 
-# Transient copies a step makes beside the rows it keeps: the gathered rows, a padded
-# copy of them (channel mixing) and the engine's own output.
-_TRANSIENT_COPIES = 2
-
 
 @dataclass(frozen=True, kw_only=True)
 class _Step:
@@ -74,6 +70,9 @@ class KernelStep(_Step):
 
     keeps_channel_axis = True  # an (H, W) input gives an (H, W) output
 
+    def scratch_bytes(self, rows, width, itemsize):
+        return 0  # the engines' strips: a few hundred KiB, fixed
+
     def compute(self, rows, row_dilation):
         from dilcli.core.conv import apply_kernel
 
@@ -110,6 +109,11 @@ class LayerStep(_Step):
     @property
     def keeps_channel_axis(self):
         return not self.layer.mixes_channels
+
+    def scratch_bytes(self, rows, width, itemsize):
+        from dilcli.core.stacks import mixing_scratch_bytes
+
+        return mixing_scratch_bytes(self.layer, rows, width, itemsize)
 
     def compute(self, rows, row_dilation):
         from dilcli.core.stacks import apply_layer
@@ -225,15 +229,42 @@ class BandPlan:
         return max(self._band_bytes(band) for band in samples)
 
     def _band_bytes(self, band):
+        """The most a band holds at once, following :func:`compute_band` step by step:
+        the outputs still to be read (or written), and at a step the rows it gathers
+        (a copy, unless they are one run of rows inside the source), the outputs it
+        makes (a gradient pair makes two), a concatenation of them when the rows come
+        in several runs, and its scratch (channel mixing's chunk of tap values)."""
         needed = self.needs(band)
         row_bytes = [int(np.prod(shape[1:])) * self.itemsize for shape in self.shapes]
-        kept = sum(len(rows) * size for rows, size in zip(needed, row_bytes))
-        transient = 0
+        readers = [0] * len(needed)
+        for step in self.steps:
+            readers[step.source] += 1
+        held = {0: len(needed[0]) * row_bytes[0]}
+        peak = held[0]
         for number, step in enumerate(self.steps, 1):
             height = self.shapes[step.source][0]
-            gathered = sum(v.size for _, _, v, _ in _gathers(step, needed[number], height))
-            transient = max(transient, gathered * row_bytes[step.source] * _TRANSIENT_COPIES)
-        return kept + transient
+            gathers = _gathers(step, needed[number], height)
+            made = len(needed[number]) * row_bytes[number]
+            copies = len(step.kernel.parts) if isinstance(step, KernelStep) else 1
+            gathered = max(
+                (
+                    mapped.size * row_bytes[step.source]
+                    for _, _, mapped, _ in gathers
+                    if not _is_run(mapped)
+                ),
+                default=0,
+            )
+            transient = gathered + copies * made + (made if len(gathers) > 1 else 0)
+            transient += step.scratch_bytes(
+                len(needed[number]), self.shapes[number][1], self.itemsize
+            )
+            peak = max(peak, sum(held.values()) + transient)
+            held[number] = made
+            readers[step.source] -= 1
+            for done in (step.source, number):  # what compute_band lets go (settle)
+                if not readers[done] and done not in self.emit:
+                    held.pop(done, None)
+        return peak
 
 
 def plan_bands(steps, input_shape, *, emit, budget, itemsize=4, band_rows=None):
@@ -298,9 +329,18 @@ def _gathers(step, rows, height):
     return result
 
 
+def _is_run(mapped):
+    """Whether ``mapped`` is one run of consecutive rows inside the source."""
+    return bool(mapped.size) and mapped[0] >= 0 and bool(np.all(np.diff(mapped) == 1))
+
+
 def _gather(values, rows, mapped, cval):
-    """``values`` (rows ``rows`` of an output) at indices ``mapped``; -1 gives ``cval``."""
+    """``values`` (rows ``rows`` of an output) at indices ``mapped``; -1 gives ``cval``.
+
+    One run of consecutive rows is a view, not a copy (the middle of an image)."""
     positions = np.searchsorted(rows, mapped)
+    if _is_run(mapped):
+        return values[positions[0] : positions[0] + mapped.size]
     inside = mapped >= 0
     if inside.all():
         if positions.size and np.all(np.diff(positions) == 1):  # a run of rows: no copy
@@ -350,8 +390,11 @@ def compute_band(plan, band, read_rows):
         height = plan.shapes[step.source][0]
         parts = []
         for _, _, mapped, row_dilation in _gathers(step, rows, height):
-            gathered = _gather(source, source_rows, mapped, step.cval)
-            parts.append(step.compute(gathered, row_dilation))
+            # No name keeps the gathered rows: they are freed as soon as they are used,
+            # not when the next step gathers its own.
+            parts.append(
+                step.compute(_gather(source, source_rows, mapped, step.cval), row_dilation)
+            )
         if not parts:
             values[number] = _empty_rows(plan, number)
         else:
