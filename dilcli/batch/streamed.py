@@ -34,8 +34,11 @@ MIN_MAX_MEMORY = 64 * 2**20
 # Laplacian at d = 1..8 to PNG ran 16.8 s with 120 MiB bands and 17.6 s with 500 MiB
 # ones, at 152 MB against 375 MB peak), and the memory is the user's.
 MAX_BAND_BYTES = 120 * 2**20
-# Formats named when a whole-image format is over --max-pixels.
-STREAMED_FORMATS = "TIFF and .npy"
+# The formats read in parts (dilcli.io.regions.open_reader): no pixel limit, memory
+# bounded by --max-memory. Named when an image decoded whole is over --max-pixels.
+STREAMED_FORMATS = "TIFF, .npy and Zarr"
+# How each format read whole is named in that message (dilcli.io.images.sniff's kinds).
+_WHOLE_FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
 # Bands of one input in flight on a Dask cluster, per worker thread.
 BANDS_IN_FLIGHT_PER_THREAD = 2
 
@@ -64,30 +67,101 @@ class Output:
 
 @dataclass(frozen=True)
 class Decision:
-    """How one input runs: ``streamed`` or whole, and why."""
+    """How one input runs: ``streamed`` or whole, and why (``reason``: for an input
+    read whole, in words that end the --max-pixels message). ``pixel_limit``: whether
+    a whole read is bound by --max-pixels (not when the whole image fits in
+    --max-memory: memory bounds inputs read in parts, whatever their pixel count)."""
 
     streamed: bool
     shape: tuple
     whole_bytes: int
     budget: int
     reason: str = ""
+    pixel_limit: bool = True
 
 
 def decide(job, path):
-    """(:class:`Decision`, open reader or None) for ``path`` under ``job``'s limits."""
+    """(:class:`Decision`, open reader or None) for ``path`` under ``job``'s limits.
+
+    An input that can be read in parts (:func:`dilcli.io.regions.open_reader`) is read
+    whole when its working set fits in ``--max-memory``, and in bands when not, however
+    many pixels its header claims; ``--max-pixels`` bounds only what is read whole past
+    ``--max-memory``: formats decoded whole, every frame (``--frames all``), layouts
+    the band reader leaves to the whole-image decoder, and inputs whose options need
+    every pixel at once (``--montage``, ``--map stretch``).
+
+    Raises :class:`~dilcli.io.images.ImageError` for a file the band reader refuses
+    (damaged, a header whose sizes do not hold together) or a band of one row that is
+    over ``--max-memory`` (an image too wide for it).
+    """
     from dilcli.io.regions import open_reader
 
     if job.frames == "all":
-        return Decision(False, (), 0, 0, "every frame is read whole"), None
-    reader = open_reader(path, max_pixels=job.max_pixels, allow_truncated=job.allow_truncated)
+        reason = _read_whole("--frames all decodes every frame whole", " without it")
+        return Decision(False, (), 0, 0, reason), None
+    reader = open_reader(path, max_pixels=0, allow_truncated=job.allow_truncated)
     if reader is None:
-        return Decision(False, (), 0, 0, "this format is decoded whole"), None
-    budget = job.max_memory or default_max_memory()
-    whole = job.whole_image_bytes(reader.shape)
-    if whole <= budget:
+        return Decision(False, (), 0, 0, _decoded_whole(path)), None
+    try:
+        budget = job.max_memory or default_max_memory()
+        whole = job.whole_image_bytes(reader.shape)
+        if whole <= budget:
+            reader.close()
+            fits = Decision(False, reader.shape, whole, budget, "fits in --max-memory", False)
+            return fits, None
+        if job.needs_whole_image():
+            reader.close()
+            options = job.whole_image_options()
+            verb = "need" if " and " in options else "needs"
+            reason = _read_whole(f"{options} {verb} the whole image", " without them")
+            return Decision(False, reader.shape, whole, budget, reason), None
+        _check_one_row(job, reader, budget)
+    except BaseException:
         reader.close()
-        return Decision(False, reader.shape, whole, budget, "fits in --max-memory"), None
+        raise
     return Decision(True, reader.shape, whole, budget), reader
+
+
+def _read_whole(why, streams=""):
+    """The end of the --max-pixels message for an image read whole ``why``."""
+    return f"{why}: raise --max-pixels, 0 for no limit; {STREAMED_FORMATS} stream in bands{streams}"
+
+
+def _decoded_whole(path):
+    """Why ``path`` is decoded whole, for the --max-pixels message."""
+    from dilcli.io.images import _read_head, sniff
+
+    kind = sniff(_read_head(path))
+    if kind in _WHOLE_FORMAT_NAMES:
+        what = f"{_WHOLE_FORMAT_NAMES[kind]} is decoded whole"
+    elif kind == "NPY":
+        what = "a Fortran-ordered .npy is decoded whole"
+    elif kind == "TIFF":
+        what = "this TIFF's layout is decoded whole"
+    else:
+        what = "it is decoded whole"
+    return _read_whole(what)
+
+
+def _check_one_row(job, reader, budget):
+    """An ImageError when even a band of one row is over ``budget``: the band of an
+    image too wide (or a stack too deep) for --max-memory, as its header says."""
+    from dilcli.core import tiling
+    from dilcli.io.images import ImageError
+
+    steps, emit, _ = job.stream_steps(reader.shape, reader.bits)
+    plan = tiling.plan_bands(steps, reader.shape, emit=emit, budget=0, band_rows=1)
+    # The writers' buffers are left out: band_plan takes them from the budget when
+    # there is room, and they grow with the width as the band does. A band of one row
+    # may take MIN_MAX_MEMORY under a smaller --max-memory (tiny budgets force bands
+    # on small images in tests), never more.
+    least = plan.working_memory() + reader.working_bytes(1)
+    if least > max(budget, MIN_MAX_MEMORY):
+        width = reader.shape[1]
+        raise ImageError(
+            f"a band of one row of this {width:,}-pixel-wide image needs {_mib(least)}, "
+            f"over --max-memory ({_mib(budget)}): raise it"
+        )
 
 
 def band_plan(job, shape, budget, *, reader):
@@ -116,16 +190,22 @@ def _writer_bytes(job, shape):
 
 
 def plan_details(job, path):
-    """What :meth:`ImageInput.plan_details` reports (see there)."""
-    decision, reader = decide(job, path)
+    """What :meth:`ImageInput.plan_details` reports (see there); ``{}`` for an input
+    read whole, or one the run will refuse (the run says why)."""
+    from dilcli.io.images import ImageError
+
+    try:
+        decision, reader = decide(job, path)
+    except (ImageError, ValueError, OSError):
+        return {}
+    if reader is None:
+        return {}  # read whole, as every input used to be: nothing to add
     details = {
         "streamed": decision.streamed,
         "shape": tuple(decision.shape),
         "whole_image_bytes": decision.whole_bytes,
         "max_memory": decision.budget,
     }
-    if reader is None:
-        return {}  # read whole, as every input used to be: nothing to add
     try:
         plan, outputs = band_plan(job, reader.shape, decision.budget, reader=reader)
         details.update(

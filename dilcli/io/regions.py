@@ -121,6 +121,8 @@ class RegionReader:
     notes : tuple of str
         What ``load_image(path).notes`` would say of the rows read so far (NaN
         replaced, truncated data decoded as zeros).
+    frames : int
+        Frames (TIFF pages) in the file; the reader reads the first.
     """
 
     format = ""
@@ -128,6 +130,7 @@ class RegionReader:
     dtype: np.dtype
     bits: int
     has_alpha = False
+    frames = 1
 
     def __init__(self):
         self._notes = []
@@ -238,6 +241,8 @@ class _TiffReader(RegionReader):
                     return None
                 reader = cls(path, tif, page, values, allow_truncated)
                 readable = reader._readable()
+                if readable:
+                    reader.frames = _page_count(tif)
                 return reader if readable else None
         finally:
             if not readable:
@@ -447,6 +452,18 @@ class _TiffReader(RegionReader):
             raise ValueError(f"a tile of shape {array.shape}")
         return array
 
+    def _short_strip(self, index, strip, plane):
+        """Why uncompressed strip ``index`` gives fewer bytes than its rows need."""
+        stored_h, stored_w = self._stored_shape
+        rows = min(self._seg_h, stored_h - strip * self._seg_h)
+        needed = rows * stored_w * self._contig * self.dtype.itemsize
+        count, end = int(self._counts[index]), int(self._offsets[index] + self._counts[index])
+        if count < needed:  # a byte count that lies (or a header that claims too much)
+            return f"strip {index} holds {count:,} bytes, its {rows:,} rows need {needed:,}"
+        return (
+            f"strip {index} is truncated: it ends at byte {end:,}, the file has {self._file_size:,}"
+        )
+
     def _rows_into(self, out, plane, r0, r1, c0, c1):
         """Rows of an uncompressed strip file, read directly (the strips may be huge)."""
         stored_w = self._stored_shape[1]
@@ -464,17 +481,22 @@ class _TiffReader(RegionReader):
                 out[row - r0 : end - r0, :, where] = self._page.nodata
             else:
                 if len(data) < wanted:
-                    self._truncated(
-                        f"strip {index} is truncated: it ends at byte "
-                        f"{int(self._offsets[index] + self._counts[index]):,}, the file has "
-                        f"{self._file_size:,}"
-                    )
+                    self._truncated(self._short_strip(index, strip, plane))
                     data = data + bytes(wanted - len(data))
                 values = np.frombuffer(data, self._file_dtype).reshape(
                     end - row, stored_w, self._contig
                 )
                 out[row - r0 : end - r0, :, where] = values[:, c0:c1]
             row = end
+
+
+def _page_count(tif):
+    """Pages of an open TIFF, for the note on a file reduced to its first; 1 if the
+    chain of pages cannot be followed (the first page reads, which is what counts)."""
+    try:
+        return max(1, len(tif.pages))
+    except Exception:
+        return 1
 
 
 def _tile_limit(size):
