@@ -248,6 +248,7 @@ def run_streamed(job, path, reader, budget, output_paths):
 
     plan, outputs = band_plan(job, reader.shape, budget, reader=reader)
     shapes = [_output_shape(job, plan, output, reader) for output in outputs]
+    check_disk_space(job, shapes, output_paths)
     writers = []
     # Each band is written (deflated, compressed) while the next one is computed: one
     # band in flight at most, as the whole-image path overlaps its dilations.
@@ -256,8 +257,7 @@ def run_streamed(job, path, reader, budget, output_paths):
         pending = None
         try:
             for (shape, dtype), target in zip(shapes, output_paths, strict=False):
-                fmt = job.rendering.fmt
-                options = {"compression": job.rendering.compression} if fmt == "png" else {}
+                fmt, options = job.rendering.fmt, _writer_options(job, dtype)
                 writers.append(open_writer(target, shape=shape, dtype=dtype, fmt=fmt, **options))
             for _, blocks in _bands(job, path, plan, outputs, reader):
                 if pending is not None:
@@ -276,6 +276,52 @@ def run_streamed(job, path, reader, budget, output_paths):
                 writer.abort()
             raise
     return reader.notes
+
+
+def check_disk_space(job, shapes, output_paths):
+    """An ImageError (one line) when the outputs of exact size (``.npy``, uncompressed
+    TIFF) cannot fit in their folder's free space, before anything is written: a small
+    file whose header claims gigapixels must not fill the disk. Compressed outputs,
+    whose size is not known before, go ahead (a full disk is then reported by the
+    writer that meets it, and its temporary removed)."""
+    import shutil
+
+    from dilcli.io.images import ImageError
+    from dilcli.io.regions import output_size
+
+    needed = {}  # folder -> (bytes, names)
+    for (shape, dtype), target in zip(shapes, output_paths, strict=False):
+        options = _writer_options(job, dtype)
+        size, exact = output_size(shape=shape, dtype=dtype, fmt=job.rendering.fmt, **options)
+        if exact:
+            folder = os.path.dirname(os.path.abspath(target))
+            total, names = needed.get(folder, (0, []))
+            needed[folder] = (total + size, [*names, os.path.basename(target)])
+    for folder, (size, names) in needed.items():
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue  # the writer says what is wrong with the folder
+        if size > free:
+            more = f" and {len(names) - 1} more output(s)" if len(names) > 1 else ""
+            raise ImageError(
+                f"not enough disk space: {names[0]}{more} would take {_bytes_text(size)}, "
+                f"{folder} has {_bytes_text(free)} free"
+            )
+
+
+def _writer_options(job, dtype):
+    """:func:`dilcli.io.regions.open_writer`'s options for an output of ``dtype``: those
+    of the whole-image path (PNG's compression level, a TIFF's layout)."""
+    from dilcli.io.regions import tiff_layout
+
+    if job.rendering.fmt == "png":
+        return {"compression": job.rendering.compression}
+    return tiff_layout(dtype) if job.rendering.fmt == "tiff" else {}
+
+
+def _bytes_text(size):
+    return f"{size / 2**30:,.1f} GiB" if size >= 2**30 else _mib(size)
 
 
 def _write_band(writers, blocks):

@@ -755,19 +755,21 @@ def _reason(error):
 
 
 def save_float(path, array, fmt):
-    """Write float32 values exactly, as ``.npy`` or a float32 TIFF, atomically."""
+    """Write float32 values exactly, as ``.npy`` or a float32 TIFF, atomically.
+
+    The TIFF is written by the writer of streamed outputs, in its layout
+    (:func:`dilcli.io.regions.tiff_layout`): an image gives the same bytes whole or in
+    bands.
+    """
     array = np.ascontiguousarray(array, dtype=np.float32)
-    with atomic_write(path) as handle:
-        if fmt == "npy":
+    if fmt == "tiff":
+        from dilcli.io.regions import open_writer, tiff_layout
+
+        options = tiff_layout(array.dtype)
+        with open_writer(path, shape=array.shape, dtype=array.dtype, fmt="tiff", **options) as out:
+            out.write_rows(0, array)
+    elif fmt == "npy":
+        with atomic_write(path) as handle:
             np.save(handle, array, allow_pickle=False)
-        elif fmt == "tiff":
-            import io
-
-            import tifffile
-
-            buffer = io.BytesIO()  # tifffile wants a named file or a seekable buffer
-            rgb = array.ndim == 3 and array.shape[2] == 3
-            tifffile.imwrite(buffer, array, photometric="rgb" if rgb else "minisblack")
-            handle.write(buffer.getbuffer())
-        else:
-            raise ValueError(f"float output format must be npy or tiff, got {fmt!r}")
+    else:
+        raise ValueError(f"float output format must be npy or tiff, got {fmt!r}")
