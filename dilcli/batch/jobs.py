@@ -184,8 +184,8 @@ class ImageInput(Job):
             verb = "need" if " and " in options else "needs"
             raise images.ImageError(
                 f"{options} {verb} the whole image in memory, "
-                f"{decision.whole_bytes / 2**20:,.0f} MiB, over --max-memory "
-                f"({decision.budget / 2**20:,.0f} MiB): raise it, or drop them"
+                f"{streamed.size_text(decision.whole_bytes)}, over --max-memory "
+                f"({streamed.size_text(decision.budget)}): raise it, or drop them"
             )
         notes, frames = [], 1
         max_pixels = self.max_pixels if decision.pixel_limit else 0

@@ -305,8 +305,8 @@ def check_disk_space(job, shapes, output_paths):
         if size > free:
             more = f" and {len(names) - 1} more output(s)" if len(names) > 1 else ""
             raise ImageError(
-                f"not enough disk space: {names[0]}{more} would take {_bytes_text(size)}, "
-                f"{folder} has {_bytes_text(free)} free"
+                f"not enough disk space: {names[0]}{more} would take {size_text(size)}, "
+                f"{folder} has {size_text(free)} free"
             )
 
 
@@ -320,7 +320,8 @@ def _writer_options(job, dtype):
     return tiff_layout(dtype) if job.rendering.fmt == "tiff" else {}
 
 
-def _bytes_text(size):
+def size_text(size):
+    """Bytes for messages: "3.2 GiB", "412 MiB", "1.4 MiB"."""
     return f"{size / 2**30:,.1f} GiB" if size >= 2**30 else _mib(size)
 
 

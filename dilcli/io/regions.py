@@ -1018,7 +1018,9 @@ class _FileWriter(RegionWriter):
         self._context.__exit__(None, None, None)  # flush, fsync, guard, rename
 
     def _discard(self, error):
-        with contextlib.suppress(_Aborted):
+        # The temporary is removed whatever closing it raises (a full disk fails the
+        # flush of what is buffered: the error being handled already says so).
+        with contextlib.suppress(_Aborted, OSError):
             self._context.__exit__(type(error), error, error.__traceback__)
 
 
@@ -1250,7 +1252,7 @@ class _ContiguousTiffWriter(_FileWriter):
         except BaseException as error:
             self._done = True
             self._discard(error)
-            raise
+            raise self._named(error) from None
 
     def _write(self, block):
         self._handle.write(memoryview(block).cast("B"))
