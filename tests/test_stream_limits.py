@@ -81,7 +81,7 @@ def _gif(path, frames=1):
         ("pages.tif", ["--frames", "all"], "--frames all decodes every frame whole",
          " without it"),
         ("pages.tif", ["--montage", "--max-memory", SMALL], "--montage needs the whole image",
-         " without them"),
+         " without it"),
         ("pages.tif", ["--montage", "--map", "stretch", "--max-memory", SMALL],
          "--montage and --map stretch need the whole image", " without them"),
     ],
@@ -221,7 +221,10 @@ def _hostile_files(folder):
     data = 8 + 2 + 12 * 11 + 4  # where _strip_tiff puts the payload of a tiled file
     one_tile = zlib.compress(np.full((TILE, TILE), 100, np.uint8).tobytes())
     bomb = zlib.compress(bytes(2**28), 9)  # 256 MB of zeros in 260 KB, in every tile
+    strip = {"rows": HUGE, "offsets": [200], "counts": [16], "payload": bytes(100)}
     return {
+        "strip.tif": _strip_tiff(folder / "strip.tif", HUGE, HUGE, **strip),
+        "deflated.tif": _strip_tiff(folder / "deflated.tif", HUGE, HUGE, codec=8, **strip),
         "past.tif": _tiles(path=folder / "past.tif", offsets=[10**9] * tiles, counts=[100] * tiles),
         "counts.tif": _tiles(
             path=folder / "counts.tif",
@@ -255,7 +258,12 @@ def test_small_files_claiming_huge_images_cost_little_memory(tmp_path):
     files = _hostile_files(tmp_path)
     assert max(path.stat().st_size for path in files.values()) < 5 * 2**20
     convolve = ["convolve", "-o", tmp_path / "out", "-d", "1,2", "-j", "1", "-q"]
+    assert files["strip.tif"].stat().st_size < 1000  # a few hundred bytes claim 40 GP
     expected = {
+        "strip.tif": "damaged TIFF file: strip 0 holds 16 bytes, its 200,000 rows need",
+        # one strip of 40 GB compressed cannot be read in parts: decoded whole, refused
+        "deflated.tif": "image is 200000x200000 = 40,000,000,000 pixels, over the limit of "
+        "250,000,000 (this TIFF's layout is decoded whole",
         "past.tif": "damaged TIFF file",  # the first band's tiles are not in the file
         "counts.tif": "damaged TIFF file: tile 0 claims 4,294,967,295 bytes for 65,536 bytes",
     }

@@ -113,7 +113,8 @@ def decide(job, path):
             reader.close()
             options = job.whole_image_options()
             verb = "need" if " and " in options else "needs"
-            reason = _read_whole(f"{options} {verb} the whole image", " without them")
+            without = " without them" if " and " in options else " without it"
+            reason = _read_whole(f"{options} {verb} the whole image", without)
             return Decision(False, reader.shape, whole, budget, reason), None
         _check_one_row(job, reader, budget)
     except BaseException:
