@@ -372,6 +372,26 @@ def test_plan_details_of_a_job_reach_the_dry_run(photo, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dry_run_names_the_problem_a_damaged_input_would_fail_with(photo, tmp_path):
+    import tifffile
+
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, np.zeros((600, 600), np.uint8), tile=(64, 64), compression="zlib")
+    cut = tmp_path / "bad" / "cut.tif"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[:400])  # the tile tables are cut off
+    before = snapshot(tmp_path)
+    args = ("convolve", cut, photo, "-o", tmp_path / "out", "--dry-run", "--max-memory", "1M")
+    result = run_cli(*args)  # was a traceback: the plan opened the TIFF unguarded
+    assert result.exit_code == 0
+    problems = [line for line in result.stdout.splitlines() if "problem:" in line]
+    assert len(problems) == 1 and "damaged TIFF file" in problems[0]
+    assert "photo.png" in result.stdout
+    details = json_lines(run_cli(*args, "--json").stdout)[0]["details"]
+    assert details["problem"].startswith("damaged TIFF file")
+    assert snapshot(tmp_path) == before
+
+
 # --- --name --------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -189,14 +190,25 @@ def test_load_kernel_file(tmp_path):
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
-@pytest.mark.parametrize("level", [0, 1, 6, 9])
-def test_png_deflated_in_many_blocks_is_one_valid_stream(monkeypatch, rng, channels, level):
+@pytest.mark.parametrize("level", [0, 1, 2, 3, 6, 9])
+@pytest.mark.parametrize("isal", [True, False])
+def test_png_deflated_in_many_blocks_is_one_valid_stream(monkeypatch, rng, channels, level, isal):
     monkeypatch.setattr(png, "PNG_BLOCK_BYTES", 100)  # dozens of blocks
+    if not isal:  # as where the isal package is not installed: zlib deflates every level
+        monkeypatch.setitem(sys.modules, "isal", None)
+        assert png.deflate_module(level) is zlib
     pixels = (rng.random((37, 23, channels)) * 255).astype(np.uint8)
     data = encode_png(pixels, level)
     assert_array_equal(_decode_png(data), pixels)  # zlib.decompress checks the Adler-32
     with Image.open(io.BytesIO(data)) as image:
         assert_array_equal(np.asarray(image).reshape(pixels.shape), pixels)
+
+
+def test_fast_png_levels_use_isal_and_the_others_zlib():
+    isal_zlib = pytest.importorskip("isal.isal_zlib")
+    assert [png.deflate_module(level) for level in range(10)] == [zlib] + [isal_zlib] * 3 + [
+        zlib
+    ] * 6
 
 
 def test_adler32_combine_matches_zlib(rng):

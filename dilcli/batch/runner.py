@@ -162,11 +162,23 @@ def dry_run(tasks, job, *, out_dir, overwrite=False):
                 action = "refuse"
                 reason = f"{display_path(conflicts[0][0].name)} holds another run's result"
                 found += conflicts
-            details = getattr(job, "plan_details", lambda path: {})(task.input.path)
+            details = _plan_details(job, task.input.path)
             outputs = () if task.conflict else task.outputs
             results.append(TaskResult(task.input, action, outputs, reason, details=details))
             sizes.append([_size_on_disk(output) for output in outputs])
     return results, sizes, conflict_message(found) if found else None
+
+
+def _plan_details(job, path):
+    """``job.plan_details(path)``; what the run would fail with, as ``problem``."""
+    from dilcli.batch.workers import describe_error
+
+    try:
+        return getattr(job, "plan_details", lambda path: {})(path)
+    except MemoryError:
+        return {"problem": "not enough memory"}
+    except Exception as error:  # a bad input is reported, as the run would report it
+        return {"problem": describe_error(error)}
 
 
 def _size_on_disk(path):

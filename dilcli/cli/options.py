@@ -398,7 +398,7 @@ def rendering_options(command):
             type=click.IntRange(0, 9),
             default=1,
             show_default=True,
-            help="PNG zlib level: 1 is fast, 9 smallest.",
+            help="PNG deflate level: 1-3 fast (ISA-L), 4-9 smaller and slower (zlib), 0 stored.",
         ),
     ]
     return _apply(decorators)(command)

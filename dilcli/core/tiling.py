@@ -303,6 +303,8 @@ def _gather(values, rows, mapped, cval):
     positions = np.searchsorted(rows, mapped)
     inside = mapped >= 0
     if inside.all():
+        if positions.size and np.all(np.diff(positions) == 1):  # a run of rows: no copy
+            return values[positions[0] : positions[0] + positions.size]
         return values[positions]
     gathered = np.empty((mapped.size,) + values.shape[1:], values.dtype)
     gathered[inside] = values[positions[inside]]

@@ -65,6 +65,8 @@ MAX_SEGMENT_BYTES = 256 * 2**20
 # codes), PackBits, LZMA, zstd.
 _PILLOW_EXACT_COMPRESSIONS = frozenset({1, 5, 7, 8, 32946, 32773, 34925, 50000})
 WRITER_FORMATS = ("tiff", "npy", "png", "zarr")
+# Tiles of a TIFF output queued for, and compressed at once by, tifffile's writer.
+TIFF_TILES_IN_FLIGHT = 32
 TIFF_COMPRESSIONS = {"deflate": "zlib", "zstd": "zstd", "lzw": "lzw", "none": None}
 
 
@@ -1106,8 +1108,8 @@ class _TiffWriter(_FileWriter):
     """A tiled BigTIFF written by tifffile's ``TiffWriter`` from an iterator of tiles.
 
     tifffile pulls tiles from an iterator while bands are pushed here, so its
-    ``write`` runs on a thread fed through a small queue (at most two rows of tiles
-    in flight); rows wait in :class:`_TileRows` until a row of tiles is full.
+    ``write`` runs on a thread fed through a small queue (``TIFF_TILES_IN_FLIGHT``
+    tiles, at most a row); rows wait in :class:`_TileRows` until a row of tiles is full.
     """
 
     _END = object()
@@ -1124,6 +1126,7 @@ class _TiffWriter(_FileWriter):
         self._tile = tile
         channels = shape[2] if len(shape) == 3 else 1
         codec = TIFF_COMPRESSIONS[name]
+        in_flight = min(TIFF_TILES_IN_FLIGHT, -(-shape[1] // tile))  # at most a row
         with_alpha = dtype.kind == "u" and channels in (2, 4)  # as in PNG
         rgb = channels == 3 or (with_alpha and channels == 4)
         options = dict(
@@ -1134,17 +1137,17 @@ class _TiffWriter(_FileWriter):
             predictor=codec is not None,
             photometric="rgb" if rgb else "minisblack",
             metadata=None,
-            # Tiles are compressed on the cores this process may use, a row of tiles
-            # at a time (tifffile's default gathers 512 MB of tiles first).
+            # Tiles are compressed on the cores this process may use, a few per core
+            # at a time (tifffile's default gathers 512 MB of tiles first; a row of
+            # tiles is 10 MB of 8-bit gray at 40000 wide, for every output at once).
             maxworkers=threads(),
-            buffersize=tile * shape[1] * channels * dtype.itemsize,
+            buffersize=in_flight * tile * tile * channels * dtype.itemsize,
         )
         if channels > 1:
             options["planarconfig"] = "contig"
         if with_alpha:
             options["extrasamples"] = [2]  # unassociated alpha
-        across = -(-shape[1] // tile)
-        self._queue = queue.Queue(maxsize=2 * across)
+        self._queue = queue.Queue(maxsize=in_flight)
         self._error = None
         self._thread = threading.Thread(
             target=self._run, args=(options,), name="dilcli-tiff-writer", daemon=True
