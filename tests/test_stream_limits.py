@@ -356,6 +356,24 @@ def test_a_disk_that_fills_mid_run_fails_that_input_only(tmp_path, inputs, monke
     assert "1 done, 0 skipped, 1 failed" in result.output
 
 
+def test_a_full_disk_names_the_output_in_the_whole_image_path_too(tmp_path, monkeypatch):
+    from dilcli.io import atomic
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    np.save(tmp_path / "a.npy", np.ones((20, 30), np.float32))
+    monkeypatch.setattr(atomic.os, "fsync", full)  # where a full disk may show first
+    for fmt in ("npy", "png"):
+        out = tmp_path / fmt
+        result = run_cli("convolve", tmp_path / "a.npy", "-o", out, "--format", fmt, "-j", "1")
+        assert result.exit_code == 1
+        (line,) = error_lines(result.output)
+        name = f"a_laplacian_d1.{fmt}"
+        assert line == f"error: {tmp_path / 'a.npy'}: No space left on device: {out / name}"
+        assert not out.exists()  # no temporary left: the folder, written nothing, is gone
+
+
 # --- 3. the first-frame note -------------------------------------------------------------
 
 
