@@ -195,7 +195,7 @@ class ImageInput(Job):
                 frames = image.frames
                 self._run_image(image, paths)
         except images.PixelLimitError as error:
-            raise images.ImageError(f"{error.size} ({decision.reason})") from None
+            raise streamed.over_pixel_limit(error, decision, input_path) from None
         return notes + self._first_frame_note(frames)
 
     def _first_frame_note(self, frames):

@@ -69,7 +69,8 @@ class Output:
 @dataclass(frozen=True)
 class Decision:
     """How one input runs: ``streamed`` or whole, and why (``reason``: for an input
-    read whole, in words that end the --max-pixels message). ``pixel_limit``: whether
+    read whole, in words that end the --max-pixels message; empty for a format decoded
+    whole, whose words :func:`over_pixel_limit` finds). ``pixel_limit``: whether
     a whole read is bound by --max-pixels (not when the whole image fits in
     --max-memory: memory bounds inputs read in parts, whatever their pixel count)."""
 
@@ -102,7 +103,7 @@ def decide(job, path):
         return Decision(False, (), 0, 0, reason), None
     reader = open_reader(path, max_pixels=0, allow_truncated=job.allow_truncated)
     if reader is None:
-        return Decision(False, (), 0, 0, _decoded_whole(path)), None
+        return Decision(False, (), 0, 0), None  # why: over_pixel_limit, if ever asked
     try:
         budget = job.max_memory or default_max_memory()
         whole = job.whole_image_bytes(reader.shape)
@@ -129,8 +130,18 @@ def _read_whole(why, streams=""):
     return f"{why}: raise --max-pixels, 0 for no limit; {STREAMED_FORMATS} stream in bands{streams}"
 
 
+def over_pixel_limit(error, decision, path):
+    """The one-line ImageError of ``path`` over --max-pixels (``error``, a
+    :class:`~dilcli.io.images.PixelLimitError`), read whole as ``decision`` says: why
+    it is read whole, how to lift the limit, and which formats stream."""
+    from dilcli.io.images import ImageError
+
+    return ImageError(f"{error.size} ({decision.reason or _decoded_whole(path)})")
+
+
 def _decoded_whole(path):
-    """Why ``path`` is decoded whole, for the --max-pixels message."""
+    """Why ``path`` is decoded whole, for the --max-pixels message (its format is
+    sniffed again only then: an error, not every input, pays the second look)."""
     from dilcli.io.images import _read_head, sniff
 
     kind = sniff(_read_head(path))
