@@ -25,8 +25,8 @@ DEFAULT_CAUSAL_BOUNDARY = "constant"
 
 # --- what outputs look like (docs/design.md, sections 13-14) -----------------------
 
-#: ``--format``: its file extension.
-OUTPUT_FORMATS = {"png": "png", "tiff": "tif", "npy": "npy"}
+#: ``--format``: its file extension (zarr: a folder, the store).
+OUTPUT_FORMATS = {"png": "png", "tiff": "tif", "npy": "npy", "zarr": "zarr"}
 #: ``--map``: how a float response becomes pixels (docs/design.md, section 14). The
 #: ``tone`` family passes ``|y|`` through ``1 - exp(-|y| / s)``, ``s`` from the kernel
 #: or stack (dilcli.render.tone); ``signed-tone`` and ``diverging-tone`` keep the sign.

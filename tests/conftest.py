@@ -34,6 +34,16 @@ def run_cli(*args, cwd=None, **kwargs):
     return result
 
 
+def zarr_store(path, data, chunks, *, zarr_format=3):
+    """A Zarr store at ``path`` holding ``data`` in ``chunks``; returns ``path``."""
+    import zarr
+
+    zarr.create_array(
+        store=str(path), shape=data.shape, chunks=chunks, dtype=data.dtype, zarr_format=zarr_format
+    )[:] = data
+    return path
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(7)

@@ -146,7 +146,12 @@ def test_presets_and_formats_complete():
     assert complete(["rf-table", "--preset", "wav"]) == ["plain,wavenet"]
     assert complete(["rf-map", "--preset", "res"]) == ["plain,resnet50"]
     assert "plain,deeplab-v3-os8" in complete(["rf-table", "--preset", "deep"])
-    assert set(complete(["convolve", "--format", ""])) == {"plain,png", "plain,tiff", "plain,npy"}
+    assert set(complete(["convolve", "--format", ""])) == {
+        "plain,png",
+        "plain,tiff",
+        "plain,npy",
+        "plain,zarr",
+    }
 
 
 def test_completion_never_imports_numpy():

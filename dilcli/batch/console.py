@@ -42,39 +42,64 @@ class BatchConsole:
         self.quiet, self.verbose, self.total, self.label = quiet, verbose, total, label
         self.progress = None
         self.task_id = None
+        self.bands = {}  # input path -> its bar of bands, while it is computed in bands
+        self.ended = set()  # inputs whose result came (a cluster's late reports are dropped)
+
+    @property
+    def live(self):
+        """Whether bars are drawn: on a terminal, without -q or -v."""
+        return self.console.is_terminal and not (self.quiet or self.verbose)
 
     def __enter__(self):
-        if self.console.is_terminal and not (self.quiet or self.verbose) and self.total > 1:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self.progress.start()
+        if self.live and self.total > 1:
+            self._start()
             self.task_id = self.progress.add_task(self.label, total=self.total, rate="")
         return self
+
+    def _start(self):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
 
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.stop()
         return False
+
+    def on_band(self, path, done, total):
+        """Called as a band of an input computed in bands ends: a bar of its bands
+        (on a terminal), the same for local runs and Dask clusters."""
+        if not self.live or path in self.ended:
+            return
+        if self.progress is None:
+            self._start()
+        bar = self.bands.get(path)
+        if bar is None:
+            name = display_path(os.path.basename(path))
+            bar = self.bands[path] = self.progress.add_task(f"{name} bands", total=total, rate="")
+        self.progress.update(bar, completed=done)
+        if done >= total:
+            self.progress.remove_task(self.bands.pop(path))
 
     def print(self, message, style=None):
         self.console.print(message, style=style, markup=False)
@@ -93,8 +118,12 @@ class BatchConsole:
             self.print(f"{result.status}: {name}{detail}" + (f" -> {outputs}" if outputs else ""))
             for note in result.notes:
                 self.print(f"  note: {note}")
-        if self.progress is not None:
-            task = self.progress.tasks[0]
+        self.ended.add(str(result.input.path))
+        bar = self.bands.pop(str(result.input.path), None)
+        if bar is not None:  # a failed input's bands stop here
+            self.progress.remove_task(bar)
+        if self.task_id is not None:
+            task = next(task for task in self.progress.tasks if task.id == self.task_id)
             rate = (task.completed + 1) / task.elapsed if task.elapsed else 0
             self.progress.update(self.task_id, advance=1, rate=f"{rate:.1f}/s")
 

@@ -2,7 +2,8 @@
 
 Walks always end (links to folders are not followed, no folder is entered twice),
 never take the output folder's files in, and give every input a place under the
-output folder that cannot leave it.
+output folder that cannot leave it. A Zarr store is a folder but one image input: it
+is taken whole, never walked into.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
     Returns ``(inputs, skipped)``, ``skipped`` being ``TaskResult``s that say why a
     path was left out (missing, special file, dangling link, ...). Hidden entries of
     folders are ignored; folder entries count when their extension is in
-    ``extensions`` or, with ``sniff``, their first bytes look like an image or array.
+    ``extensions`` or, with ``sniff``, their first bytes look like an image or array;
+    with ``sniff`` too, a Zarr store (a folder named ``*.zarr``, or holding Zarr's
+    metadata) is one input wherever it is found, and is never walked into.
     A path named on its own that cannot be an input (a FIFO, a device, a broken link)
     is *failed*, not skipped: the user asked for it. A link to a folder named on its
     own is followed; inside folders and under ``**``, such links are not, and no
@@ -54,21 +57,30 @@ def find_inputs(specs, *, recursive=False, extensions=frozenset(), sniff=True, e
                 reason = _unusable(Path(match))
                 if reason:
                     skipped.append(_skipped(Path(match), reason))
-                elif not Path(match).is_dir():
+                elif not Path(match).is_dir() or (sniff and is_store(match)):
                     add(match, os.path.relpath(match, base))  # mirrors 'tiles/**/*.tif'
             continue
         reason = _unusable(path)
         if reason and reason != "link to a folder, not followed":
             skipped.append(_failed(path, reason))
-        elif path.is_dir():
-            for file, relative, why in _walk(path, recursive, excluded):
+        elif path.is_dir() and not (sniff and is_store(path)):
+            for file, relative, why in _walk(path, recursive, excluded, stores=sniff):
                 if why:
                     skipped.append(_skipped(file, why))
                 elif file.suffix.lower() in extensions or (sniff and _looks_like_data(file)):
-                    add(file, relative)
+                    add(file, relative)  # a file of data, or a store (_walk yields only those)
         else:
             add(path, path.name)
     return inputs, skipped
+
+
+def is_store(path):
+    """Whether ``path`` is a folder that is one image: a Zarr store (named ``*.zarr``,
+    or holding Zarr's metadata; :func:`dilcli.io.regions.open_reader` reads it)."""
+    from dilcli.io.regions import is_zarr_store
+
+    path = Path(path)
+    return path.is_dir() and (path.name.lower().endswith(".zarr") or is_zarr_store(path))
 
 
 def is_within(path, folder):
@@ -131,7 +143,9 @@ def _glob(pattern, *, recursive, excluded=None):
             visited.add(real)
             yield from walk(folder, index + 1)  # ** matches no folder too
             for entry in entries(folder):
-                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                hidden = entry.name.startswith(".")
+                # A store is an image, not a folder of them: never walked into.
+                if not hidden and entry.is_dir(follow_symlinks=False) and not is_store(entry.path):
                     yield from walk(os.path.join(folder, entry.name), index)
         elif not _GLOB_CHARS & set(part):
             path = os.path.join(folder, part)
@@ -148,12 +162,13 @@ def _glob(pattern, *, recursive, excluded=None):
     return list(dict.fromkeys(walk(root, 0)))
 
 
-def _walk(folder, recursive, excluded=None):
+def _walk(folder, recursive, excluded=None, *, stores=False):
     """Yield (path, path relative to folder, reason to skip or None), sorted, no loops.
 
     Links to folders are not followed and no folder is entered twice (bind mounts),
     so walks end; ``excluded`` (the output folder, when the user put it inside an
-    input folder) is not entered.
+    input folder) is not entered. With ``stores``, a Zarr store is yielded as one
+    entry (with or without ``recursive``), never entered.
     """
     stack, visited = [Path()], set()
     while stack:
@@ -173,6 +188,10 @@ def _walk(folder, recursive, excluded=None):
                 continue
             path, relative = Path(entry.path), sub / entry.name
             if entry.is_dir(follow_symlinks=False):
+                if stores and is_store(path):
+                    if not (excluded and is_within(os.path.realpath(path), excluded)):
+                        yield path, relative, None
+                    continue
                 if recursive and not (excluded and is_within(os.path.realpath(path), excluded)):
                     subfolders.append(relative)
                 continue
@@ -211,6 +230,8 @@ def _unusable(path):
 def _looks_like_data(path):
     from dilcli.io.images import sniff
 
+    if path.is_dir():  # a Zarr store, as _walk yields no other folder
+        return True
     try:
         with open(path, "rb") as handle:
             return sniff(handle.read(16)) is not None

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from dilcli.batch.inputs import is_within
-from dilcli.batch.record import _record_name
+from dilcli.batch.record import _record_name, source_identity
 from dilcli.batch.tasks import Task
 
 NAME_MAX = 255  # bytes in one file name, on every common file system
@@ -120,8 +120,7 @@ def _json_default(value):
 
 def _task_key(path, maker, outputs):
     try:
-        info = os.stat(path)
-        identity = [info.st_size, info.st_mtime_ns]
+        identity = source_identity(path)
     except OSError:
         identity = [None, None]
     return _digest([maker, identity, list(outputs)])

@@ -30,7 +30,8 @@ class Record:
     """What finished tasks wrote, one JSON line each, in the output folder.
 
     A line names a task's key and, for each of its outputs, the size, modification
-    time and SHA-256 of the file it wrote. A task counts as done only while every
+    time and SHA-256 of the file it wrote (of every file of a folder it wrote: a Zarr
+    store). A task counts as done only while every
     output on disk is still that file (same size and time, or same content), so a
     replaced, edited or deleted output is recomputed, never reported as done. The
     latest line naming an output says whose result it holds: a task with another key
@@ -203,7 +204,23 @@ def _makers(task):
 
 
 def _identity(path):
-    """What the record keeps of an output: its size, SHA-256, and where it sits."""
+    """What the record keeps of an output: its size, SHA-256, and where it sits.
+
+    A folder (a Zarr store) is kept as its files: their total size, one SHA-256 of
+    every file's name and content, and a digest of every file's place and times
+    (:func:`_folder_files`); ``"folder": true`` says so.
+    """
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode):
+        files = _folder_files(path)
+        if files is None:
+            raise OSError(21, "holds something other than files and folders", str(path))
+        return {
+            "size": sum(item.st_size for _, item in files),
+            "sha256": _folder_sha256(path, files),
+            "stat": _folder_stat(info, files),
+            "folder": True,
+        }
     info = os.stat(path)
     return {
         "size": info.st_size,
@@ -212,18 +229,65 @@ def _identity(path):
     }
 
 
+def source_identity(path):
+    """``[size, mtime_ns]`` of an input, which a task's key holds (a changed input is
+    computed again); a folder's (a Zarr store's) are its files' total size and one
+    digest of their names, sizes and times (chunks rewritten in place change no
+    folder's time)."""
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return [info.st_size, info.st_mtime_ns]
+    files = _folder_files(path) or []
+    names = [[name, item.st_size, item.st_mtime_ns] for name, item in files]
+    return [sum(item.st_size for _, item in files), _digest(names)]
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()
+
+
+def output_size(path):
+    """Bytes of the output at ``path`` (a file, or a folder's files; links are not
+    followed), or None if there is none."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size
+    if stat.S_ISDIR(info.st_mode):
+        files = _folder_files(path)
+        return None if files is None else sum(item.st_size for _, item in files)
+    return None
+
+
 def _unchanged(path, identity):
     """Whether ``path`` still holds the content recorded as ``identity``.
 
     The same inode with the same modification and change times is the same file (a
     change time cannot be set back by hand); anything else (a copied or restored
-    folder, a touched file) is judged by its content.
+    folder, a touched file) is judged by its content. A folder output is the same
+    while every file in it is (the same names, places and times, or the same content);
+    a file or folder added, removed or changed in it makes it another.
     """
     try:
         info = os.lstat(path)
         size, digest, where = identity["size"], identity["sha256"], identity["stat"]
-    except (OSError, TypeError, KeyError):
+        folder = bool(identity.get("folder"))
+    except (OSError, TypeError, KeyError, AttributeError):
         return False
+    if folder:
+        if not stat.S_ISDIR(info.st_mode):
+            return False
+        try:
+            files = _folder_files(path)
+            if files is None or sum(item.st_size for _, item in files) != size:
+                return False
+            if _folder_stat(info, files) == where:
+                return True
+            return _folder_sha256(path, files) == digest
+        except OSError:
+            return False
     if not stat.S_ISREG(info.st_mode) or info.st_size != size:
         return False
     if [info.st_ino, info.st_mtime_ns, info.st_ctime_ns] == where:
@@ -239,4 +303,40 @@ def _sha256(path):
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def _folder_files(path):
+    """``[(name relative to path, lstat)]`` of every file below the folder ``path``,
+    sorted; None if it holds anything but files and folders (a link, a FIFO)."""
+    files = []
+    for root, folders, names in os.walk(path):
+        folders.sort()
+        for name in [*folders, *names]:
+            full = os.path.join(root, name)
+            info = os.lstat(full)
+            relative = os.path.relpath(full, path).replace(os.sep, "/")
+            if stat.S_ISREG(info.st_mode):
+                files.append((relative, info))
+            elif not stat.S_ISDIR(info.st_mode):
+                return None
+    return sorted(files, key=lambda item: item[0])
+
+
+def _folder_stat(info, files):
+    """The folder's place and every file's name, place and times, as one digest."""
+    return _digest(
+        [[info.st_ino]]
+        + [
+            [name, item.st_ino, item.st_size, item.st_mtime_ns, item.st_ctime_ns]
+            for name, item in files
+        ]
+    )
+
+
+def _folder_sha256(path, files):
+    """One SHA-256 of every file's name and content: the same for a copy of the folder."""
+    digest = hashlib.sha256()
+    for name, _ in files:
+        digest.update(f"{name}\0{_sha256(os.path.join(path, name))}\n".encode())
     return digest.hexdigest()

@@ -21,14 +21,25 @@ from dilcli.batch.tasks import BatchError, BatchReport, TaskResult
 
 
 def run_batch(
-    tasks, job, *, out_dir, jobs=1, overwrite=False, fail_fast=False, on_result=None, scheduler=None
+    tasks,
+    job,
+    *,
+    out_dir,
+    jobs=1,
+    overwrite=False,
+    fail_fast=False,
+    on_result=None,
+    scheduler=None,
+    on_band=None,
 ):
     """Run ``tasks``, skipping those the record says are done; report each result.
 
     ``jobs > 1`` runs tasks in worker processes, ``scheduler`` (an address) on a Dask
     cluster; outputs do not depend on either. ``on_result(result)`` is called in the
-    main process as each task ends. A ``KeyboardInterrupt`` stops the batch; the
-    report says it was interrupted.
+    main process as each task ends; ``on_band(input path, bands done, bands)`` as each
+    band of an input computed in bands is (in this process or on the cluster; not
+    from worker processes). A ``KeyboardInterrupt`` stops the batch; the report says
+    it was interrupted.
     """
     started = time.perf_counter()
     report = BatchReport()
@@ -57,7 +68,7 @@ def run_batch(
         _refuse_conflicts([pair for _, (_, _, found) in decisions for pair in found])
         for task, result in ready:
             finish(task, result)
-        _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler)
+        _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler, on_band)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -182,30 +193,29 @@ def _plan_details(job, path):
 
 
 def _size_on_disk(path):
-    """The size of the regular file at ``path`` (not followed if a link), or None."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
+    """The size of the output at ``path`` (a file, or a store's files; not followed if
+    a link), or None."""
+    from dilcli.batch.record import output_size
+
+    return output_size(path)
 
 
-def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler):
+def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler, on_band):
     """Run the tasks not done yet, calling ``finish(task, result)`` as each ends.
 
     Ctrl-C and SIGTERM stop it the same way: workers are stopped, their temporaries
     removed, and ``report.interrupted`` names the signal.
     """
-    from dilcli.batch import workers
+    from dilcli.batch import streamed, workers
     from dilcli.io.atomic import remove_stale_temporaries
 
     if scheduler:
-        results = workers.dask_results(pending, job, scheduler)
+        results = workers.dask_results(pending, job, scheduler, on_band=on_band)
     elif jobs > 1 and len(pending) > 1:
         results = workers.pool_results(pending, job, jobs)
     else:
         results = workers.local_results(pending, job, jobs)
-    with workers.stop_on_sigterm():
+    with workers.stop_on_sigterm(), streamed.band_progress(on_band):
         try:
             try:
                 for task, result in results:

@@ -12,9 +12,13 @@ complete (so a killed run leaves no output under a final name, and resumes).
 
 On a Dask cluster (``--scheduler``) the bands of a streamed input are Dask tasks of
 their own: the task of the input submits them from its worker
-(:func:`distributed.worker_client`), each band reads its rows (and halo) from the
-shared input, and the input's task writes the bands in order as they come back, at
-most a few in flight. The bytes are those of a local run.
+(:func:`distributed.worker_client`), and each band reads its rows (and halo) from the
+shared input. A Zarr output's bands are written by their own tasks, straight into the
+temporary store the input's task made (whole chunk rows each, so no two tasks write
+one chunk; the input's task completes the chunk rows that two bands share and renames
+the store into place once every band succeeded). Other formats' bands come back to
+the input's task, which writes them in order, at most a few in flight. The values are
+those of a local run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from dilcli.io.regions import TILE
 
 # The default of --max-memory: an eighth of the machine's memory, at most 512 MiB, at
 # least 64 MiB. 512 MiB keeps a streamed run (bands, the reader's tiles, the writers'
@@ -40,8 +46,40 @@ MAX_BAND_BYTES = 16 * 2**20
 STREAMED_FORMATS = "TIFF, .npy and Zarr"
 # How each format read whole is named in that message (dilcli.io.images.sniff's kinds).
 _WHOLE_FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
-# Bands of one input in flight on a Dask cluster, per worker thread.
+# Bands of one input in flight on a Dask cluster, per worker thread; of those whose
+# pixels come back to the input's task (to be written in order), at most this many, as
+# each waits on its worker until written (a band's outputs take up to MAX_BAND_BYTES).
 BANDS_IN_FLIGHT_PER_THREAD = 2
+RETURNED_BANDS_IN_FLIGHT = 4
+
+
+# The Dask event topic of a streamed input's bands: (input path, bands done, bands).
+BAND_TOPIC = "dilcli-bands"
+_band_listener = None
+
+
+@contextlib.contextmanager
+def band_progress(listener):
+    """While inside, ``listener(input path, bands done, bands)`` is called in this
+    process as each band of a streamed input is computed (the batch's progress). On a
+    Dask worker the same reports go to the client as events of :data:`BAND_TOPIC`
+    (:func:`dilcli.batch.workers.dask_results` passes them on)."""
+    global _band_listener
+    previous, _band_listener = _band_listener, listener
+    try:
+        yield
+    finally:
+        _band_listener = previous
+
+
+def _report_band(path, done, total, worker=None):
+    """Say that ``done`` of the ``total`` bands of ``path`` are computed (progress never
+    stops an input: a failing report is dropped)."""
+    with contextlib.suppress(Exception):
+        if worker is not None:
+            worker.log_event(BAND_TOPIC, (str(path), done, total))
+        elif _band_listener is not None:
+            _band_listener(str(path), done, total)
 
 
 def default_max_memory():
@@ -142,9 +180,12 @@ def over_pixel_limit(error, decision, path):
 def _decoded_whole(path):
     """Why ``path`` is decoded whole, for the --max-pixels message (its format is
     sniffed again only then: an error, not every input, pays the second look)."""
-    from dilcli.io.images import _read_head, sniff
+    from dilcli.io.images import ImageError, _read_head, sniff
 
-    kind = sniff(_read_head(path))
+    try:
+        kind = sniff(_read_head(path))
+    except ImageError:  # a folder (a Zarr store) or a file gone since
+        kind = None
     if kind in _WHOLE_FORMAT_NAMES:
         what = f"{_WHOLE_FORMAT_NAMES[kind]} is decoded whole"
     elif kind == "NPY":
@@ -190,6 +231,14 @@ def band_plan(job, shape, budget, *, reader):
         if plan.working_memory() + reader.working_bytes(plan.band_rows) <= room:
             break
         plan = tiling.plan_bands(steps, shape, emit=emit, budget=0, band_rows=plan.band_rows // 2)
+    if job.rendering.fmt == "zarr":
+        # Bands of whole chunk rows (over the band cap if --max-memory has room): on a
+        # cluster each band then writes its own chunks (mode 'same'), and hands back
+        # only the rows two bands share otherwise.
+        rows = max(plan.band_rows // TILE, 1) * TILE
+        aligned = tiling.plan_bands(steps, shape, emit=emit, budget=0, band_rows=rows)
+        if aligned.working_memory() + reader.working_bytes(aligned.band_rows) <= room:
+            plan = aligned
     return plan, outputs
 
 
@@ -264,7 +313,7 @@ def run_streamed(job, path, reader, budget, output_paths):
             for (shape, dtype), target in zip(shapes, output_paths, strict=False):
                 fmt, options = job.rendering.fmt, _writer_options(job, dtype)
                 writers.append(open_writer(target, shape=shape, dtype=dtype, fmt=fmt, **options))
-            for _, blocks in _bands(job, path, plan, outputs, reader):
+            for _, blocks in _bands(job, path, plan, outputs, reader, writers):
                 _settle(pending)
                 pending = [
                     pool.submit(writer.write_rows, start, block)
@@ -373,15 +422,27 @@ def _settle(futures):
         future.result()
 
 
-def _bands(job, path, plan, outputs, reader):
-    """``(band, [(first row, block) per output])`` in order, here or on the cluster."""
+def _bands(job, path, plan, outputs, reader, writers):
+    """``(band, [(first row, block) per output])`` in order, here or on the cluster;
+    nothing when the cluster's tasks write every band into ``writers`` themselves."""
     client = _dask_worker_client()
     if client is None:
         for band in range(plan.bands):
             yield band, band_blocks(job, plan, outputs, reader, band)
+            _report_band(path, band + 1, plan.bands)
         return
+    from distributed import get_worker
+
+    worker = get_worker()
     with client as dask:
-        yield from _dask_bands(dask, job, path, plan, outputs)
+        regions = [writer.regions() for writer in writers]
+        if regions and None not in regions:
+            for band in _dask_regions(dask, job, path, plan, outputs, writers, regions):
+                _report_band(path, band + 1, plan.bands, worker)
+        else:
+            for band, blocks in _dask_bands(dask, job, path, plan, outputs):
+                yield band, blocks
+                _report_band(path, band + 1, plan.bands, worker)
 
 
 def band_blocks(job, plan, outputs, reader, band):
@@ -438,29 +499,65 @@ def _dask_worker_client():
 
 
 def _dask_bands(client, job, path, plan, outputs):
-    """Bands as Dask tasks, yielded in order; a few in flight at once."""
+    """Bands as Dask tasks, yielded in order as their blocks come back; a few in flight."""
+    in_flight = min(_in_flight(client), RETURNED_BANDS_IN_FLIGHT)
+    yield from _in_order(client, job, path, plan, outputs, None, in_flight)
+
+
+def _dask_regions(client, job, path, plan, outputs, writers, regions):
+    """Bands as Dask tasks that write their Zarr regions themselves; the rows two bands
+    share go to ``writers`` here. Yields each band as it is written; raises the first
+    band's failure, once no band runs."""
+    results = _in_order(client, job, path, plan, outputs, regions, _in_flight(client))
+    try:
+        for band, written in results:
+            for writer, (elsewhere, ends) in zip(writers, written, strict=True):
+                writer.written_elsewhere(elsewhere)
+                for row, rows in ends:
+                    writer.write_region(row, rows)
+            yield band
+    finally:
+        results.close()  # on a failure here: once the bands still running have ended
+
+
+def _in_flight(client):
+    threads = sum(client.nthreads().values()) or 1
+    return max(2, BANDS_IN_FLIGHT_PER_THREAD * threads)
+
+
+def _in_order(client, job, path, plan, outputs, regions, in_flight):
+    """``(band, result of compute_band_task)`` in band order, ``in_flight`` at most
+    submitted at once. On a failure, bands that write regions are waited for (they may
+    be writing into a temporary about to be removed); others are cancelled."""
     from collections import deque
 
-    threads = sum(client.nthreads().values()) or 1
-    in_flight = max(2, BANDS_IN_FLIGHT_PER_THREAD * threads)
+    import distributed
+
     pending = deque()
     next_band = 0
     try:
         while next_band < plan.bands or pending:
             while next_band < plan.bands and len(pending) < in_flight:
                 future = client.submit(
-                    compute_band_task, job, path, plan, outputs, next_band, pure=False
+                    compute_band_task, job, path, plan, outputs, next_band, regions, pure=False
                 )
                 pending.append((next_band, future))
                 next_band += 1
             band, future = pending.popleft()
             yield band, future.result()
+    except BaseException:
+        if regions is not None:
+            with contextlib.suppress(Exception):
+                distributed.wait([future for _, future in pending])
+        raise
     finally:
         client.cancel([future for _, future in pending])
 
 
-def compute_band_task(job, path, plan, outputs, band):
-    """One band on a Dask worker: its own reader of the shared input."""
+def compute_band_task(job, path, plan, outputs, band, regions=None):
+    """One band on a Dask worker, with its own reader of the shared input: its blocks,
+    or (with ``regions``, one :class:`dilcli.io.regions.ZarrRegion` per output) what
+    :meth:`~dilcli.io.regions.ZarrRegion.write` left to the input's task."""
     from dilcli.io.regions import open_reader
 
     reader = open_reader(path, max_pixels=0, allow_truncated=job.allow_truncated)
@@ -469,4 +566,7 @@ def compute_band_task(job, path, plan, outputs, band):
 
         raise ImageError("cannot be read in parts on this worker")
     with reader:
-        return band_blocks(job, plan, outputs, reader, band)
+        blocks = band_blocks(job, plan, outputs, reader, band)
+    if regions is None:
+        return blocks
+    return [region.write(start, block) for region, (start, block) in zip(regions, blocks)]

@@ -322,12 +322,14 @@ def _exit_on_sigterm(signum, frame):
 # --- Dask ---------------------------------------------------------------------------
 
 
-def dask_results(tasks, job, address):
+def dask_results(tasks, job, address, *, on_band=None):
     """The same tasks on a Dask cluster; its workers must see the same files.
 
     If the cluster has no live worker for ``DILCLI_DASK_NO_WORKER_TIMEOUT`` seconds
     (an environment variable; default 60), the remaining tasks fail with that
     reason and the batch ends, instead of waiting for workers that never come.
+    ``on_band(input path, bands done, bands)`` is called (on the client's thread) as
+    the workers report the bands of this batch's streamed inputs.
     """
     try:
         from distributed import Client
@@ -349,10 +351,27 @@ def dask_results(tasks, job, address):
     # terminal while the batch runs: our one-line reasons say it all.
     with _silenced("distributed"):
         try:
+            if on_band is not None:
+                _subscribe_bands(client, tasks, on_band)
             yield from _dask_loop(client, job, tasks, futures, limit)
         finally:
             client.cancel(list(futures))
             client.close()
+
+
+def _subscribe_bands(client, tasks, on_band):
+    """Pass the workers' band reports (Dask events) of ``tasks``' inputs to ``on_band``."""
+    from dilcli.batch.streamed import BAND_TOPIC
+
+    inputs = {str(task.input.path) for task in tasks}
+
+    def handler(event):
+        with contextlib.suppress(Exception):  # progress never stops a batch
+            path, done, total = event[1]
+            if path in inputs:
+                on_band(path, done, total)
+
+    client.subscribe_topic(BAND_TOPIC, handler)
 
 
 def _dask_loop(client, job, tasks, futures, limit):

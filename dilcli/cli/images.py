@@ -74,9 +74,9 @@ def convolve(
 ):
     """Apply a dilated kernel to images at each dilation.
 
-    INPUTS are image files (PNG, JPEG, TIFF, BMP, WebP, GIF, .npy), folders or glob
-    patterns. Each input gives {stem}_{kernel}_d{d}.{ext} per dilation in the output
-    folder. Rerunning the same command skips finished work.
+    INPUTS are image files (PNG, JPEG, TIFF, BMP, WebP, GIF, .npy), Zarr stores,
+    folders or glob patterns. Each input gives {stem}_{kernel}_d{d}.{ext} per
+    dilation in the output folder. Rerunning the same command skips finished work.
 
     \b
     Example:
@@ -233,7 +233,7 @@ def context(
     glob patterns. Choose one stack: --preset, -d with -k, or --weights. Each input
     gives {stem}_context_l{i}_d{d}.{ext} per layer ({stem}_starlet_w{j} per wavelet
     plane and {stem}_starlet_c{J} for starlet). PNGs of maps with other than 1 or 3
-    channels show the channel mean; --format npy or tiff keeps every channel, exactly.
+    channels show the channel mean; --format npy, tiff or zarr keeps every channel, exactly.
 
     \b
     Examples:

@@ -348,6 +348,15 @@ def correlation_options(*, signal=False, group="Kernel"):
     return _apply([mode, boundary, cval, flip])
 
 
+def _check_format(ctx, param, value):
+    """--format zarr needs the 'zarr' extra: one line before anything runs."""
+    import importlib.util
+
+    if value == "zarr" and importlib.util.find_spec("zarr") is None:
+        raise click.BadParameter("Zarr outputs need zarr: pip install 'dilcli[zarr]'")
+    return value
+
+
 def rendering_options(command):
     """--format, --map, --gain, --bits, --compression: how responses become files."""
     decorators = [
@@ -358,9 +367,11 @@ def rendering_options(command):
             type=click.Choice(tuple(OUTPUT_FORMATS)),
             default="png",
             show_default=True,
+            callback=_check_format,
             help=(
-                "png: pixels for viewing (see --map); tiff, npy: exact float32 responses "
-                "(tiff with --bits: pixels, as png)."
+                "png: pixels for viewing (see --map); tiff, npy: exact float32 responses; "
+                "zarr: a chunked Zarr store of them, written in parts on a cluster (tiff and "
+                "zarr with --bits: pixels, as png)."
             ),
         ),
         option(

@@ -121,6 +121,7 @@ def run_file_batch(
                 fail_fast=fail_fast,
                 on_result=on_result,
                 scheduler=scheduler,
+                on_band=console.on_band,
             )
         except Refused as error:
             _close(logs, {"run": "refused", "why": str(error), "exit_code": 2})

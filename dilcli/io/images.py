@@ -89,6 +89,8 @@ def count_frames(path, *, max_frames=DEFAULT_MAX_FRAMES, allow_truncated=False):
     or when the file cannot be read as by :func:`load_image`.
     """
     path = Path(path)
+    if path.is_dir():  # a Zarr store: one frame (iter_frames says what is wrong)
+        return 1
     kind = sniff(_read_head(path))
     if kind == "NPY":
         count = 1
@@ -129,6 +131,11 @@ def iter_frames(
     when every frame is asked for. The file is opened once.
     """
     path = Path(path)
+    if path.is_dir():  # a Zarr store: its region reader, reading every row
+        from dilcli.io.regions import store_frames
+
+        yield from store_frames(path, frames, max_pixels=max_pixels, max_frames=max_frames)
+        return
     head = _read_head(path)
     kind = sniff(head)
     options = dict(max_pixels=max_pixels, max_frames=max_frames, allow_truncated=allow_truncated)

@@ -67,6 +67,10 @@ _PILLOW_EXACT_COMPRESSIONS = frozenset({1, 5, 7, 8, 32946, 32773, 34925, 50000})
 WRITER_FORMATS = ("tiff", "npy", "png", "zarr")
 # Tiles of a TIFF output queued for, and compressed at once by, tifffile's writer.
 TIFF_TILES_IN_FLIGHT = 32
+# The side of a TIFF output's tiles and of a Zarr output's chunks (rows and columns).
+TILE = 256
+# The files that make a folder a Zarr store (v3; v2 array; v2 group).
+ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 TIFF_COMPRESSIONS = {"deflate": "zlib", "zstd": "zstd", "lzw": "lzw", "none": None}
 
 
@@ -105,6 +109,11 @@ def open_reader(path, *, max_pixels=DEFAULT_MAX_PIXELS, allow_truncated=False):
     if kind == "NPY":
         return _NpyReader.open(path, **options)
     return None
+
+
+def is_zarr_store(path):
+    """Whether the folder ``path`` holds a Zarr store's metadata (an image input)."""
+    return any(os.path.isfile(os.path.join(path, name)) for name in ZARR_METADATA)
 
 
 class RegionReader:
@@ -719,7 +728,7 @@ class _ZarrReader(RegionReader):
 
     @classmethod
     def open(cls, path, *, max_pixels):
-        if not any((path / name).exists() for name in ("zarr.json", ".zarray", ".zgroup")):
+        if not is_zarr_store(path):
             raise ImageError("is a folder, not an image (nor a Zarr store)")
         try:
             import zarr
@@ -808,10 +817,26 @@ class _ZarrReader(RegionReader):
         return np.ascontiguousarray(data), None
 
 
+def store_frames(path, frames, *, max_pixels, max_frames):
+    """The frames of a Zarr store as :func:`~dilcli.io.images.iter_frames` gives them:
+    one, every row read by :class:`_ZarrReader` (the values a streamed run reads)."""
+    from dilcli.io.images import LoadedImage, _frame_indices
+
+    for index in _frame_indices(frames, lambda: 1, max_frames):
+        if index != 0:
+            raise ImageError(f"has no frame {index} (a Zarr image has one)")
+        with _ZarrReader.open(Path(path), max_pixels=max_pixels) as reader:
+            try:
+                data = reader.read(0, reader.shape[0])
+            except MemoryError:
+                raise ImageError("not enough memory to decode") from None
+            yield LoadedImage(data, None, reader.bits, reader.notes)
+
+
 # --- writers ---------------------------------------------------------------------------
 
 
-def open_writer(path, *, shape, dtype, fmt, tile=256, compression=None):
+def open_writer(path, *, shape, dtype, fmt, tile=TILE, compression=None):
     """A :class:`RegionWriter` of an image of ``shape`` and ``dtype`` at ``path``.
 
     Parameters
@@ -990,6 +1015,11 @@ class RegionWriter:
                 self.commit()
         else:
             self.abort()
+
+    def regions(self):
+        """What tasks elsewhere (a Dask cluster) write whole chunk rows of the temporary
+        with, a :class:`ZarrRegion`; None for the formats whose rows come in order."""
+        return None
 
     def _write(self, block):  # pragma: no cover - every writer has its own
         raise NotImplementedError
@@ -1263,7 +1293,14 @@ class _ContiguousTiffWriter(_FileWriter):
 
 class _ZarrWriter(RegionWriter):
     """A Zarr v3 array written in a temporary folder beside ``path``, renamed into
-    place when complete; chunks of ``tile`` x ``tile`` (x channels) written whole."""
+    place when complete; chunks of ``tile`` x ``tile`` (x channels) written whole.
+
+    Besides rows in order (:meth:`write_rows`), bands computed elsewhere fill it in any
+    order: a task writes the whole chunk rows of its band into the temporary itself
+    (:meth:`regions`, :meth:`ZarrRegion.write`) and hands the partial ones at its
+    band's ends to this writer (:meth:`write_region`), which writes each chunk row once
+    it has all its rows, so no two processes ever write one chunk.
+    """
 
     def __init__(self, path, shape, dtype, *, tile, compression):
         try:
@@ -1287,15 +1324,61 @@ class _ZarrWriter(RegionWriter):
             shutil.rmtree(self._temp, ignore_errors=True)
             raise
         self._rows = _TileRows(shape, dtype, tile)
+        self._tile = tile
+        self._partial = {}  # chunk row -> (its rows, rows filled): bands' ends, gathered
 
     def _write(self, block):
         for top, rows in self._rows.add(block):
             self._array[top : top + len(rows)] = rows
 
+    def regions(self):
+        return ZarrRegion(str(self._temp), self.shape[0], self._tile)
+
+    def written_elsewhere(self, rows):
+        """Count ``rows`` rows that a :class:`ZarrRegion` wrote into the temporary."""
+        self.rows_written += rows
+
+    def write_region(self, r0, block):
+        """Rows ``r0 : r0 + len(block)``, in any order (bands' ends, from
+        :meth:`ZarrRegion.write`); the rows of a chunk row wait until it is complete."""
+        block = np.asarray(block)
+        if self._done or block.shape[1:] != self.shape[1:] or r0 + len(block) > self.shape[0]:
+            raise ValueError(f"{self.path.name}: no region of shape {block.shape} at row {r0}")
+        try:
+            end, tile = r0 + len(block), self._tile
+            row = r0
+            while row < end:
+                top = row // tile * tile
+                bottom = min(top + tile, self.shape[0])
+                stop = min(bottom, end)
+                rows = block[row - r0 : stop - r0]
+                if row == top and stop == bottom:
+                    self._array[top:bottom] = rows
+                else:
+                    gathered, filled = self._partial.pop(top, (None, 0))
+                    if gathered is None:
+                        gathered = np.zeros((bottom - top, *self.shape[1:]), self.dtype)
+                    gathered[row - top : stop - top] = rows
+                    filled += stop - row
+                    if filled < bottom - top:
+                        self._partial[top] = (gathered, filled)
+                    else:
+                        self._array[top:bottom] = gathered
+                row = stop
+        except BaseException:
+            self.abort()
+            raise
+        self.rows_written += len(block)
+
+    def _finish(self):
+        if self._partial:
+            raise ValueError(f"{self.path.name}: rows missing at row {min(self._partial)}")
+
     def _rename(self):
         if atomic._guard is not None and not atomic._guard():
             shutil.rmtree(self._temp, ignore_errors=True)
             raise atomic.RunEnded(f"not written: the run that asked for {self.path.name} has ended")
+        os.chmod(self._temp, 0o777 & ~atomic._UMASK)  # mkdtemp's 0o700: as files are made
         old = None
         if self.path.is_dir() and not self.path.is_symlink():
             # A folder cannot replace a folder atomically: the old store steps aside
@@ -1317,3 +1400,30 @@ class _ZarrWriter(RegionWriter):
 
     def _discard(self, error):
         shutil.rmtree(self._temp, ignore_errors=True)
+
+
+class ZarrRegion:
+    """The temporary store of a :class:`_ZarrWriter`, as a task elsewhere (a Dask
+    worker) writes its band into it: whole chunk rows only (picklable)."""
+
+    def __init__(self, store, height, chunk_rows):
+        self.store, self.height, self.chunk_rows = store, height, chunk_rows
+
+    def write(self, r0, block):
+        """Write the whole chunk rows of rows ``r0 : r0 + len(block)``; return ``(rows
+        written, [(row, rows)])``, the second the partial chunk rows at the block's ends,
+        for the store's writer (:meth:`_ZarrWriter.write_region`) to complete."""
+        r1, chunk = r0 + len(block), self.chunk_rows
+        first = -(-r0 // chunk) * chunk
+        last = r1 if r1 == self.height else r1 // chunk * chunk
+        if first >= last:
+            return 0, [(r0, block)] if len(block) else []
+        import zarr
+
+        # "r+": the store must exist; a band never creates one its writer removed.
+        array = zarr.open_array(self.store, mode="r+")
+        array[first:last] = block[first - r0 : last - r0]
+        rest = [(r0, block[: first - r0])] if first > r0 else []
+        if last < r1:
+            rest.append((last, block[last - r0 :]))
+        return last - first, rest

@@ -160,8 +160,8 @@ class Rendering:
 
     @property
     def writes_pixels(self):
-        """PNG, or TIFF with ``bits`` given: mapped pixels; else exact float32 values."""
-        return self.fmt == "png" or (self.fmt == "tiff" and self.bits is not None)
+        """PNG, or TIFF and Zarr with ``bits`` given: mapped pixels; else exact float32."""
+        return self.fmt == "png" or (self.fmt in ("tiff", "zarr") and self.bits is not None)
 
     def pixel_bits(self, input_bits):
         """8, or 16 for 16-bit inputs, unless ``bits`` says."""
@@ -193,25 +193,32 @@ class Rendering:
         ``response`` to be overwritten (one image less in memory).
         """
         if not self.writes_pixels:
-            from dilcli.io.images import save_float
+            if self.fmt == "zarr":
+                self._write_regions(path, np.asarray(response, np.float32))
+            else:
+                from dilcli.io.images import save_float
 
-            save_float(path, response, self.fmt)
+                save_float(path, response, self.fmt)
             return None
         pixels = self.pixels(response, shown, self.pixel_bits(image.bits), consume=consume)
         self.write_pixels(path, with_alpha(pixels, matching_alpha(image.alpha, pixels)))
         return pixels
 
     def write_pixels(self, path, pixels):
-        """PNG, or a tiled TIFF written as the streaming path writes it."""
-        if self.fmt == "tiff":
-            from dilcli.io.regions import open_writer
-
-            with open_writer(path, shape=pixels.shape, dtype=pixels.dtype, fmt="tiff") as out:
-                out.write_rows(0, pixels)
+        """PNG, or a tiled TIFF or Zarr store written as the streaming path writes it."""
+        if self.fmt in ("tiff", "zarr"):
+            self._write_regions(path, pixels)
         else:
             from dilcli.io.png import save_pixels
 
             save_pixels(path, pixels, compression=self.compression)
+
+    def _write_regions(self, path, array):
+        """``array`` through the streaming path's writer (:mod:`dilcli.io.regions`)."""
+        from dilcli.io.regions import open_writer
+
+        with open_writer(path, shape=array.shape, dtype=array.dtype, fmt=self.fmt) as out:
+            out.write_rows(0, array)
 
 
 def matching_alpha(alpha, pixels):
