@@ -91,7 +91,7 @@ def test_convolve_gives_each_file_its_outcome(corpus, tmp_path, allow_truncated)
     assert sorted(entries) == sorted(CASES)
     failed = 0
     for name, case in CASES.items():
-        entry, expected = entries[name], case.outcome(allow_truncated)
+        entry, expected = entries[name], case.command_outcome(allow_truncated)
         if expected != "ok":
             failed += 1
             assert entry["status"] == "failed", (name, entry)
@@ -317,7 +317,7 @@ def test_header_bombs_are_refused_fast_in_little_memory(bomb_measurements, name)
     assert measured["code"] == 1
     line = measured["stderr"]  # -q: the error line alone
     assert line.startswith("error: ") and line.endswith("\n") and line.count("\n") == 1, line
-    assert f"{name}: " in line and CASES[name].load in line
+    assert f"{name}: " in line and CASES[name].command_outcome() in line
     assert measured["peak_mb"] < PEAK_MEMORY_MB, measured
     assert measured["seconds"] < BOMB_SECONDS, measured
 

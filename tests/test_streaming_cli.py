@@ -161,7 +161,10 @@ def test_a_png_over_the_pixel_limit_names_the_formats_that_stream(tmp_path):
     Image.new("L", (40, 30)).save(tmp_path / "big.png")
     result = run_cli("convolve", tmp_path / "big.png", "-o", tmp_path / "o", "--max-pixels", "100")
     assert result.exit_code == 1
-    assert "TIFF and .npy inputs are read in bands instead" in result.output
+    assert (
+        "image is 40x30 = 1,200 pixels, over the limit of 100 (PNG is decoded whole: raise "
+        "--max-pixels, 0 for no limit; TIFF, .npy and Zarr stream in bands)\n" in result.output
+    )
 
 
 def test_one_image_across_a_dask_cluster(tmp_path, inputs):

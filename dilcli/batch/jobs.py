@@ -175,45 +175,36 @@ class ImageInput(Job):
         decision, reader = streamed.decide(self, input_path)
         if reader is not None:
             with reader:
-                if not self.needs_whole_image():
-                    run = streamed.run_streamed(
-                        self, input_path, reader, decision.budget, output_paths
-                    )
-                    return list(run)
-                if not self.max_pixels:  # within --max-pixels, it is read whole below
-                    options = self.whole_image_options()
-                    verb = "need" if " and " in options else "needs"
-                    raise images.ImageError(
-                        f"{options} {verb} the whole image in memory, "
-                        f"{decision.whole_bytes / 2**20:,.0f} MiB, over --max-memory "
-                        f"({decision.budget / 2**20:,.0f} MiB): raise it, or drop them"
-                    )
-        notes = []
+                run = streamed.run_streamed(self, input_path, reader, decision.budget, output_paths)
+                return [*run, *self._first_frame_note(reader.frames)]
+        if decision.whole_bytes > decision.budget and not self.max_pixels:
+            # --montage or --map stretch past --max-memory, and no pixel limit (--max-pixels
+            # 0) to bound the whole read they need instead.
+            options = self.whole_image_options()
+            verb = "need" if " and " in options else "needs"
+            raise images.ImageError(
+                f"{options} {verb} the whole image in memory, "
+                f"{streamed.size_text(decision.whole_bytes)}, over --max-memory "
+                f"({streamed.size_text(decision.budget)}): raise it, or drop them"
+            )
+        notes, frames = [], 1
+        max_pixels = self.max_pixels if decision.pixel_limit else 0
         try:
-            for image, paths in self.each_frame(input_path, output_paths):
+            for image, paths in self.each_frame(input_path, output_paths, max_pixels=max_pixels):
                 notes += image.notes
+                frames = image.frames
                 self._run_image(image, paths)
-        except images.ImageError as error:
-            if "--max-pixels" in str(error) and "decoded whole" in decision.reason:
-                raise images.ImageError(
-                    f"{error}; {streamed.STREAMED_FORMATS} inputs are read in bands instead"
-                ) from None
-            raise
-        if self.frames != "all":
-            notes += self._first_frame_note(input_path)
-        return notes
+        except images.PixelLimitError as error:
+            raise streamed.over_pixel_limit(error, decision, input_path) from None
+        return notes + self._first_frame_note(frames)
 
-    def _first_frame_note(self, input_path):
-        """A note if ``input_path`` has frames beyond the first, which were not read."""
+    def _first_frame_note(self, frames):
+        """A note if the file has ``frames`` beyond the first, which were not read."""
         from dilcli.batch.tasks import Note
 
-        try:
-            count = images.count_frames(input_path, max_frames=0, allow_truncated=True)
-        except Exception:  # the first frame was read; the count is only for the note
+        if self.frames == "all" or frames < 2:
             return []
-        if count < 2:
-            return []
-        return [Note(f"only the first of its {count} frames was used (--frames all: every frame)")]
+        return [Note(f"only the first of its {frames} frames was used (--frames all: every frame)")]
 
     def plan_details(self, input_path):
         """How ``input_path`` would run, if in bands: a dict with ``streamed`` (True),
@@ -264,9 +255,11 @@ class ImageInput(Job):
         except Exception:  # planning goes on; run() meets the same error and reports it
             return 1
 
-    def each_frame(self, input_path, output_paths):
-        """(image, its share of ``output_paths``) for each frame, decoded one at a time."""
-        options = dict(max_pixels=self.max_pixels, allow_truncated=self.allow_truncated)
+    def each_frame(self, input_path, output_paths, *, max_pixels=None):
+        """(image, its share of ``output_paths``) for each frame, decoded one at a time,
+        within ``max_pixels`` (None: the job's)."""
+        max_pixels = self.max_pixels if max_pixels is None else max_pixels
+        options = dict(max_pixels=max_pixels, allow_truncated=self.allow_truncated)
         if self.frames != "all":
             yield images.load_image(input_path, **options), output_paths
             return

@@ -41,8 +41,11 @@ MIN_MAX_MEMORY = 64 * 2**20
 # 12000^2 (Laplacian, d = 1..8, PNG) 16 MiB bands peaked at 92 MB against 126 MB with
 # 32 MiB and 146 MB with 120 MiB, for about a tenth more time than 120 MiB.
 MAX_BAND_BYTES = 16 * 2**20
-# Formats named when a whole-image format is over --max-pixels.
-STREAMED_FORMATS = "TIFF and .npy"
+# The formats read in parts (dilcli.io.regions.open_reader): no pixel limit, memory
+# bounded by --max-memory. Named when an image decoded whole is over --max-pixels.
+STREAMED_FORMATS = "TIFF, .npy and Zarr"
+# How each format read whole is named in that message (dilcli.io.images.sniff's kinds).
+_WHOLE_FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
 # Bands of one input in flight on a Dask cluster, per worker thread; of those whose
 # pixels come back to the input's task (to be written in order), at most this many, as
 # each waits on its worker until written (a band's outputs take up to MAX_BAND_BYTES).
@@ -103,30 +106,116 @@ class Output:
 
 @dataclass(frozen=True)
 class Decision:
-    """How one input runs: ``streamed`` or whole, and why."""
+    """How one input runs: ``streamed`` or whole, and why (``reason``: for an input
+    read whole, in words that end the --max-pixels message; empty for a format decoded
+    whole, whose words :func:`over_pixel_limit` finds). ``pixel_limit``: whether
+    a whole read is bound by --max-pixels (not when the whole image fits in
+    --max-memory: memory bounds inputs read in parts, whatever their pixel count)."""
 
     streamed: bool
     shape: tuple
     whole_bytes: int
     budget: int
     reason: str = ""
+    pixel_limit: bool = True
 
 
 def decide(job, path):
-    """(:class:`Decision`, open reader or None) for ``path`` under ``job``'s limits."""
+    """(:class:`Decision`, open reader or None) for ``path`` under ``job``'s limits.
+
+    An input that can be read in parts (:func:`dilcli.io.regions.open_reader`) is read
+    whole when its working set fits in ``--max-memory``, and in bands when not, however
+    many pixels its header claims; ``--max-pixels`` bounds only what is read whole past
+    ``--max-memory``: formats decoded whole, every frame (``--frames all``), layouts
+    the band reader leaves to the whole-image decoder, and inputs whose options need
+    every pixel at once (``--montage``, ``--map stretch``).
+
+    Raises :class:`~dilcli.io.images.ImageError` for a file the band reader refuses
+    (damaged, a header whose sizes do not hold together) or a band of one row that is
+    over ``--max-memory`` (an image too wide for it).
+    """
     from dilcli.io.regions import open_reader
 
     if job.frames == "all":
-        return Decision(False, (), 0, 0, "every frame is read whole"), None
-    reader = open_reader(path, max_pixels=job.max_pixels, allow_truncated=job.allow_truncated)
+        reason = _read_whole("--frames all decodes every frame whole", " without it")
+        return Decision(False, (), 0, 0, reason), None
+    reader = open_reader(path, max_pixels=0, allow_truncated=job.allow_truncated)
     if reader is None:
-        return Decision(False, (), 0, 0, "this format is decoded whole"), None
-    budget = job.max_memory or default_max_memory()
-    whole = job.whole_image_bytes(reader.shape)
-    if whole <= budget:
+        return Decision(False, (), 0, 0), None  # why: over_pixel_limit, if ever asked
+    try:
+        budget = job.max_memory or default_max_memory()
+        whole = job.whole_image_bytes(reader.shape)
+        if whole <= budget:
+            reader.close()
+            fits = Decision(False, reader.shape, whole, budget, "fits in --max-memory", False)
+            return fits, None
+        if job.needs_whole_image():
+            reader.close()
+            options = job.whole_image_options()
+            verb = "need" if " and " in options else "needs"
+            without = " without them" if " and " in options else " without it"
+            reason = _read_whole(f"{options} {verb} the whole image", without)
+            return Decision(False, reader.shape, whole, budget, reason), None
+        _check_one_row(job, reader, budget)
+    except BaseException:
         reader.close()
-        return Decision(False, reader.shape, whole, budget, "fits in --max-memory"), None
+        raise
     return Decision(True, reader.shape, whole, budget), reader
+
+
+def _read_whole(why, streams=""):
+    """The end of the --max-pixels message for an image read whole ``why``."""
+    return f"{why}: raise --max-pixels, 0 for no limit; {STREAMED_FORMATS} stream in bands{streams}"
+
+
+def over_pixel_limit(error, decision, path):
+    """The one-line ImageError of ``path`` over --max-pixels (``error``, a
+    :class:`~dilcli.io.images.PixelLimitError`), read whole as ``decision`` says: why
+    it is read whole, how to lift the limit, and which formats stream."""
+    from dilcli.io.images import ImageError
+
+    return ImageError(f"{error.size} ({decision.reason or _decoded_whole(path)})")
+
+
+def _decoded_whole(path):
+    """Why ``path`` is decoded whole, for the --max-pixels message (its format is
+    sniffed again only then: an error, not every input, pays the second look)."""
+    from dilcli.io.images import ImageError, _read_head, sniff
+
+    try:
+        kind = sniff(_read_head(path))
+    except ImageError:  # a folder (a Zarr store) or a file gone since
+        kind = None
+    if kind in _WHOLE_FORMAT_NAMES:
+        what = f"{_WHOLE_FORMAT_NAMES[kind]} is decoded whole"
+    elif kind == "NPY":
+        what = "a Fortran-ordered .npy is decoded whole"
+    elif kind == "TIFF":
+        what = "this TIFF's layout is decoded whole"
+    else:
+        what = "it is decoded whole"
+    return _read_whole(what)
+
+
+def _check_one_row(job, reader, budget):
+    """An ImageError when even a band of one row is over ``budget``: the band of an
+    image too wide (or a stack too deep) for --max-memory, as its header says."""
+    from dilcli.core import tiling
+    from dilcli.io.images import ImageError
+
+    steps, emit, _ = job.stream_steps(reader.shape, reader.bits)
+    plan = tiling.plan_bands(steps, reader.shape, emit=emit, budget=0, band_rows=1)
+    # The writers' buffers are left out: band_plan takes them from the budget when
+    # there is room, and they grow with the width as the band does. A band of one row
+    # may take MIN_MAX_MEMORY under a smaller --max-memory (tiny budgets force bands
+    # on small images in tests), never more.
+    least = plan.working_memory() + reader.working_bytes(1)
+    if least > max(budget, MIN_MAX_MEMORY):
+        width = reader.shape[1]
+        raise ImageError(
+            f"a band of one row of this {width:,}-pixel-wide image needs {_mib(least)}, "
+            f"over --max-memory ({_mib(budget)}): raise it"
+        )
 
 
 def band_plan(job, shape, budget, *, reader):
@@ -164,16 +253,17 @@ def _writer_bytes(job, shape):
 
 
 def plan_details(job, path):
-    """What :meth:`ImageInput.plan_details` reports (see there)."""
+    """What :meth:`ImageInput.plan_details` reports (see there); ``{}`` for an input
+    read whole. Raises what the run would fail with (the dry run names it)."""
     decision, reader = decide(job, path)
+    if reader is None:
+        return {}  # read whole, as every input used to be: nothing to add
     details = {
         "streamed": decision.streamed,
         "shape": tuple(decision.shape),
         "whole_image_bytes": decision.whole_bytes,
         "max_memory": decision.budget,
     }
-    if reader is None:
-        return {}  # read whole, as every input used to be: nothing to add
     try:
         plan, outputs = band_plan(job, reader.shape, decision.budget, reader=reader)
         details.update(
@@ -212,6 +302,7 @@ def run_streamed(job, path, reader, budget, output_paths):
 
     plan, outputs = band_plan(job, reader.shape, budget, reader=reader)
     shapes = [_output_shape(job, plan, output, reader) for output in outputs]
+    check_disk_space(job, shapes, output_paths)
     _reuse_freed_memory()
     writers, pending = [], []
     # Each output writes (deflates, compresses) its band on a thread of its own while
@@ -220,8 +311,7 @@ def run_streamed(job, path, reader, budget, output_paths):
         pools = [stack.enter_context(_writer_thread()) for _ in outputs]
         try:
             for (shape, dtype), target in zip(shapes, output_paths, strict=False):
-                fmt = job.rendering.fmt
-                options = {"compression": job.rendering.compression} if fmt == "png" else {}
+                fmt, options = job.rendering.fmt, _writer_options(job, dtype)
                 writers.append(open_writer(target, shape=shape, dtype=dtype, fmt=fmt, **options))
             for _, blocks in _bands(job, path, plan, outputs, reader, writers):
                 _settle(pending)
@@ -242,6 +332,53 @@ def run_streamed(job, path, reader, budget, output_paths):
                 writer.abort()
             raise
     return reader.notes
+
+
+def check_disk_space(job, shapes, output_paths):
+    """An ImageError (one line) when the outputs of exact size (``.npy``, uncompressed
+    TIFF) cannot fit in their folder's free space, before anything is written: a small
+    file whose header claims gigapixels must not fill the disk. Compressed outputs,
+    whose size is not known before, go ahead (a full disk is then reported by the
+    writer that meets it, and its temporary removed)."""
+    import shutil
+
+    from dilcli.io.images import ImageError
+    from dilcli.io.regions import output_size
+
+    needed = {}  # folder -> (bytes, names)
+    for (shape, dtype), target in zip(shapes, output_paths, strict=False):
+        options = _writer_options(job, dtype)
+        size, exact = output_size(shape=shape, dtype=dtype, fmt=job.rendering.fmt, **options)
+        if exact:
+            folder = os.path.dirname(os.path.abspath(target))
+            total, names = needed.get(folder, (0, []))
+            needed[folder] = (total + size, [*names, os.path.basename(target)])
+    for folder, (size, names) in needed.items():
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue  # the writer says what is wrong with the folder
+        if size > free:
+            more = f" and {len(names) - 1} more output(s)" if len(names) > 1 else ""
+            raise ImageError(
+                f"not enough disk space: {names[0]}{more} would take {size_text(size)}, "
+                f"{folder} has {size_text(free)} free"
+            )
+
+
+def _writer_options(job, dtype):
+    """:func:`dilcli.io.regions.open_writer`'s options for an output of ``dtype``: those
+    of the whole-image path (PNG's compression level, a TIFF's layout)."""
+    from dilcli.io.regions import tiff_layout
+
+    if job.rendering.fmt == "png":
+        return {"compression": job.rendering.compression}
+    return tiff_layout(dtype) if job.rendering.fmt == "tiff" else {}
+
+
+def size_text(size):
+    """Bytes for messages: "3.2 GiB", "412 MiB", "1.4 MiB"."""
+    return f"{size / 2**30:,.1f} GiB" if size >= 2**30 else _mib(size)
 
 
 def _reuse_freed_memory():

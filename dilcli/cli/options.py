@@ -457,7 +457,11 @@ def batch_options(command):
             type=click.IntRange(min=0),
             default=DEFAULT_MAX_PIXELS,
             show_default=True,
-            help="Refuse larger images (checked from the header); 0 for no limit.",
+            help=(
+                "Refuse larger images read whole (PNG, JPEG, GIF, WebP, BMP; --frames all; "
+                "--montage), checked from the header; 0 for no limit. TIFF, .npy and Zarr "
+                "inputs stream in bands of --max-memory instead, whatever their size."
+            ),
         ),
         option(
             "--allow-output-in-input",
@@ -579,7 +583,8 @@ def image_input_options(command):
             default=None,
             help=(
                 "Working memory per image, e.g. 512M or 2G: TIFF, .npy and Zarr inputs over it "
-                "are computed in bands of rows, exactly as whole [default: RAM/8, at most 512M]."
+                "are computed in bands of rows, exactly as whole, however many pixels "
+                "[default: RAM/8, at most 512M]."
             ),
         ),
     ]

@@ -61,9 +61,12 @@ def atomic_write(path):
             os.replace(temp_name, path)
         except OSError as error:  # name the file the user knows, not the temporary
             raise OSError(error.errno, error.strerror, str(path)) from None
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
+        if isinstance(error, OSError) and error.strerror and not error.filename:
+            # A full disk met while writing: name the output, not nothing.
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
 
 

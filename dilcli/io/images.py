@@ -40,6 +40,19 @@ class ImageError(Exception):
     """A file that cannot be read or written as an image; the message says why."""
 
 
+class PixelLimitError(ImageError):
+    """An image over ``max_pixels`` (``--max-pixels``), refused from its header.
+
+    ``size`` says what is over which limit ("image is 40x30 = 1,200 pixels, over the
+    limit of 1,000"); the message adds how to lift it. Callers that know why the image
+    is decoded whole (:mod:`dilcli.batch.jobs`) give their own hint instead.
+    """
+
+    def __init__(self, size, hint):
+        super().__init__(f"{size} ({hint})")
+        self.size = size
+
+
 @dataclass
 class LoadedImage:
     """Decoded pixels as float32 ``(H, W)`` or ``(H, W, C)``, plus alpha apart."""
@@ -48,6 +61,7 @@ class LoadedImage:
     alpha: np.ndarray | None
     bits: int  # 8 or 16 for integer images, 32 for float data
     notes: tuple[str, ...] = ()  # warnings: damaged data decoded anyway, NaN replaced, ...
+    frames: int = 1  # frames (pages) in the file, counted while it was open; 1 if unknown
 
 
 def load_image(path, *, frame=0, max_pixels=DEFAULT_MAX_PIXELS, allow_truncated=False):
@@ -193,17 +207,17 @@ def sniff(head):
 
 def _check_pixels(width, height, max_pixels, channels=1):
     """The pixel limit; more than 4 channels (TIFF samples, .npy) count as channels/4 pixels."""
-    hint = "(raise it with --max-pixels, 0 for no limit)"
     if max_pixels and width * height > max_pixels:
-        raise ImageError(
+        raise PixelLimitError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} {hint}"
+            f"{max_pixels:,}",
+            "raise it with --max-pixels, 0 for no limit",
         )
     if max_pixels and channels > 4 and width * height * channels > 4 * max_pixels:
-        raise ImageError(
+        raise PixelLimitError(
             f"image is {width}x{height} with {channels:,} channels = "
-            f"{width * height * channels:,} values, over the limit of {4 * max_pixels:,} "
-            f"(4 a pixel; raise --max-pixels, 0 for no limit)"
+            f"{width * height * channels:,} values, over the limit of {4 * max_pixels:,}",
+            "4 a pixel; raise --max-pixels, 0 for no limit",
         )
 
 
@@ -355,7 +369,9 @@ def _tiff_frames(path, frames, *, max_pixels, max_frames, allow_truncated):
                     raise ImageError(reason + TRUNCATED_HINT) from None
                 array = _padded_tiff_page(path, index, page, reason)
                 notes.append(f"{reason}; decoded what could be read, the rest is 0")
-            yield _from_tiff_array(array, page, notes)
+            loaded = _from_tiff_array(array, page, notes)
+            loaded.frames = count
+            yield loaded
 
 
 def _tiff_sizes(page):
@@ -557,9 +573,20 @@ def _pillow_frames(path, kind, frames, *, max_pixels, max_frames, allow_truncate
             if damage:
                 notes.insert(0, f"{damage}; decoded what could be read")
             loaded.notes = tuple(dict.fromkeys(notes))
+            loaded.frames = _frame_count(image, lenient=damage is not None)
             yield loaded
     finally:
         image.close()
+
+
+def _frame_count(image, *, lenient):
+    """Frames of an open Pillow image (counted once, then cached by Pillow), for the
+    note on a file reduced to its first frame; 1 if they cannot be counted."""
+    with _pillow_settings(lenient):
+        try:
+            return max(1, int(getattr(image, "n_frames", 1)))
+        except Exception:  # the frame was decoded; the count only serves a note
+            return 1
 
 
 def _lenient_open(path, kind, max_pixels, damage):
@@ -735,19 +762,21 @@ def _reason(error):
 
 
 def save_float(path, array, fmt):
-    """Write float32 values exactly, as ``.npy`` or a float32 TIFF, atomically."""
+    """Write float32 values exactly, as ``.npy`` or a float32 TIFF, atomically.
+
+    The TIFF is written by the writer of streamed outputs, in its layout
+    (:func:`dilcli.io.regions.tiff_layout`): an image gives the same bytes whole or in
+    bands.
+    """
     array = np.ascontiguousarray(array, dtype=np.float32)
-    with atomic_write(path) as handle:
-        if fmt == "npy":
+    if fmt == "tiff":
+        from dilcli.io.regions import open_writer, tiff_layout
+
+        options = tiff_layout(array.dtype)
+        with open_writer(path, shape=array.shape, dtype=array.dtype, fmt="tiff", **options) as out:
+            out.write_rows(0, array)
+    elif fmt == "npy":
+        with atomic_write(path) as handle:
             np.save(handle, array, allow_pickle=False)
-        elif fmt == "tiff":
-            import io
-
-            import tifffile
-
-            buffer = io.BytesIO()  # tifffile wants a named file or a seekable buffer
-            rgb = array.ndim == 3 and array.shape[2] == 3
-            tifffile.imwrite(buffer, array, photometric="rgb" if rgb else "minisblack")
-            handle.write(buffer.getbuffer())
-        else:
-            raise ValueError(f"float output format must be npy or tiff, got {fmt!r}")
+    else:
+        raise ValueError(f"float output format must be npy or tiff, got {fmt!r}")

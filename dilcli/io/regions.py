@@ -132,6 +132,8 @@ class RegionReader:
     notes : tuple of str
         What ``load_image(path).notes`` would say of the rows read so far (NaN
         replaced, truncated data decoded as zeros).
+    frames : int
+        Frames (TIFF pages) in the file; the reader reads the first.
     """
 
     format = ""
@@ -139,6 +141,7 @@ class RegionReader:
     dtype: np.dtype
     bits: int
     has_alpha = False
+    frames = 1
 
     def __init__(self):
         self._notes = []
@@ -249,6 +252,8 @@ class _TiffReader(RegionReader):
                     return None
                 reader = cls(path, tif, page, values, allow_truncated)
                 readable = reader._readable()
+                if readable:
+                    reader.frames = _page_count(tif)
                 return reader if readable else None
         finally:
             if not readable:
@@ -324,6 +329,8 @@ class _TiffReader(RegionReader):
         segment = seg_h * seg_w * self._contig * self.dtype.itemsize
         if segment > MAX_SEGMENT_BYTES and not self._by_rows:
             return False
+        if not self._by_rows:  # (rows of uncompressed strips are read as they are needed)
+            self._check_byte_counts(segment)
         import tifffile
 
         if page.compression != 1 and page.compression not in tifffile.TIFF.DECOMPRESSORS:
@@ -400,14 +407,31 @@ class _TiffReader(RegionReader):
     def _index(self, plane, ty, tx):
         return (plane * self._down + ty) * self._across + tx
 
+    def _check_byte_counts(self, segment):
+        """An ImageError for a tile (or strip) whose byte count is far over the bytes of
+        its pixels (``segment``): compressed data is never much larger than its pixels,
+        and a count of gigabytes would otherwise be read into memory, tile by tile."""
+        most = 2 * segment + 2**20
+        over = np.flatnonzero(self._counts > most)
+        if over.size:
+            index = int(over[0])
+            kind = "tile" if self._tiled else "strip"
+            raise ImageError(
+                f"damaged TIFF file: {kind} {index} claims {int(self._counts[index]):,} bytes "
+                f"for {segment:,} bytes of pixels"
+            )
+
     def _bytes(self, index, start=0, length=None):
         """Bytes of segment ``index`` (from ``start``, ``length`` of them), short if the
-        file is; None for a segment of no bytes (tifffile fills those)."""
+        file is; None for a segment of no bytes (tifffile fills those). Never more than
+        the file holds from there: a byte count that lies costs no memory."""
         count = int(self._counts[index])
         if count == 0:
             return None
+        offset = int(self._offsets[index]) + start
         length = count - start if length is None else length
-        return os.pread(self._fd, length, int(self._offsets[index]) + start)
+        length = max(0, min(length, self._file_size - offset))
+        return os.pread(self._fd, length, offset)
 
     def _truncated(self, reason):
         """A segment that fails: an error, or (``allow_truncated``) pad it with zeros."""
@@ -458,6 +482,18 @@ class _TiffReader(RegionReader):
             raise ValueError(f"a tile of shape {array.shape}")
         return array
 
+    def _short_strip(self, index, strip, plane):
+        """Why uncompressed strip ``index`` gives fewer bytes than its rows need."""
+        stored_h, stored_w = self._stored_shape
+        rows = min(self._seg_h, stored_h - strip * self._seg_h)
+        needed = rows * stored_w * self._contig * self.dtype.itemsize
+        count, end = int(self._counts[index]), int(self._offsets[index] + self._counts[index])
+        if count < needed:  # a byte count that lies (or a header that claims too much)
+            return f"strip {index} holds {count:,} bytes, its {rows:,} rows need {needed:,}"
+        return (
+            f"strip {index} is truncated: it ends at byte {end:,}, the file has {self._file_size:,}"
+        )
+
     def _rows_into(self, out, plane, r0, r1, c0, c1):
         """Rows of an uncompressed strip file, read directly (the strips may be huge)."""
         stored_w = self._stored_shape[1]
@@ -475,17 +511,22 @@ class _TiffReader(RegionReader):
                 out[row - r0 : end - r0, :, where] = self._page.nodata
             else:
                 if len(data) < wanted:
-                    self._truncated(
-                        f"strip {index} is truncated: it ends at byte "
-                        f"{int(self._offsets[index] + self._counts[index]):,}, the file has "
-                        f"{self._file_size:,}"
-                    )
+                    self._truncated(self._short_strip(index, strip, plane))
                     data = data + bytes(wanted - len(data))
                 values = np.frombuffer(data, self._file_dtype).reshape(
                     end - row, stored_w, self._contig
                 )
                 out[row - r0 : end - r0, :, where] = values[:, c0:c1]
             row = end
+
+
+def _page_count(tif):
+    """Pages of an open TIFF, for the note on a file reduced to its first; 1 if the
+    chain of pages cannot be followed (the first page reads, which is what counts)."""
+    try:
+        return max(1, len(tif.pages))
+    except Exception:
+        return 1
 
 
 def _tile_limit(size):
@@ -809,8 +850,11 @@ def open_writer(path, *, shape, dtype, fmt, tile=TILE, compression=None):
     fmt : str
         ``tiff`` (tiled BigTIFF), ``npy``, ``png`` or ``zarr`` (a Zarr v3 folder;
         needs ``pip install 'dilcli[zarr]'``).
-    tile : int
-        Tile side for ``tiff`` and chunk side for ``zarr``.
+    tile : int or None
+        Tile side for ``tiff`` and chunk side for ``zarr``. None, for ``tiff``: no
+        tiles, the samples uncompressed in one contiguous strip, byte for byte the
+        file ``tifffile.imwrite`` writes for the whole array (a classic TIFF, BigTIFF
+        past 4 GB): float32 outputs are written so in both paths (:func:`tiff_layout`).
     compression : str or int, optional
         ``tiff``: ``deflate`` (default), ``zstd``, ``lzw`` or ``none`` (with the
         horizontal or floating-point predictor when compressed); ``png``: zlib's
@@ -830,10 +874,56 @@ def open_writer(path, *, shape, dtype, fmt, tile=TILE, compression=None):
     allowed = ("uint8", "uint16") if fmt == "png" else ("float32", "uint8", "uint16")
     if dtype.name not in allowed:
         raise ValueError(f"dtype for {fmt} must be one of {', '.join(allowed)}; got {dtype}")
+    if tile is None and fmt == "tiff":
+        return _ContiguousTiffWriter(Path(path), shape, dtype, compression=compression)
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % 16:
         raise ValueError(f"tile must be a positive multiple of 16, got {tile!r}")
     writer = {"tiff": _TiffWriter, "npy": _NpyWriter, "png": _PngWriter, "zarr": _ZarrWriter}
     return writer[fmt](Path(path), shape, dtype, tile=tile, compression=compression)
+
+
+def tiff_layout(dtype):
+    """The :func:`open_writer` options of a TIFF output of ``dtype``, the same whether
+    the image is written whole or in bands (so both give the same bytes): float32
+    values uncompressed in one strip, as ``tifffile.imwrite`` writes them (read by every
+    TIFF reader; float noise barely compresses); pixels in deflated 256 x 256 tiles of a
+    BigTIFF (regions of a huge output read without the rest)."""
+    return {"tile": None} if np.dtype(dtype).kind == "f" else {}
+
+
+def output_size(*, shape, dtype, fmt, tile=256, compression=None):
+    """``(bytes, exact)``: the size of the file :func:`open_writer` would write with
+    these arguments, before writing anything.
+
+    Exact for ``.npy`` (numpy's header and the data); for an uncompressed TIFF (``tiff``
+    with ``compression="none"`` or ``tile=None``) the data (tiles padded to whole tiles
+    as stored), plus the header, tags and tile tables (within a few kilobytes; counted
+    as exact). For
+    compressed outputs an upper bound (what incompressible data would take: deflate
+    and zstd add a few bytes a block); ``exact`` is False for those.
+    """
+    import io
+
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    channels = shape[2] if len(shape) == 3 else 1
+    data = math.prod(shape) * dtype.itemsize
+    if fmt == "npy":
+        header = io.BytesIO()
+        fields = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(header, {**fields, "shape": shape})
+        return len(header.getvalue()) + data, True
+    if fmt == "tiff" and tile is None:  # one uncompressed strip: the data and the tags
+        return data + 4096, True
+    if fmt in ("tiff", "zarr"):
+        tiles = -(-shape[0] // tile) * -(-shape[1] // tile)
+        tile_bytes = tile * tile * channels * dtype.itemsize
+        size = tiles * (tile_bytes + 16) + 4096  # the tile tables (BigTIFF), header, tags
+        exact = fmt == "tiff" and compression == "none"
+        return (size if exact else size + tiles * (tile_bytes // 1000 + 64)), exact
+    # PNG: a filter byte a row, then zlib's stored blocks at worst, in IDAT chunks.
+    raw = shape[0] * (1 + shape[1] * channels * dtype.itemsize)
+    return raw + 5 * (raw // 16383 + 1) + 12 * (raw // 2**16 + 1) + 1024, False
 
 
 class RegionWriter:
@@ -876,9 +966,9 @@ class RegionWriter:
         if len(block):
             try:
                 self._write(np.ascontiguousarray(block, dtype=self.dtype))
-            except BaseException:
+            except BaseException as error:
                 self.abort()
-                raise
+                raise self._named(error) from None
             self.rows_written += len(block)
 
     def commit(self):
@@ -896,9 +986,19 @@ class RegionWriter:
         except BaseException as error:
             self._done = True
             self._discard(error)
-            raise
+            raise self._named(error) from None
         self._done = True
-        self._rename()
+        try:
+            self._rename()
+        except OSError as error:  # a flush that meets a full disk (the temporary is gone)
+            raise self._named(error) from None
+
+    def _named(self, error):
+        """``error``, naming this output if it is an OSError that names no file (a full
+        disk: "No space left on device: out/x.npy", not the bare reason)."""
+        if isinstance(error, OSError) and error.strerror and not error.filename:
+            return OSError(error.errno, error.strerror, str(self.path))
+        return error
 
     def abort(self):
         """Remove the temporary; nothing appears under the final name."""
@@ -950,7 +1050,9 @@ class _FileWriter(RegionWriter):
         self._context.__exit__(None, None, None)  # flush, fsync, guard, rename
 
     def _discard(self, error):
-        with contextlib.suppress(_Aborted):
+        # The temporary is removed whatever closing it raises (a full disk fails the
+        # flush of what is buffered: the error being handled already says so).
+        with contextlib.suppress(_Aborted, OSError):
             self._context.__exit__(type(error), error, error.__traceback__)
 
 
@@ -1106,11 +1208,17 @@ class _TiffWriter(_FileWriter):
                 while True:
                     self._queue.get_nowait()
 
+    def _failed(self, error):
+        """The writing thread's ``error`` as the error of this output."""
+        if isinstance(error, OSError) and error.strerror:  # a full disk, a lost mount
+            return OSError(error.errno, error.strerror, str(self.path))
+        return ImageError(f"cannot write {self.path.name}: {_reason(error)}")
+
     def _put(self, item):
         while True:
             if self._error is not None or not self._thread.is_alive():
                 error = self._error or RuntimeError("the TIFF writer stopped")
-                raise ImageError(f"cannot write {self.path.name}: {_reason(error)}") from None
+                raise self._failed(error) from None
             try:
                 self._queue.put(item, timeout=0.1)
                 return
@@ -1136,7 +1244,7 @@ class _TiffWriter(_FileWriter):
                 continue
         self._thread.join()
         if self._error is not None:
-            raise ImageError(f"cannot write {self.path.name}: {_reason(self._error)}")
+            raise self._failed(self._error)
 
     def _discard(self, error):
         if self._thread.is_alive():
@@ -1147,6 +1255,40 @@ class _TiffWriter(_FileWriter):
                 self._queue.put(_Aborted(), timeout=5)
             self._thread.join(timeout=60)
         super()._discard(error)
+
+
+class _ContiguousTiffWriter(_FileWriter):
+    """An uncompressed TIFF of one contiguous strip: tifffile writes the tags and
+    reserves the data (as ``tifffile.memmap`` does), then the rows are written in place
+    as they come, so the file is ``tifffile.imwrite``'s for the whole array."""
+
+    def __init__(self, path, shape, dtype, *, compression):
+        if compression not in (None, "none"):
+            raise ValueError(f"a TIFF without tiles is not compressed; got {compression!r}")
+        import tifffile
+
+        super().__init__(path, shape, dtype)
+        rgb = len(shape) == 3 and shape[2] == 3
+        size = math.prod(shape) * dtype.itemsize
+        try:
+            handle = tifffile.FileHandle(self._handle, mode="wb", name=path.name, size=0)
+            # imwrite's rule: BigTIFF when the data leaves no room for the tags below 4 GB
+            with tifffile.TiffWriter(handle, bigtiff=size > 2**32 - 2**25) as writer:
+                offset, _ = writer.write(
+                    None,
+                    shape=shape,
+                    dtype=dtype,
+                    photometric="rgb" if rgb else "minisblack",
+                    returnoffset=True,
+                )
+            self._handle.seek(offset)
+        except BaseException as error:
+            self._done = True
+            self._discard(error)
+            raise self._named(error) from None
+
+    def _write(self, block):
+        self._handle.write(memoryview(block).cast("B"))
 
 
 class _ZarrWriter(RegionWriter):
