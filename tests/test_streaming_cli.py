@@ -195,3 +195,22 @@ def test_one_image_across_a_dask_cluster(tmp_path, inputs):
     bands = [t for t in tasks.data if "compute_band_task" in str(t["key"])]
     workers = {t["worker"] for t in bands}
     assert len(bands) > 2 and len(workers) == 2  # the bands ran as tasks, on both workers
+
+
+def test_thin_bands_of_a_deep_stack_grow_into_max_memory(tmp_path, monkeypatch):
+    """A 21-channel context module 4000 wide gets bands of one row under the band cap,
+    each recomputing every layer's 33-row halo; it takes --max-memory instead."""
+    from dilcli.batch import streamed
+
+    np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.uint8, shape=(300, 4000, 21))
+    args = ("context", tmp_path / "f.npy", "--preset", "context-basic", "--final-only")
+    args += ("-o", tmp_path / "out", "--dry-run", "--json", "--max-memory", "100M")
+
+    def details():
+        return json.loads(run_cli(*args).stdout.splitlines()[0])["details"]
+
+    grown = details()
+    monkeypatch.setattr(streamed, "MAX_WORK_RATIO", float("inf"))
+    capped = details()
+    assert capped["band_rows"] < 4 <= grown["band_rows"]
+    assert capped["working_memory"] < grown["working_memory"] <= 100 * 2**20

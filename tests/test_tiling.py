@@ -221,3 +221,17 @@ def test_matrix_products_of_any_height_round_alike():
     whole = stacks.apply_layer(x, layer)
     for start, stop in ((0, 1), (3, 5), (10, 61)):
         assert_identical(stacks.apply_layer(x[start:stop], layer), whole[start:stop])
+
+
+@pytest.mark.parametrize("layers", [1, 2, 4, 7])
+def test_work_ratio_of_one_row_bands_is_the_depth_of_the_stack(layers):
+    # A middle band of one output row, far from the edges: layer L computes 1 row,
+    # layer L - 1 three, ..., layer 1 2L - 1: L^2 rows for the L rows the band owns.
+    stack = [stacks.Layer(np.ones((3, 3), np.float32)) for _ in range(layers)]
+    plan = tiling.plan_bands(tiling.chain(stack), (101, 9), emit={layers}, budget=0, band_rows=1)
+    assert plan.work_ratio() == layers
+    # convolve's steps all read the input: their halo is read, never computed
+    kernel = named_kernel("laplacian")
+    steps = tuple(tiling.KernelStep(kernel, d) for d in (1, 2, 4, 8))
+    plan = tiling.plan_bands(steps, (101, 9), emit={1, 2, 3, 4}, budget=0, band_rows=1)
+    assert plan.work_ratio() == 1.0

@@ -41,6 +41,10 @@ MIN_MAX_MEMORY = 64 * 2**20
 # 12000^2 (Laplacian, d = 1..8, PNG) 16 MiB bands peaked at 92 MB against 126 MB with
 # 32 MiB and 146 MB with 120 MiB, for about a tenth more time than 120 MiB.
 MAX_BAND_BYTES = 16 * 2**20
+# ... unless such bands would compute more than twice the rows a stack's layers own
+# (every layer recomputes the halo of the layers after it): then bands take all of
+# --max-memory. convolve's steps read only the input, whose halo is read, not computed.
+MAX_WORK_RATIO = 2.0
 # The formats read in parts (dilcli.io.regions.open_reader): no pixel limit, memory
 # bounded by --max-memory. Named when an image decoded whole is over --max-pixels.
 STREAMED_FORMATS = "TIFF, .npy and Zarr"
@@ -226,6 +230,8 @@ def band_plan(job, shape, budget, *, reader):
     overhead = sum(_writer_bytes(job, shape) for _ in outputs)
     room = max(budget - overhead, budget // 4)  # for the band and the reader's tiles
     plan = tiling.plan_bands(steps, shape, emit=emit, budget=min(room, MAX_BAND_BYTES))
+    if plan.work_ratio() > MAX_WORK_RATIO:  # thin bands of a stack: mostly halo
+        plan = tiling.plan_bands(steps, shape, emit=emit, budget=room)
     # The reader's decoded tiles come on top of the band: shrink until both fit.
     while plan.band_rows > 1:
         if plan.working_memory() + reader.working_bytes(plan.band_rows) <= room:

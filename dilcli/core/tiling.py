@@ -214,6 +214,16 @@ class BandPlan:
             needed[step.source] = np.union1d(needed[step.source], np.concatenate([empty, *rows]))
         return needed
 
+    def work_ratio(self):
+        """Rows the steps compute for a middle band over the rows that band is theirs
+        (1.0: no halo recomputed; a deep stack in thin bands recomputes every layer's
+        halo for each band)."""
+        band = self.bands // 2
+        needed, ranges = self.needs(band), self.ranges(band)
+        computed = sum(len(rows) for rows in needed[1:])
+        own = sum(stop - start for start, stop in ranges[1:])
+        return computed / max(own, 1)
+
     def halo(self):
         """Input rows read above and below a middle band beyond its own: (top, bottom)."""
         band = self.bands // 2
