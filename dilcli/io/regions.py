@@ -744,6 +744,7 @@ class _ZarrReader(RegionReader):
         self._chunk_bytes = math.prod(chunks) * dtype.itemsize
         self._chunk_rows = chunks[axes.index("y")]
         self._chunks_across = -(-width // chunks[axes.index("x")])
+        self._kept = {}  # (first row, c0, c1) -> the last band's chunk rows, decoded
 
     def working_bytes(self, rows):
         # zarr decodes every chunk a band meets, then copies the band out of them
@@ -751,6 +752,32 @@ class _ZarrReader(RegionReader):
         return chunk_rows * self._chunks_across * self._chunk_bytes
 
     def _read(self, r0, r1, c0, c1):
+        step = self._chunk_rows
+        if r1 - r0 >= step:
+            self._kept = {}
+            raw = self._stored(r0, r1, c0, c1)
+        else:
+            # Bands shorter than a chunk: zarr decodes every chunk a read meets, so
+            # each chunk was decoded once per band (a chunk of the whole image, once per
+            # row). Whole chunk rows are read, and the last band's kept (as the TIFF
+            # reader keeps its tiles).
+            kept, self._kept = self._kept, {}
+            pieces = []
+            for top in range(r0 // step * step, r1, step):
+                rows = kept.get((top, c0, c1))
+                if rows is None:
+                    rows = self._stored(top, min(top + step, self.shape[0]), c0, c1)
+                self._kept[top, c0, c1] = rows
+                pieces.append(rows[max(r0 - top, 0) : r1 - top])
+            raw = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        with np.errstate(over="ignore"):
+            data = raw.astype(np.float32)
+        if self._scale is not None:
+            data *= self._scale
+        return np.ascontiguousarray(data), None
+
+    def _stored(self, r0, r1, c0, c1):
+        """Stored rows ``r0:r1``, columns ``c0:c1``, as ``(y, x[, c])``."""
         where = tuple(
             slice(r0, r1)
             if a == "y"
@@ -768,12 +795,7 @@ class _ZarrReader(RegionReader):
         except Exception as error:
             raise ImageError(f"damaged Zarr store: {_reason(error)}") from None
         kept = [a for a in self._axes if a in ("y", "x", "c")]
-        raw = raw.transpose([kept.index(a) for a in ("y", "x", "c") if a in kept])
-        with np.errstate(over="ignore"):
-            data = raw.astype(np.float32)
-        if self._scale is not None:
-            data *= self._scale
-        return np.ascontiguousarray(data), None
+        return raw.transpose([kept.index(a) for a in ("y", "x", "c") if a in kept])
 
 
 def store_frames(path, frames, *, max_pixels, max_frames):
@@ -1123,7 +1145,12 @@ class _TiffWriter(_FileWriter):
             if rows.ndim == 3 and rows.shape[2] == 1:
                 rows = rows[..., 0]
             for left in range(0, self.shape[1], tile):
-                self._put(np.ascontiguousarray(rows[:, left : left + tile]))
+                part = rows[:, left : left + tile]
+                if part.shape[1] == 1:
+                    # tifffile's predictor garbles a tile one column wide (NaN in
+                    # float32 images of one column): give it a tile of the full width.
+                    part = np.pad(part, [(0, 0), (0, tile - 1)] + [(0, 0)] * (part.ndim - 2))
+                self._put(np.ascontiguousarray(part))
 
     def _finish(self):
         # tifffile stops pulling after the last tile it expects: the thread may have
