@@ -40,3 +40,20 @@ def test_zarr_bands_shorter_than_a_chunk_decode_each_chunk_once(tmp_path, rng):
     for row, band in zip(range(0, 90, 2), rows, strict=True):
         np.testing.assert_array_equal(band, data[row : row + 3])
     assert len(reads) == 1  # was one decoding of the whole chunk per band
+
+
+def test_a_small_zarr_store_of_huge_chunks_is_refused_before_decoding(tmp_path):
+    # 1.6 GB decoded for any read of a 1000 x 1000 image: the size of a chunk
+    zarr = pytest.importorskip("zarr")
+    from dilcli.io.images import ImageError
+
+    store = tmp_path / "bomb.zarr"
+    zarr.create_array(store=str(store), shape=(1000, 1000), chunks=(40000, 40000), dtype="u1")
+    with pytest.raises(ImageError, match=r"chunks of \(40000, 40000\)"):
+        open_reader(store, max_pixels=0)
+    # chunks larger than a small image, as zarr users write them, stay readable
+    zarr.create_array(
+        store=str(tmp_path / "ok.zarr"), shape=(10, 10), chunks=(4096, 4096), dtype="u1"
+    )
+    with open_reader(tmp_path / "ok.zarr", max_pixels=0) as reader:
+        assert reader.read(0, 10).shape == (10, 10)

@@ -742,6 +742,15 @@ class _ZarrReader(RegionReader):
             self.bits = 8 if dtype.kind == "b" else 32
         chunks = tuple(int(n) for n in array.chunks)
         self._chunk_bytes = math.prod(chunks) * dtype.itemsize
+        # zarr decodes a chunk whole: a store of a few KB whose chunks are far larger
+        # than its image would take gigabytes (as TIFF tiles, see _TiffReader._readable).
+        if self._chunk_bytes > MAX_SEGMENT_BYTES and any(
+            chunk > _tile_limit(size) for chunk, size in zip(chunks, shape, strict=True)
+        ):
+            raise ImageError(
+                f"damaged Zarr store: chunks of {chunks} ({self._chunk_bytes:,} bytes "
+                f"decoded) for an array of shape {shape}"
+            )
         self._chunk_rows = chunks[axes.index("y")]
         self._chunks_across = -(-width // chunks[axes.index("x")])
         self._kept = {}  # (first row, c0, c1) -> the last band's chunk rows, decoded
