@@ -3,7 +3,7 @@ broke the streamed path once (issue 13's review), each against an independent re
 
 import numpy as np
 import pytest
-from conftest import zarr_store
+from conftest import run_cli, zarr_store
 
 from dilcli.io.regions import open_reader, open_writer
 
@@ -57,3 +57,11 @@ def test_a_small_zarr_store_of_huge_chunks_is_refused_before_decoding(tmp_path):
     )
     with open_reader(tmp_path / "ok.zarr", max_pixels=0) as reader:
         assert reader.read(0, 10).shape == (10, 10)
+
+
+@pytest.mark.parametrize(("size", "bound"), [("100", "at least 1M"), ("9999999T", "at most")])
+def test_a_max_memory_out_of_range_names_the_bound_it_crosses(tmp_path, size, bound):
+    np.save(tmp_path / "a.npy", np.zeros((4, 4), np.float32))
+    result = run_cli("convolve", tmp_path / "a.npy", "-o", tmp_path / "o", "--max-memory", size)
+    assert result.exit_code == 2
+    assert f"out of range: give {bound}" in result.output
