@@ -65,3 +65,28 @@ def test_a_max_memory_out_of_range_names_the_bound_it_crosses(tmp_path, size, bo
     result = run_cli("convolve", tmp_path / "a.npy", "-o", tmp_path / "o", "--max-memory", size)
     assert result.exit_code == 2
     assert f"out of range: give {bound}" in result.output
+
+
+def _zarr_output(path):
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with open_writer(path, shape=data.shape, dtype="float32", fmt="zarr") as writer:
+        writer.write_rows(0, data)
+    return data
+
+
+def test_a_zarr_output_replaces_a_file_or_link_but_never_a_folder_of_other_files(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from dilcli.io.images import ImageError
+
+    (tmp_path / "file.zarr").write_text("an old file")  # was: 'Not a directory'
+    (tmp_path / "link.zarr").symlink_to(tmp_path / "nowhere")
+    for name in ("file.zarr", "link.zarr"):
+        data = _zarr_output(tmp_path / name)
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / name))[:], data)
+    mine = tmp_path / "mine.zarr" / "notes"
+    mine.mkdir(parents=True)
+    (mine / "keep.txt").write_text("the user's")  # was: removed with the folder
+    with pytest.raises(ImageError, match="a folder of other files"):
+        _zarr_output(tmp_path / "mine.zarr")
+    assert (mine / "keep.txt").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.zarr", "link.zarr", "mine.zarr"]

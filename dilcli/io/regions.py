@@ -1274,9 +1274,16 @@ class _ZarrWriter(RegionWriter):
             raise atomic.RunEnded(f"not written: the run that asked for {self.path.name} has ended")
         os.chmod(self._temp, 0o777 & ~atomic._UMASK)  # mkdtemp's 0o700: as files are made
         old = None
-        if self.path.is_dir() and not self.path.is_symlink():
-            # A folder cannot replace a folder atomically: the old store steps aside
-            # first (under a temporary's name), so the final name never holds a mix.
+        if self.path.is_dir() and not self.path.is_symlink() and not _replaceable(self.path):
+            shutil.rmtree(self._temp, ignore_errors=True)
+            raise ImageError(
+                f"not written: {self.path.name} is a folder of other files, not a Zarr "
+                "store (move it away to write there)"
+            )
+        if os.path.lexists(self.path):
+            # A folder cannot replace a folder (nor a file) atomically: the old store,
+            # file or link steps aside first (under a temporary's name), so the final
+            # name never holds a mix.
             old = Path(
                 tempfile.mkdtemp(
                     dir=self.path.parent, prefix=atomic._owner_prefix(), suffix=".part"
@@ -1294,6 +1301,15 @@ class _ZarrWriter(RegionWriter):
 
     def _discard(self, error):
         shutil.rmtree(self._temp, ignore_errors=True)
+
+
+def _replaceable(folder):
+    """Whether an output may replace ``folder``: a Zarr store, or empty. A folder of
+    anything else under an output's name is the user's, never removed."""
+    if is_zarr_store(folder):
+        return True
+    with os.scandir(folder) as entries:
+        return not any(entries)
 
 
 class ZarrRegion:
