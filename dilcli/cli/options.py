@@ -541,7 +541,8 @@ class MemorySize(click.ParamType):
         except ValueError:
             self.fail(f"{value!r} is not a size (write e.g. 512M or 2G)", param, ctx)
         if not self.MINIMUM <= size <= 2**60:  # also NaN and infinity
-            self.fail(f"{value!r} is out of range: give at least 1M (e.g. 512M or 2G)", param, ctx)
+            bound = "at least 1M" if not size > self.MINIMUM else "at most 1048576T"
+            self.fail(f"{value!r} is out of range: give {bound} (e.g. 512M or 2G)", param, ctx)
         return int(size)
 
 

@@ -783,8 +783,18 @@ class _ZarrReader(RegionReader):
             self.bits = 8 if dtype.kind == "b" else 32
         chunks = tuple(int(n) for n in array.chunks)
         self._chunk_bytes = math.prod(chunks) * dtype.itemsize
+        # zarr decodes a chunk whole: a store of a few KB whose chunks are far larger
+        # than its image would take gigabytes (as TIFF tiles, see _TiffReader._readable).
+        if self._chunk_bytes > MAX_SEGMENT_BYTES and any(
+            chunk > _tile_limit(size) for chunk, size in zip(chunks, shape, strict=True)
+        ):
+            raise ImageError(
+                f"damaged Zarr store: chunks of {chunks} ({self._chunk_bytes:,} bytes "
+                f"decoded) for an array of shape {shape}"
+            )
         self._chunk_rows = chunks[axes.index("y")]
         self._chunks_across = -(-width // chunks[axes.index("x")])
+        self._kept = {}  # (first row, c0, c1) -> the last band's chunk rows, decoded
 
     def working_bytes(self, rows):
         # zarr decodes every chunk a band meets, then copies the band out of them
@@ -792,6 +802,32 @@ class _ZarrReader(RegionReader):
         return chunk_rows * self._chunks_across * self._chunk_bytes
 
     def _read(self, r0, r1, c0, c1):
+        step = self._chunk_rows
+        if r1 - r0 >= step:
+            self._kept = {}
+            raw = self._stored(r0, r1, c0, c1)
+        else:
+            # Bands shorter than a chunk: zarr decodes every chunk a read meets, so
+            # each chunk was decoded once per band (a chunk of the whole image, once per
+            # row). Whole chunk rows are read, and the last band's kept (as the TIFF
+            # reader keeps its tiles).
+            kept, self._kept = self._kept, {}
+            pieces = []
+            for top in range(r0 // step * step, r1, step):
+                rows = kept.get((top, c0, c1))
+                if rows is None:
+                    rows = self._stored(top, min(top + step, self.shape[0]), c0, c1)
+                self._kept[top, c0, c1] = rows
+                pieces.append(rows[max(r0 - top, 0) : r1 - top])
+            raw = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        with np.errstate(over="ignore"):
+            data = raw.astype(np.float32)
+        if self._scale is not None:
+            data *= self._scale
+        return np.ascontiguousarray(data), None
+
+    def _stored(self, r0, r1, c0, c1):
+        """Stored rows ``r0:r1``, columns ``c0:c1``, as ``(y, x[, c])``."""
         where = tuple(
             slice(r0, r1)
             if a == "y"
@@ -809,12 +845,7 @@ class _ZarrReader(RegionReader):
         except Exception as error:
             raise ImageError(f"damaged Zarr store: {_reason(error)}") from None
         kept = [a for a in self._axes if a in ("y", "x", "c")]
-        raw = raw.transpose([kept.index(a) for a in ("y", "x", "c") if a in kept])
-        with np.errstate(over="ignore"):
-            data = raw.astype(np.float32)
-        if self._scale is not None:
-            data *= self._scale
-        return np.ascontiguousarray(data), None
+        return raw.transpose([kept.index(a) for a in ("y", "x", "c") if a in kept])
 
 
 def store_frames(path, frames, *, max_pixels, max_frames):
@@ -1231,7 +1262,12 @@ class _TiffWriter(_FileWriter):
             if rows.ndim == 3 and rows.shape[2] == 1:
                 rows = rows[..., 0]
             for left in range(0, self.shape[1], tile):
-                self._put(np.ascontiguousarray(rows[:, left : left + tile]))
+                part = rows[:, left : left + tile]
+                if part.shape[1] == 1:
+                    # tifffile's predictor garbles a tile one column wide (NaN in
+                    # float32 images of one column): give it a tile of the full width.
+                    part = np.pad(part, [(0, 0), (0, tile - 1)] + [(0, 0)] * (part.ndim - 2))
+                self._put(np.ascontiguousarray(part))
 
     def _finish(self):
         # tifffile stops pulling after the last tile it expects: the thread may have
@@ -1380,9 +1416,16 @@ class _ZarrWriter(RegionWriter):
             raise atomic.RunEnded(f"not written: the run that asked for {self.path.name} has ended")
         os.chmod(self._temp, 0o777 & ~atomic._UMASK)  # mkdtemp's 0o700: as files are made
         old = None
-        if self.path.is_dir() and not self.path.is_symlink():
-            # A folder cannot replace a folder atomically: the old store steps aside
-            # first (under a temporary's name), so the final name never holds a mix.
+        if self.path.is_dir() and not self.path.is_symlink() and not _replaceable(self.path):
+            shutil.rmtree(self._temp, ignore_errors=True)
+            raise ImageError(
+                f"not written: {self.path.name} is a folder of other files, not a Zarr "
+                "store (move it away to write there)"
+            )
+        if os.path.lexists(self.path):
+            # A folder cannot replace a folder (nor a file) atomically: the old store,
+            # file or link steps aside first (under a temporary's name), so the final
+            # name never holds a mix.
             old = Path(
                 tempfile.mkdtemp(
                     dir=self.path.parent, prefix=atomic._owner_prefix(), suffix=".part"
@@ -1400,6 +1443,15 @@ class _ZarrWriter(RegionWriter):
 
     def _discard(self, error):
         shutil.rmtree(self._temp, ignore_errors=True)
+
+
+def _replaceable(folder):
+    """Whether an output may replace ``folder``: a Zarr store, or empty. A folder of
+    anything else under an output's name is the user's, never removed."""
+    if is_zarr_store(folder):
+        return True
+    with os.scandir(folder) as entries:
+        return not any(entries)
 
 
 class ZarrRegion:
