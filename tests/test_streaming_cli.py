@@ -87,6 +87,7 @@ def test_context_large_mixes_channels_alike_in_bands(tmp_path, inputs):
 
 
 def test_streamed_run_resumes_and_plans(tmp_path, inputs):
+    from dilcli.batch import streamed
     from dilcli.batch.jobs import ConvolveJob
     from dilcli.core.kernels import named_kernel
 
@@ -97,7 +98,9 @@ def test_streamed_run_resumes_and_plans(tmp_path, inputs):
     job = ConvolveJob(named_kernel("laplacian"), (1, 8), max_memory=2**20)
     details = job.plan_details(inputs / "deep.tif")
     assert details["streamed"] and details["bands"] > 1 and details["halo"] == (8, 8)
-    assert details["working_memory"] <= 2**20
+    # the band and the reader's tiles fit; the two PNG writers' blocks come on top
+    writers = streamed.writers_bytes(job, details["shape"], range(2))
+    assert writers > 0 and details["working_memory"] <= 2**20 + writers
     assert ConvolveJob(named_kernel("laplacian"), (1,)).plan_details(inputs / "deep.tif") == {}
 
 

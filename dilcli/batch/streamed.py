@@ -227,7 +227,7 @@ def band_plan(job, shape, budget, *, reader):
     from dilcli.core import tiling
 
     steps, emit, outputs = job.stream_steps(shape, reader.bits)
-    overhead = sum(_writer_bytes(job, shape) for _ in outputs)
+    overhead = writers_bytes(job, shape, outputs)
     room = max(budget - overhead, budget // 4)  # for the band and the reader's tiles
     plan = tiling.plan_bands(steps, shape, emit=emit, budget=min(room, MAX_BAND_BYTES))
     if plan.work_ratio() > MAX_WORK_RATIO:  # thin bands of a stack: mostly halo
@@ -248,14 +248,18 @@ def band_plan(job, shape, budget, *, reader):
     return plan, outputs
 
 
-def _writer_bytes(job, shape):
-    """What one output's writer holds: a row of tiles and the tiles being compressed
-    (TIFF), a block being filled and one being deflated (PNG)."""
-    width = shape[1]
+def writers_bytes(job, shape, outputs):
+    """What the writers of ``outputs`` hold, whatever the band: a row of tiles and the
+    tiles being compressed (TIFF); a row of chunks, zarr's copies of them and their
+    encoded bytes (Zarr); a block being filled and one being deflated (PNG)."""
+    from dilcli.io.png import PNG_BLOCK_BYTES
+
+    height, width = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
-    if job.rendering.fmt == "tiff":
-        return 256 * width * channels * 4 + 4 * 2**20
-    return 2 * 2**20
+    row_of_tiles = TILE * width * channels * 4
+    block = min(PNG_BLOCK_BYTES, height * (width * channels * 2 + 1))
+    each = {"tiff": row_of_tiles + 4 * 2**20, "zarr": 3 * row_of_tiles, "png": 2 * block}
+    return len(outputs) * each.get(job.rendering.fmt, 0)
 
 
 def plan_details(job, path):
@@ -276,7 +280,9 @@ def plan_details(job, path):
             band_rows=plan.band_rows,
             bands=plan.bands,
             halo=plan.halo(),
-            working_memory=plan.working_memory() + reader.working_bytes(plan.band_rows),
+            working_memory=plan.working_memory()
+            + reader.working_bytes(plan.band_rows)
+            + writers_bytes(job, reader.shape, outputs),
             outputs=len(outputs),
         )
     finally:
