@@ -180,12 +180,10 @@ class ImageInput(Job):
         if decision.whole_bytes > decision.budget and not self.max_pixels:
             # --montage or --map stretch past --max-memory, and no pixel limit (--max-pixels
             # 0) to bound the whole read they need instead.
-            options = self.whole_image_options()
-            verb = "need" if " and " in options else "needs"
+            need, _ = streamed.whole_image_need(self)
             raise images.ImageError(
-                f"{options} {verb} the whole image in memory, "
-                f"{streamed.size_text(decision.whole_bytes)}, over --max-memory "
-                f"({streamed.size_text(decision.budget)}): raise it, or drop them"
+                f"{need} in memory, {streamed.bytes_text(decision.whole_bytes)}, over "
+                f"--max-memory ({streamed.bytes_text(decision.budget)}): raise it, or drop them"
             )
         notes, frames = [], 1
         max_pixels = self.max_pixels if decision.pixel_limit else 0

@@ -155,16 +155,22 @@ def decide(job, path):
             return fits, None
         if job.needs_whole_image():
             reader.close()
-            options = job.whole_image_options()
-            verb = "need" if " and " in options else "needs"
-            without = " without them" if " and " in options else " without it"
-            reason = _read_whole(f"{options} {verb} the whole image", without)
+            reason = _read_whole(*whole_image_need(job))
             return Decision(False, reader.shape, whole, budget, reason), None
         _check_one_row(job, reader, budget)
     except BaseException:
         reader.close()
         raise
     return Decision(True, reader.shape, whole, budget), reader
+
+
+def whole_image_need(job):
+    """What ``job``'s options that need every pixel say of themselves, and the words
+    for reading without them: ("--montage needs the whole image", " without it")."""
+    options = job.whole_image_options()
+    if " and " in options:
+        return f"{options} need the whole image", " without them"
+    return f"{options} needs the whole image", " without it"
 
 
 def _read_whole(why, streams=""):
@@ -373,8 +379,8 @@ def check_disk_space(job, shapes, output_paths):
         if size > free:
             more = f" and {len(names) - 1} more output(s)" if len(names) > 1 else ""
             raise ImageError(
-                f"not enough disk space: {names[0]}{more} would take {size_text(size)}, "
-                f"{folder} has {size_text(free)} free"
+                f"not enough disk space: {names[0]}{more} would take {bytes_text(size)}, "
+                f"{folder} has {bytes_text(free)} free"
             )
 
 
@@ -388,8 +394,9 @@ def _writer_options(job, dtype):
     return tiff_layout(dtype) if job.rendering.fmt == "tiff" else {}
 
 
-def size_text(size):
-    """Bytes for messages: "3.2 GiB", "412 MiB", "1.4 MiB"."""
+def bytes_text(size):
+    """Bytes for messages: "3.2 GiB", "412 MiB", "1.4 MiB" (vocab.size_text is a
+    kernel's or field's size: "3x3")."""
     return f"{size / 2**30:,.1f} GiB" if size >= 2**30 else _mib(size)
 
 
