@@ -181,3 +181,15 @@ def test_glob_matches_mirror_their_folders(tree):
 def test_unexpected_errors_are_named_as_such():
     assert workers.describe_error(ValueError("bad  value\nhere")) == "bad value here"
     assert workers.describe_error(KeyError("k")) == "unexpected KeyError: 'k'"
+
+
+def test_running_out_of_memory_is_one_reason_for_runs_and_dry_runs(tmp_path, monkeypatch):
+    from dilcli.batch import runner, workers
+
+    assert workers.describe_error(MemoryError()) == "not enough memory"
+
+    class Hungry:
+        def plan_details(self, path):
+            raise MemoryError
+
+    assert runner._plan_details(Hungry(), tmp_path / "x.png") == {"problem": "not enough memory"}

@@ -16,7 +16,7 @@ import stat
 import time
 from pathlib import Path
 
-from dilcli.batch.record import RECORD_NAME, OutputConflict, Record
+from dilcli.batch.record import RECORD_NAME, OutputConflict, Record, output_size
 from dilcli.batch.tasks import BatchError, BatchReport, TaskResult
 
 
@@ -176,7 +176,7 @@ def dry_run(tasks, job, *, out_dir, overwrite=False):
             details = _plan_details(job, task.input.path)
             outputs = () if task.conflict else task.outputs
             results.append(TaskResult(task.input, action, outputs, reason, details=details))
-            sizes.append([_size_on_disk(output) for output in outputs])
+            sizes.append([output_size(output) for output in outputs])
     return results, sizes, conflict_message(found) if found else None
 
 
@@ -186,18 +186,8 @@ def _plan_details(job, path):
 
     try:
         return getattr(job, "plan_details", lambda path: {})(path)
-    except MemoryError:
-        return {"problem": "not enough memory"}
     except Exception as error:  # a bad input is reported, as the run would report it
         return {"problem": describe_error(error)}
-
-
-def _size_on_disk(path):
-    """The size of the output at ``path`` (a file, or a store's files; not followed if
-    a link), or None."""
-    from dilcli.batch.record import output_size
-
-    return output_size(path)
 
 
 def _run_pending(pending, job, finish, report, out_dir, jobs, fail_fast, scheduler, on_band):

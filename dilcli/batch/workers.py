@@ -65,8 +65,6 @@ def execute(job, task):
         _refuse_overwriting_input(task)
         with commit_guard(_run_lives(task.guard) if task.guard else None):
             notes = tuple(dict.fromkeys(job.run(task.input.path, task.outputs) or ()))
-    except MemoryError:
-        return TaskResult(task.input, "failed", reason="not enough memory")
     except Exception as error:  # a bad input must never stop the batch
         return TaskResult(task.input, "failed", reason=describe_error(error))
     seconds = time.perf_counter() - started
@@ -79,6 +77,8 @@ def _run_lives(marker):
 
 def describe_error(error):
     """A one-line reason for ``error``; unexpected kinds are named as such."""
+    if isinstance(error, MemoryError):
+        return "not enough memory"
     text = " ".join(str(error).split())
     if isinstance(error, OSError) and error.strerror:
         from dilcli.batch.console import display_path
